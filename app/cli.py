@@ -1,0 +1,201 @@
+"""The ``costgraph`` command: serve, demo, token, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import sys
+from datetime import timedelta
+
+from pydantic import ValidationError
+
+from costgraph.app.settings import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        sys.exit("costgraph: invalid settings (COSTGRAPH_* variables):\n" + "\n".join(lines))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from costgraph.app.migrate import migrate
+    from costgraph.app.runtime import database
+
+    settings = _settings()
+    with database(settings) as url:
+        asyncio.run(migrate(url))
+    print("database is at the latest revision")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from costgraph.app.main import create_app
+    from costgraph.app.migrate import migrate
+    from costgraph.app.runtime import database
+
+    if _is_loopback(args.host):
+        # On a developer's own machine the IDE and introspection default to on.
+        os.environ.setdefault("COSTGRAPH_GRAPHQL_IDE", "true")
+        os.environ.setdefault("COSTGRAPH_INTROSPECTION", "true")
+    settings = _settings()
+    with database(settings) as url:
+        asyncio.run(migrate(url))
+        app = create_app(settings, url)
+        print(f"CostGraph on http://{args.host}:{args.port}/graphql", flush=True)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+
+
+async def _demo(settings: Settings, url: str) -> None:
+    from costgraph.app.database import create_engine, create_sessionmaker
+    from costgraph.app.demo import seed_demo
+    from costgraph.app.migrate import migrate
+    from costgraph.app.state import AppState
+    from costgraph.auth.keys import KeyStore
+    from costgraph.auth.tokens import mint_access_token
+
+    await migrate(url)
+    engine = create_engine(url, settings)
+    try:
+        summary = await seed_demo(create_sessionmaker(engine), AppState.limits_of(settings))
+    finally:
+        await engine.dispose()
+    key = KeyStore(settings.key_dir, settings.signing_key_path).ensure()
+    token = mint_access_token(
+        key,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        subject="demo-admin",
+        organization_id=summary.organization.id,
+        roles=["org_admin"],
+        ttl=timedelta(days=1),
+    )
+    print(
+        f"Demo organisation {summary.organization.slug!r} ({summary.organization.id}): "
+        f"{summary.accounts} accounts, {summary.usage_events} usage events over 90 days; "
+        f"{summary.written} entries written by this run.\n\n"
+        f"Access token (org_admin, 24 h):\n{token}\n\n"
+        "Serve it with `costgraph serve`, open http://127.0.0.1:8000/graphql, add the header\n"
+        '  {"Authorization": "Bearer <token>"}\n'
+        "and try:\n"
+        "  { organization { name reportingCurrency }\n"
+        "    ledger(first: 5) { nodes { occurredAt type model amount account { name } } } }"
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from costgraph.app.runtime import database
+
+    settings = _settings()
+    with database(settings) as url:
+        asyncio.run(_demo(settings, url))
+    if args.serve:
+        cmd_serve(args)
+
+
+async def _organization_id(settings: Settings, url: str, ref: str) -> str:
+    from costgraph.app.database import create_engine, create_sessionmaker
+    from costgraph.billing.directory import find_organization
+
+    engine = create_engine(url, settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            org = await find_organization(session, ref)
+    finally:
+        await engine.dispose()
+    if org is None:
+        sys.exit(f"costgraph: no organisation with id or slug {ref!r}")
+    return str(org.id)
+
+
+def cmd_token(args: argparse.Namespace) -> None:
+    import uuid
+
+    from costgraph.app.runtime import database
+    from costgraph.auth.keys import KeyStore
+    from costgraph.auth.permissions import ROLES, SCOPES
+    from costgraph.auth.tokens import mint_access_token
+
+    settings = _settings()
+    if args.role not in ROLES:
+        sys.exit(f"costgraph: role must be one of {', '.join(ROLES)}")
+    unknown = [s for s in args.scope or [] if s not in SCOPES]
+    if unknown:
+        sys.exit(f"costgraph: unknown scope {unknown[0]!r}; scopes: {', '.join(SCOPES)}")
+    if args.org is None and args.role != "platform_admin":
+        sys.exit("costgraph: --org is required for every role but platform_admin")
+    org_id = None
+    if args.org is not None:
+        with database(settings) as url:
+            org_id = uuid.UUID(asyncio.run(_organization_id(settings, url, args.org)))
+    key = KeyStore(settings.key_dir, settings.signing_key_path).ensure()
+    print(
+        mint_access_token(
+            key,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            subject=args.subject or f"dev-{args.role}",
+            organization_id=org_id,
+            roles=[args.role],
+            scopes=args.scope,
+            ttl=timedelta(seconds=args.ttl),
+        )
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="costgraph", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_serve_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--host", default="127.0.0.1")
+        command.add_argument("--port", type=int, default=8000)
+        command.add_argument("--log-level", default="info")
+
+    serve = commands.add_parser("serve", help="migrate, then serve the API")
+    add_serve_options(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    demo = commands.add_parser("demo", help="seed the demo organisation (slug 'demo')")
+    demo.add_argument("--serve", action="store_true", help="serve afterwards")
+    add_serve_options(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    token = commands.add_parser("token", help="print a development access token")
+    token.add_argument("--org", help="organisation id or slug (omit for platform_admin)")
+    token.add_argument("--role", required=True)
+    token.add_argument("--scope", action="append", help="repeatable: usage:write, …")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds")
+    token.add_argument("--subject")
+    token.set_defaults(func=cmd_token)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("pgserver", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

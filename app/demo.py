@@ -1,0 +1,174 @@
+"""`costgraph demo`: a realistic tenant with 90 days of usage. Running it again adds nothing:
+every object is found by its natural key and every entry has a deterministic idempotency key."""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from costgraph.billing import directory, ledger
+from costgraph.billing.commands import Limits, Payment, UsageEvent
+from costgraph.billing.directory import OrgContext
+from costgraph.models import Account, Customer, Department, Organization, User
+from costgraph.models.scoping import bind_tenant
+
+DEMO_SLUG = "demo"
+DAYS = 90
+
+#: (provider, model, USD per million input tokens, per million output tokens): public list
+#: prices used only to give the demo's caller-priced events plausible costs.
+MODELS = (
+    ("openai", "gpt-4o-mini", Decimal("0.15"), Decimal("0.60")),
+    ("openai", "gpt-4o", Decimal("2.50"), Decimal("10.00")),
+    ("anthropic", "claude-3-5-haiku", Decimal("0.80"), Decimal("4.00")),
+    ("anthropic", "claude-sonnet-4", Decimal("3.00"), Decimal("15.00")),
+    ("google", "gemini-2.0-flash", Decimal("0.10"), Decimal("0.40")),
+)
+CUSTOMERS = (
+    ("acme", "Acme Robotics", False),
+    ("globex", "Globex Media", False),
+    ("initech", "Initech Support", True),
+    ("umbrella", "Umbrella Health", False),
+)
+DEPARTMENTS = ("Engineering", "Support", "Marketing")
+USERS = (
+    ("ada@demo.example", "Ada", "Engineering"),
+    ("linus@demo.example", "Linus", "Engineering"),
+    ("grace@demo.example", "Grace", "Support"),
+    ("ken@demo.example", "Ken", "Support"),
+    ("hedy@demo.example", "Hedy", "Marketing"),
+)
+FEATURES = ("chat", "summarise", "search", "draft-reply")
+AGENTS = ("triage-bot", "writer", "researcher")
+#: Monday..Sunday: weekdays busy, weekends quiet.
+WEEKLY_RHYTHM = (1.0, 1.1, 1.15, 1.1, 0.95, 0.35, 0.25)
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    organization: OrgContext
+    accounts: int
+    usage_events: int
+    written: int
+
+
+async def _get_or_create_org(sessions: async_sessionmaker[AsyncSession]) -> OrgContext:
+    async with sessions() as session, session.begin():
+        org = await session.scalar(select(Organization).where(Organization.slug == DEMO_SLUG))
+        if org is None:
+            org = await directory.create_organization(session, "Demo Studio", DEMO_SLUG, "USD")
+        return OrgContext.of(org)
+
+
+async def _directory(session: AsyncSession, org: OrgContext) -> tuple[list[Account], list[User]]:
+    accounts: list[Account] = []
+    for external_id, name, postpaid in CUSTOMERS:
+        customer = await session.scalar(select(Customer).where(Customer.external_id == external_id))
+        if customer is None:
+            customer = await directory.create_customer(session, org, name, external_id)
+        account = await session.scalar(select(Account).where(Account.customer_id == customer.id))
+        if account is None:
+            account = await directory.create_account(
+                session, org, customer.id, f"{name} main", postpaid
+            )
+        accounts.append(account)
+    departments: dict[str, uuid.UUID] = {}
+    for name in DEPARTMENTS:
+        department = await session.scalar(select(Department).where(Department.name == name))
+        if department is None:
+            department = await directory.create_department(session, org, name)
+        departments[name] = department.id
+    users: list[User] = []
+    for email, name, department_name in USERS:
+        user = await session.scalar(select(User).where(User.email == email))
+        if user is None:
+            user = await directory.create_user(session, org, email, name, departments[department_name])
+        users.append(user)
+    return accounts, users
+
+
+def _usage(accounts: list[Account], users: list[User], end: datetime) -> list[UsageEvent]:
+    rng = random.Random(20260101)  # noqa: S311 - demo data, not security
+    start = (end - timedelta(days=DAYS)).replace(hour=0, minute=0, second=0, microsecond=0)
+    events: list[UsageEvent] = []
+    for day in range(DAYS):
+        date = start + timedelta(days=day)
+        trend = 1 + 0.6 * day / DAYS
+        count = max(1, int(40 * WEEKLY_RHYTHM[date.weekday()] * trend * rng.uniform(0.85, 1.15)))
+        for n in range(count):
+            # Office hours peak around 14:00 UTC.
+            hour = min(23, max(0, int(rng.gauss(14, 3.5))))
+            occurred = date + timedelta(hours=hour, minutes=rng.randrange(60), seconds=rng.randrange(60))
+            if occurred >= end:
+                continue
+            provider, model, price_in, price_out = MODELS[min(len(MODELS) - 1, int(rng.expovariate(0.9)))]
+            input_tokens = int(rng.lognormvariate(7.0, 0.8))
+            output_tokens = int(rng.lognormvariate(5.8, 0.7))
+            cost = (price_in * input_tokens + price_out * output_tokens) / Decimal(1_000_000)
+            user = users[rng.randrange(len(users))]
+            events.append(
+                UsageEvent(
+                    idempotency_key=f"demo-usage-{day:03d}-{n:04d}",
+                    account_id=accounts[int(math.floor(rng.random() ** 1.6 * len(accounts)))].id,
+                    occurred_at=occurred,
+                    provider=provider,
+                    model=model,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    user_id=user.id,
+                    feature=FEATURES[rng.randrange(len(FEATURES))],
+                    agent=AGENTS[rng.randrange(len(AGENTS))] if rng.random() < 0.4 else None,
+                    request_id=f"req-{day:03d}-{n:04d}",
+                    provider_cost=cost.quantize(Decimal("0.000000000001")),
+                    provider_currency="USD",
+                )
+            )
+    return events
+
+
+async def seed_demo(
+    sessions: async_sessionmaker[AsyncSession], limits: Limits, now: datetime | None = None
+) -> DemoSummary:
+    # Anchored to midnight so a second run regenerates exactly the same events.
+    end = (now or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
+    org = await _get_or_create_org(sessions)
+    async with sessions() as session, session.begin():
+        bind_tenant(session.sync_session, org.id)
+        accounts, users = await _directory(session, org)
+    written = 0
+    events = _usage(accounts, users, end)
+    for index in range(0, len(events), limits.max_batch_events):
+        async with sessions() as session, session.begin():
+            bind_tenant(session.sync_session, org.id)
+            entries = await ledger.record_usage_batch(
+                session, org, events[index : index + limits.max_batch_events], limits
+            )
+            written += sum(1 for e in entries if not e.replayed)
+    async with sessions() as session, session.begin():
+        bind_tenant(session.sync_session, org.id)
+        for account in accounts:
+            for month in range(3):
+                first = end - timedelta(days=DAYS) + timedelta(days=30 * month)
+                kind = ledger.record_subscription_payment if account.postpaid else ledger.deposit
+                entry = await kind(
+                    session,
+                    org,
+                    Payment(
+                        idempotency_key=f"demo-payment-{account.id}-{month}",
+                        account_id=account.id,
+                        amount=Decimal("49.00") if account.postpaid else Decimal("100.00"),
+                        currency=account.currency,
+                        occurred_at=first,
+                        metadata={"payment_id": f"pay_demo_{month}_{str(account.id)[:8]}"},
+                    ),
+                    limits,
+                )
+                written += 0 if entry.replayed else 1
+    return DemoSummary(org, len(accounts), len(events), written)

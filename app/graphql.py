@@ -1,0 +1,125 @@
+"""``/graphql``: the bearer-token gate, the strawberry view and the error contract.
+
+Errors leave in one shape: a domain failure keeps its code and message; a malformed query or
+bad variable is ``VALIDATION_FAILED``; anything unexpected is logged here and reaches the
+client only as ``INTERNAL`` with a generic message — never a stack trace or SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from costgraph.app.state import AppState
+from costgraph.auth.principal import Principal
+from costgraph.auth.verify import InvalidToken
+from costgraph.billing.errors import DomainError, ErrorCode
+from costgraph.resolvers.context import Context
+
+logger = logging.getLogger("costgraph.graphql")
+
+PRINCIPAL_KEY = "costgraph.principal"
+
+
+def format_error(error: GraphQLError) -> dict[str, Any]:
+    original = error.original_error
+    formatted = error.formatted
+    extensions = dict(formatted.get("extensions") or {})
+    if isinstance(original, DomainError):
+        formatted["message"] = original.message
+        extensions["code"] = original.code.value
+        field = getattr(original, "field", None)
+        if field:
+            extensions["field"] = field
+    elif "code" in extensions:
+        pass  # set deliberately, e.g. by a permission
+    elif error.path is None:
+        extensions["code"] = ErrorCode.VALIDATION_FAILED.value
+    else:
+        logger.error(
+            "unexpected error in %s", ".".join(map(str, error.path)), exc_info=original or error
+        )
+        formatted["message"] = "Internal server error"
+        formatted.pop("locations", None)
+        extensions = {"code": ErrorCode.INTERNAL.value}
+    formatted["extensions"] = extensions
+    return dict(formatted)
+
+
+def _bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def unauthorized(error: str, description: str) -> Response:
+    return JSONResponse(
+        {
+            "errors": [
+                {"message": description, "extensions": {"code": ErrorCode.UNAUTHENTICATED.value}}
+            ]
+        },
+        status_code=401,
+        headers={
+            "WWW-Authenticate": f'Bearer realm="costgraph", error="{error}", '
+            f'error_description="{description}"'
+        },
+    )
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    def __init__(self, state: AppState, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._needs_token(scope):
+            request = Request(scope, receive)
+            token = _bearer(request.headers.get("authorization"))
+            if token is None:
+                await unauthorized("invalid_request", "a bearer access token is required")(
+                    scope, receive, send
+                )
+                return
+            try:
+                principal = self.state.verifier.verify(token)
+            except InvalidToken as exc:
+                logger.info("token refused: %s", exc)
+                await unauthorized("invalid_token", "the access token is not valid")(
+                    scope, receive, send
+                )
+                return
+            scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
+        await super().__call__(scope, receive, send)
+
+    def _needs_token(self, scope: Scope) -> bool:
+        """Every operation needs a token; only the IDE's HTML page (GET, no query) does not."""
+        if scope["method"] != "GET":
+            return True
+        return b"query=" in scope.get("query_string", b"")
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | None
+    ) -> Context:
+        principal: Principal | None = request.scope.get("state", {}).get(PRINCIPAL_KEY)
+        return Context(request=request, response=response, app=self.state, principal=principal)
+
+    async def process_result(
+        self, request: Request | WebSocket, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        data: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            data["errors"] = [format_error(error) for error in result.errors]
+        if result.extensions:
+            data["extensions"] = result.extensions
+        return data

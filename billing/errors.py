@@ -1,0 +1,117 @@
+"""Failures a client can act on, each with a stable code (DESIGN.md, Errors)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from decimal import Decimal
+
+
+class ErrorCode(enum.StrEnum):
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    VALIDATION_FAILED = "VALIDATION_FAILED"
+    BUDGET_LIMIT_REACHED = "BUDGET_LIMIT_REACHED"
+    ALLOWANCE_EXHAUSTED = "ALLOWANCE_EXHAUSTED"
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
+    RATE_MISSING = "RATE_MISSING"
+    PRICE_MISSING = "PRICE_MISSING"
+    RATE_LIMITED = "RATE_LIMITED"
+    INTERNAL = "INTERNAL"
+
+
+class DomainError(Exception):
+    """Base of every expected failure. The message is safe to show to a client."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Forbidden(DomainError):
+    code = ErrorCode.FORBIDDEN
+
+
+class Unauthenticated(DomainError):
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class ValidationFailed(DomainError):
+    """Bad input. ``field`` is the input path, e.g. ``input.3.inputTokens``."""
+
+    code = ErrorCode.VALIDATION_FAILED
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(DomainError):
+    """Missing — or another tenant's, which must answer exactly the same."""
+
+    code = ErrorCode.NOT_FOUND
+
+    def __init__(self, kind: str, ident: object, field: str | None = None) -> None:
+        super().__init__(f"{kind} {ident} not found")
+        self.kind = kind
+        self.ident = str(ident)
+        self.field = field
+
+
+class IdempotencyConflict(DomainError):
+    code = ErrorCode.IDEMPOTENCY_CONFLICT
+
+    def __init__(self, key: str, field: str | None = None) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was already used with a different request body"
+        )
+        self.key = key
+        self.field = field
+
+
+class CurrencyMismatch(DomainError):
+    code = ErrorCode.CURRENCY_MISMATCH
+
+    def __init__(self, expected: str, got: str, field: str | None = None) -> None:
+        super().__init__(f"currency {got} does not match the account's currency {expected}")
+        self.expected = expected
+        self.got = got
+        self.field = field
+
+
+class RateMissing(DomainError):
+    code = ErrorCode.RATE_MISSING
+
+    def __init__(self, base: str, quote: str, at: str) -> None:
+        super().__init__(f"no exchange rate {base}->{quote} in force at {at}")
+        self.base = base
+        self.quote = quote
+
+
+class PriceMissing(DomainError):
+    code = ErrorCode.PRICE_MISSING
+
+    def __init__(self, provider: str, model: str, at: str, field: str | None = None) -> None:
+        super().__init__(f"no price for {provider}/{model} in force at {at}")
+        self.provider = provider
+        self.model = model
+        self.field = field
+
+
+class RefundExceedsPayment(ValidationFailed):
+    def __init__(self, refundable: Decimal, currency: str) -> None:
+        super().__init__(
+            f"refund exceeds what is left to refund ({refundable} {currency})", "input.amount"
+        )
+
+
+def join_path(*parts: str | int | None) -> str:
+    return ".".join(str(p) for p in parts if p is not None)
+
+
+def first_field(errors: Sequence[ValidationFailed]) -> str | None:
+    return errors[0].field if errors else None

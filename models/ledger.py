@@ -1,0 +1,120 @@
+"""The ledger: immutable, append-only entries of every AI call's cost and every payment."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from costgraph.models.base import (
+    MONEY_SCALE,
+    Base,
+    CurrencyColumn,
+    Id,
+    Money,
+    TenantScoped,
+    Timestamp,
+)
+
+
+class EntryType(enum.StrEnum):
+    USAGE_CHARGE = "USAGE_CHARGE"
+    DEPOSIT = "DEPOSIT"
+    SUBSCRIPTION_PAYMENT = "SUBSCRIPTION_PAYMENT"
+    REFUND = "REFUND"
+    ADJUSTMENT = "ADJUSTMENT"
+    WITHDRAWAL = "WITHDRAWAL"
+    PLATFORM_FEE = "PLATFORM_FEE"
+
+
+_TYPES_SQL = ", ".join(f"'{t.value}'" for t in EntryType)
+
+
+class LedgerEntry(TenantScoped, Base):
+    """One immutable fact. A database trigger refuses UPDATE, DELETE and TRUNCATE.
+
+    ``amount`` is the entry's value in ``currency`` (the account's currency): never negative
+    except for adjustments. ``balance_delta`` is its signed effect on the account's prepaid
+    balance, fixed when the entry is written, so a balance is a plain SUM.
+    For usage, ``ai_cost`` is the provider cost converted at ``fx_rate`` and ``amount`` the
+    customer-facing price (billed usage).
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "idempotency_key"),
+        ForeignKeyConstraint(
+            ["organization_id", "account_id"], ["accounts.organization_id", "accounts.id"]
+        ),
+        CheckConstraint(f"type IN ({_TYPES_SQL})", name="type"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency"),
+        CheckConstraint("amount >= 0 OR type = 'ADJUSTMENT'", name="amount_sign"),
+        CheckConstraint(
+            "input_tokens >= 0 AND output_tokens >= 0 AND cached_input_tokens >= 0 "
+            "AND reasoning_tokens >= 0",
+            name="tokens",
+        ),
+        Index("ix_ledger_entries_org_occurred", "organization_id", "occurred_at", "id"),
+        Index(
+            "ix_ledger_entries_org_account_occurred",
+            "organization_id",
+            "account_id",
+            "occurred_at",
+        ),
+    )
+
+    id: Mapped[Id] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[uuid.UUID | None]
+    customer_id: Mapped[uuid.UUID | None]
+    occurred_at: Mapped[Timestamp]
+    recorded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    currency: Mapped[CurrencyColumn]
+    amount: Mapped[Money]
+    balance_delta: Mapped[Money] = mapped_column(server_default=text("0"))
+    ai_cost: Mapped[Money] = mapped_column(server_default=text("0"))
+    provider_cost: Mapped[Decimal | None] = mapped_column(Numeric(38, MONEY_SCALE))
+    provider_currency: Mapped[str | None] = mapped_column(String(3))
+    fx_rate: Mapped[Decimal | None] = mapped_column(Numeric(38, MONEY_SCALE))
+    price_version_id: Mapped[uuid.UUID | None]
+    caller_priced: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    provider: Mapped[str | None] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(200))
+    input_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    output_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    cached_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    units: Mapped[list[dict[str, str]] | None] = mapped_column(JSONB)
+    user_id: Mapped[uuid.UUID | None]
+    department_id: Mapped[uuid.UUID | None]
+    feature: Mapped[str | None] = mapped_column(String(200))
+    agent: Mapped[str | None] = mapped_column(String(200))
+    request_id: Mapped[str | None] = mapped_column(String(200))
+    related_entry_id: Mapped[uuid.UUID | None]
+    description: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[bytes] = mapped_column(LargeBinary)

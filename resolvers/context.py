@@ -1,0 +1,76 @@
+"""The per-request context: the verified principal, its tenant, sessions and loaders."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from costgraph.app.state import AppState
+from costgraph.auth.principal import Principal
+from costgraph.billing.directory import OrgContext, get_organization
+from costgraph.billing.errors import Forbidden, Unauthenticated
+from costgraph.models.scoping import bind_tenant
+from costgraph.resolvers.loaders import Loaders
+
+
+@dataclass
+class Context:
+    request: Request | WebSocket
+    response: Response | None
+    app: AppState
+    principal: Principal | None
+    _org: OrgContext | None = field(default=None, init=False)
+
+    def require_principal(self) -> Principal:
+        if self.principal is None:
+            raise Unauthenticated("an access token is required")
+        return self.principal
+
+    async def org(self) -> OrgContext:
+        """The caller's tenant, from the verified token only."""
+        if self._org is None:
+            principal = self.require_principal()
+            if principal.organization_id is None:
+                raise Forbidden("this token is not bound to an organisation")
+            async with self.app.sessions() as session:
+                org = await get_organization(session, principal.organization_id)
+            if org is None:
+                raise Forbidden("the token's organisation does not exist")
+            self._org = OrgContext.of(org)
+        return self._org
+
+    async def tenant_session(self) -> AsyncSession:
+        org = await self.org()
+        session = self.app.sessions()
+        bind_tenant(session.sync_session, org.id)
+        return session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        session = await self.tenant_session()
+        try:
+            yield session
+        finally:
+            await session.close()
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[tuple[AsyncSession, OrgContext]]:
+        """One transaction: committed when the block succeeds, rolled back on any error."""
+        org = await self.org()
+        session = await self.tenant_session()
+        try:
+            async with session.begin():
+                yield session, org
+        finally:
+            await session.close()
+
+    @cached_property
+    def loaders(self) -> Loaders:
+        return Loaders(self.tenant_session)

@@ -1,0 +1,105 @@
+"""Organisation, customers, accounts, departments and users."""
+
+from __future__ import annotations
+
+import strawberry
+
+from costgraph.auth.permissions import Right
+from costgraph.billing import directory
+from costgraph.billing.pagination import page_size
+from costgraph.resolvers.access import needs
+from costgraph.resolvers.ids import decode_id, decode_optional
+from costgraph.schema import inputs
+from costgraph.schema.types import (
+    Account,
+    Connection,
+    Customer,
+    Department,
+    Info,
+    Organization,
+    Principal,
+    User,
+    connection,
+    created_cursor,
+)
+
+
+@strawberry.type
+class DirectoryQuery:
+    @strawberry.field(description="The caller: subject, organisation, roles and scopes.")
+    def me(self, info: Info) -> Principal:
+        return Principal.of(info.context.require_principal())
+
+    @strawberry.field(
+        description="The caller's tenant.", extensions=[needs(Right.READ_DIRECTORY)]
+    )
+    async def organization(self, info: Info) -> Organization:
+        return Organization.of(await info.context.org())
+
+    @strawberry.field(extensions=[needs(Right.READ_DIRECTORY)])
+    async def customers(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Customer]:
+        limits = info.context.app.limits
+        size = page_size(first, 50, limits.max_page_size)
+        async with info.context.reading() as session:
+            rows, more = await directory.list_customers(session, size, after)
+        return connection(list(rows), more, created_cursor, Customer.of)  # type: ignore[no-any-return]
+
+    @strawberry.field(extensions=[needs(Right.READ_DIRECTORY)])
+    async def accounts(
+        self,
+        info: Info,
+        customer_id: strawberry.ID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Account]:
+        limits = info.context.app.limits
+        size = page_size(first, 50, limits.max_page_size)
+        customer = decode_optional(customer_id, "customer", "customerId")
+        async with info.context.reading() as session:
+            rows, more = await directory.list_accounts(session, customer, size, after)
+        return connection(list(rows), more, created_cursor, Account.of)  # type: ignore[no-any-return]
+
+
+@strawberry.type
+class DirectoryMutation:
+    @strawberry.mutation(
+        description="A new tenant (platform_admin).", extensions=[needs(Right.PLATFORM)]
+    )
+    async def create_organization(
+        self, info: Info, input: inputs.OrganizationInput
+    ) -> Organization:
+        async with info.context.app.sessions() as session, session.begin():
+            org = await directory.create_organization(
+                session, input.name, input.slug, input.reporting_currency
+            )
+        return Organization.of(directory.OrgContext.of(org))
+
+    @strawberry.mutation(extensions=[needs(Right.MANAGE_ORGANIZATION)])
+    async def create_customer(self, info: Info, input: inputs.CustomerInput) -> Customer:
+        async with info.context.writing() as (session, org):
+            row = await directory.create_customer(session, org, input.name, input.external_id)
+        return Customer.of(row)
+
+    @strawberry.mutation(extensions=[needs(Right.MANAGE_ORGANIZATION)])
+    async def create_account(self, info: Info, input: inputs.AccountInput) -> Account:
+        customer_id = decode_id(input.customer_id, "customer", "input.customerId")
+        async with info.context.writing() as (session, org):
+            row = await directory.create_account(
+                session, org, customer_id, input.name, input.postpaid, input.currency
+            )
+        return Account.of(row)
+
+    @strawberry.mutation(extensions=[needs(Right.MANAGE_ORGANIZATION)])
+    async def create_department(self, info: Info, input: inputs.DepartmentInput) -> Department:
+        async with info.context.writing() as (session, org):
+            row = await directory.create_department(session, org, input.name)
+        return Department.of(row)
+
+    @strawberry.mutation(extensions=[needs(Right.MANAGE_ORGANIZATION)])
+    async def create_user(self, info: Info, input: inputs.UserInput) -> User:
+        department_id = decode_optional(input.department_id, "department", "input.departmentId")
+        async with info.context.writing() as (session, org):
+            row = await directory.create_user(session, org, input.email, input.name, department_id)
+        return User.of(row)

@@ -1,0 +1,43 @@
+"""Domain failures to the typed members of mutation result unions."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from costgraph.billing import errors as domain
+from costgraph.schema import results
+
+T = TypeVar("T")
+
+
+def as_user_error(exc: domain.DomainError) -> Any:
+    if isinstance(exc, domain.ValidationFailed):
+        return results.ValidationFailed(code=exc.code, message=exc.message, field=exc.field)
+    if isinstance(exc, domain.NotFound):
+        return results.NotFound(code=exc.code, message=exc.message, field=exc.field)
+    if isinstance(exc, domain.IdempotencyConflict):
+        return results.IdempotencyConflict(
+            code=exc.code, message=exc.message, field=exc.field, key=exc.key
+        )
+    if isinstance(exc, domain.CurrencyMismatch):
+        return results.CurrencyMismatch(
+            code=exc.code, message=exc.message, field=exc.field, expected=exc.expected, got=exc.got
+        )
+    if isinstance(exc, domain.RateMissing):
+        return results.RateMissing(code=exc.code, message=exc.message, base=exc.base, quote=exc.quote)
+    if isinstance(exc, domain.PriceMissing):
+        return results.PriceMissing(
+            code=exc.code, message=exc.message, field=exc.field, provider=exc.provider, model=exc.model
+        )
+    raise exc  # not an expected member: a GraphQL error with extensions.code
+
+
+async def result_of(action: Callable[[], Awaitable[T]]) -> T | Any:
+    """Run a mutation's action; an expected failure becomes its union member."""
+    try:
+        return await action()
+    except (domain.Forbidden, domain.Unauthenticated):
+        raise
+    except domain.DomainError as exc:
+        return as_user_error(exc)

@@ -1,0 +1,226 @@
+"""Recording into and reading the ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from costgraph.auth.permissions import Right
+from costgraph.billing import commands, ledger, ledger_repository
+from costgraph.billing.errors import ValidationFailed
+from costgraph.billing.pagination import page_size
+from costgraph.resolvers.access import needs
+from costgraph.resolvers.errors import result_of
+from costgraph.resolvers.ids import decode_id, decode_optional
+from costgraph.schema import inputs, results
+from costgraph.schema.types import Connection, Info, LedgerEntry, connection, entry_cursor
+
+
+def _metadata(value: object) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValidationFailed("metadata must be a JSON object", "metadata")
+    return value
+
+
+def usage_event(event: inputs.UsageEventInput, path: str) -> commands.UsageEvent:
+    return commands.UsageEvent(
+        idempotency_key=event.idempotency_key,
+        account_id=decode_id(event.account_id, "account", f"{path}.accountId"),
+        occurred_at=event.occurred_at,
+        provider=event.provider,
+        model=event.model,
+        input_tokens=event.input_tokens or 0,
+        output_tokens=event.output_tokens or 0,
+        cached_input_tokens=event.cached_input_tokens or 0,
+        reasoning_tokens=event.reasoning_tokens or 0,
+        units=tuple(commands.UnitUsage(u.kind.value, u.quantity) for u in event.units or ()),
+        user_id=decode_optional(event.user_id, "user", f"{path}.userId"),
+        feature=event.feature,
+        agent=event.agent,
+        request_id=event.request_id,
+        metadata=_metadata(event.metadata),
+        provider_cost=event.provider_cost,
+        provider_currency=event.provider_currency,
+    )
+
+
+def _payment(
+    input: inputs.DepositInput | inputs.SubscriptionPaymentInput | inputs.AdjustmentInput,
+) -> commands.Payment:
+    return commands.Payment(
+        idempotency_key=input.idempotency_key,
+        account_id=decode_id(input.account_id, "account", "input.accountId"),
+        amount=input.amount,
+        currency=input.currency,
+        occurred_at=input.occurred_at,
+        metadata=_metadata(input.metadata),
+        plan_code=getattr(input, "plan_id", None),
+        description=getattr(input, "description", None),
+    )
+
+
+def _recorded(entry: Any) -> results.LedgerEntryRecorded:
+    return results.LedgerEntryRecorded(entry=LedgerEntry.of(entry), replayed=entry.replayed)
+
+
+@strawberry.type
+class LedgerQuery:
+    @strawberry.field(
+        description="Ledger entries, newest first, with a stable cursor.",
+        extensions=[needs(Right.READ_LEDGER)],
+    )
+    async def ledger(
+        self,
+        info: Info,
+        filter: inputs.LedgerFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[LedgerEntry]:
+        size = page_size(first, 50, info.context.app.limits.max_page_size)
+        filters = _ledger_filter(filter)
+        async with info.context.reading() as session:
+            entries, more = await ledger_repository.list_entries(session, filters, size, after)
+        return connection(entries, more, entry_cursor, LedgerEntry.of)  # type: ignore[no-any-return]
+
+
+def _ledger_filter(value: inputs.LedgerFilter | None) -> commands.LedgerFilter:
+    if value is None:
+        return commands.LedgerFilter()
+    if value.range is not None and value.range.end <= value.range.start:
+        raise ValidationFailed("range end must be after its start", "filter.range")
+    return commands.LedgerFilter(
+        start=None if value.range is None else value.range.start,
+        end=None if value.range is None else value.range.end,
+        types=tuple(t.value for t in value.types or ()),
+        account_id=decode_optional(value.account_id, "account", "filter.accountId"),
+        customer_id=decode_optional(value.customer_id, "customer", "filter.customerId"),
+        user_id=decode_optional(value.user_id, "user", "filter.userId"),
+        model=value.model,
+        feature=value.feature,
+        agent=value.agent,
+    )
+
+
+@strawberry.type
+class LedgerMutation:
+    @strawberry.mutation(
+        description="Record one AI call's usage, priced and charged exactly once.",
+        extensions=[needs(Right.WRITE_USAGE)],
+    )
+    async def record_usage(
+        self, info: Info, input: inputs.UsageEventInput
+    ) -> results.RecordUsageResult:
+        context = info.context
+
+        async def run() -> results.UsageRecorded:
+            event = usage_event(input, "input")
+            async with context.writing() as (session, org):
+                entry = await ledger.record_usage(session, org, event, context.app.limits)
+            return results.UsageRecorded(entry=LedgerEntry.of(entry), replayed=entry.replayed)
+
+        return await result_of(run)  # type: ignore[no-any-return]
+
+    @strawberry.mutation(
+        description="Record up to the configured maximum of events (1,000) atomically.",
+        extensions=[needs(Right.WRITE_USAGE)],
+    )
+    async def record_usage_batch(
+        self, info: Info, input: list[inputs.UsageEventInput]
+    ) -> results.RecordUsageBatchResult:
+        context = info.context
+
+        async def run() -> results.UsageBatchRecorded:
+            limits = context.app.limits
+            if len(input) > limits.max_batch_events:
+                raise ValidationFailed(
+                    f"a batch holds at most {limits.max_batch_events} events (got {len(input)})",
+                    "input",
+                )
+            events = [usage_event(e, f"input.{i}") for i, e in enumerate(input)]
+            async with context.writing() as (session, org):
+                entries = await ledger.record_usage_batch(session, org, events, limits)
+            replayed = sum(1 for e in entries if e.replayed)
+            return results.UsageBatchRecorded(
+                entries=[LedgerEntry.of(e) for e in entries],
+                recorded=len(entries) - replayed,
+                replayed=replayed,
+            )
+
+        return await result_of(run)  # type: ignore[no-any-return]
+
+    @strawberry.mutation(description="A top-up.", extensions=[needs(Right.WRITE_BILLING)])
+    async def deposit(self, info: Info, input: inputs.DepositInput) -> results.LedgerEntryResult:
+        context = info.context
+
+        async def run() -> results.LedgerEntryRecorded:
+            payment = _payment(input)
+            async with context.writing() as (session, org):
+                return _recorded(await ledger.deposit(session, org, payment, context.app.limits))
+
+        return await result_of(run)  # type: ignore[no-any-return]
+
+    @strawberry.mutation(extensions=[needs(Right.WRITE_BILLING)])
+    async def record_subscription_payment(
+        self, info: Info, input: inputs.SubscriptionPaymentInput
+    ) -> results.LedgerEntryResult:
+        context = info.context
+
+        async def run() -> results.LedgerEntryRecorded:
+            payment = _payment(input)
+            async with context.writing() as (session, org):
+                entry = await ledger.record_subscription_payment(
+                    session, org, payment, context.app.limits
+                )
+            return _recorded(entry)
+
+        return await result_of(run)  # type: ignore[no-any-return]
+
+    @strawberry.mutation(extensions=[needs(Right.WRITE_BILLING)])
+    async def adjust(self, info: Info, input: inputs.AdjustmentInput) -> results.LedgerEntryResult:
+        context = info.context
+
+        async def run() -> results.LedgerEntryRecorded:
+            payment = _payment(input)
+            async with context.writing() as (session, org):
+                return _recorded(await ledger.adjust(session, org, payment, context.app.limits))
+
+        return await result_of(run)  # type: ignore[no-any-return]
+
+    @strawberry.mutation(extensions=[needs(Right.WRITE_BILLING)])
+    async def refund(self, info: Info, input: inputs.RefundInput) -> results.LedgerEntryResult:
+        context = info.context
+
+        async def run() -> results.LedgerEntryRecorded:
+            request = commands.Refund(
+                idempotency_key=input.idempotency_key,
+                entry_id=decode_id(input.entry_id, "ledger entry", "input.entryId"),
+                amount=input.amount,
+                reason=input.reason,
+            )
+            async with context.writing() as (session, org):
+                return _recorded(await ledger.refund(session, org, request, context.app.limits))
+
+        return await result_of(run)  # type: ignore[no-any-return]
+
+    @strawberry.mutation(extensions=[needs(Right.WRITE_BILLING)])
+    async def record_platform_fee(
+        self, info: Info, input: inputs.PlatformFeeInput
+    ) -> results.LedgerEntryResult:
+        context = info.context
+
+        async def run() -> results.LedgerEntryRecorded:
+            fee = commands.PlatformFee(
+                idempotency_key=input.idempotency_key,
+                amount=input.amount,
+                currency=input.currency,
+                account_id=decode_optional(input.account_id, "account", "input.accountId"),
+                description=input.description,
+            )
+            async with context.writing() as (session, org):
+                entry = await ledger.record_platform_fee(session, org, fee, context.app.limits)
+            return _recorded(entry)
+
+        return await result_of(run)  # type: ignore[no-any-return]

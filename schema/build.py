@@ -1,0 +1,36 @@
+"""The one ``Schema``: Query and Mutation assembled from each domain's resolvers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.extensions import DisableIntrospection, ParserCache, ValidationCache
+from strawberry.schema.config import StrawberryConfig
+
+from costgraph.resolvers.directory import DirectoryMutation, DirectoryQuery
+from costgraph.resolvers.ledger import LedgerMutation, LedgerQuery
+from costgraph.schema.scalars import SCALAR_MAP
+
+
+@strawberry.type
+class Query(DirectoryQuery, LedgerQuery):
+    pass
+
+
+@strawberry.type
+class Mutation(DirectoryMutation, LedgerMutation):
+    pass
+
+
+def build_schema(*, introspection: bool = True) -> strawberry.Schema:
+    """The schema; with ``introspection=False`` (production default) clients cannot list it."""
+    extensions: list[Any] = [ParserCache(maxsize=1024), ValidationCache(maxsize=1024)]
+    if not introspection:
+        extensions.append(DisableIntrospection())
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        extensions=extensions,
+    )

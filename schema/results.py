@@ -1,0 +1,92 @@
+"""Mutation results: the success type, or a typed error with a stable ``code``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from costgraph.billing.errors import ErrorCode as DomainErrorCode
+from costgraph.schema.types import LedgerEntry
+
+ErrorCode = strawberry.enum(DomainErrorCode, name="ErrorCode")
+
+
+@strawberry.interface(description="An expected failure the client can act on.")
+class UserError:
+    code: ErrorCode
+    message: str
+    field: str | None = strawberry.field(
+        default=None, description="Path of the offending input, e.g. input.3.inputTokens."
+    )
+
+
+@strawberry.type
+class ValidationFailed(UserError):
+    pass
+
+
+@strawberry.type(description="Missing, or not the caller's: both answer the same.")
+class NotFound(UserError):
+    pass
+
+
+@strawberry.type
+class IdempotencyConflict(UserError):
+    key: str
+
+
+@strawberry.type
+class CurrencyMismatch(UserError):
+    expected: str
+    got: str
+
+
+@strawberry.type
+class RateMissing(UserError):
+    base: str
+    quote: str
+
+
+@strawberry.type
+class PriceMissing(UserError):
+    provider: str
+    model: str
+
+
+@strawberry.type(description="An entry written now, or the original one when this was a replay.")
+class LedgerEntryRecorded:
+    entry: LedgerEntry
+    replayed: bool
+
+
+@strawberry.type
+class UsageRecorded:
+    entry: LedgerEntry
+    replayed: bool
+
+
+@strawberry.type
+class UsageBatchRecorded:
+    entries: list[LedgerEntry]
+    recorded: int = strawberry.field(description="Entries written by this call.")
+    replayed: int = strawberry.field(description="Events that replayed an earlier write.")
+
+
+LedgerEntryResult = Annotated[
+    LedgerEntryRecorded | ValidationFailed | NotFound | IdempotencyConflict | CurrencyMismatch,
+    strawberry.union("LedgerEntryResult"),
+]
+RecordUsageResult = Annotated[
+    UsageRecorded | ValidationFailed | NotFound | IdempotencyConflict | PriceMissing | RateMissing,
+    strawberry.union("RecordUsageResult"),
+]
+RecordUsageBatchResult = Annotated[
+    UsageBatchRecorded
+    | ValidationFailed
+    | NotFound
+    | IdempotencyConflict
+    | PriceMissing
+    | RateMissing,
+    strawberry.union("RecordUsageBatchResult"),
+]
