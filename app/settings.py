@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import platformdirs
-from pydantic import AnyUrl, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 
 def _default_data_dir() -> Path:
@@ -54,7 +56,10 @@ class Settings(BaseSettings):
                 "COSTGRAPH_DATABASE_URL must be a postgresql:// URL "
                 f"(got scheme {scheme!r})"
             )
-        AnyUrl(value.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"COSTGRAPH_DATABASE_URL is not a valid URL: {exc}") from exc
         return value
 
     @field_validator("broadcast_url")

@@ -25,9 +25,14 @@ class Mutation(DirectoryMutation, LedgerMutation):
 
 def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     """The schema; with ``introspection=False`` (production default) clients cannot list it."""
-    extensions: list[Any] = [ParserCache(maxsize=1024), ValidationCache(maxsize=1024)]
+    # Factories, not instances: strawberry builds extensions per request; both caches live at
+    # module level, keyed by maxsize, so they are shared by every request.
+    extensions: list[Any] = [
+        lambda: ParserCache(maxsize=1024),
+        lambda: ValidationCache(maxsize=1024),
+    ]
     if not introspection:
-        extensions.append(DisableIntrospection())
+        extensions.append(DisableIntrospection)
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
