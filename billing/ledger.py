@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +30,7 @@ from costgraph.billing.errors import (
     join_path,
 )
 from costgraph.billing.idempotency import replay_or_conflict, request_hash
-from costgraph.billing.money import require_currency, require_payment_amount
+from costgraph.billing.money import quantize_stored, require_currency, require_payment_amount
 from costgraph.billing.pricing import price_usage
 from costgraph.billing.validation import require_key, require_metadata, validate_usage
 from costgraph.models import Account, User
@@ -47,11 +48,24 @@ async def _append(session: AsyncSession, entries: Sequence[Entry], paths: Sequen
     for entry, path in zip(entries, paths, strict=True):
         recorded_at = inserted.get(entry.idempotency_key)
         if recorded_at is not None:
-            result.append(replace(entry, recorded_at=recorded_at))
+            result.append(_as_stored(entry, recorded_at))
         else:
             field = join_path(path, "idempotencyKey")
             result.append(replay_or_conflict(existing[entry.idempotency_key], entry.request_hash, field))
     return result
+
+
+def _as_stored(entry: Entry, recorded_at: datetime) -> Entry:
+    """The entry as the database now holds it: money at the stored scale, its record time."""
+    return replace(
+        entry,
+        recorded_at=recorded_at,
+        amount=quantize_stored(entry.amount),
+        balance_delta=quantize_stored(entry.balance_delta),
+        ai_cost=quantize_stored(entry.ai_cost),
+        provider_cost=None if entry.provider_cost is None else quantize_stored(entry.provider_cost),
+        fx_rate=None if entry.fx_rate is None else quantize_stored(entry.fx_rate),
+    )
 
 
 async def _existing(session: AsyncSession, key: str, fingerprint: bytes) -> Entry | None:
