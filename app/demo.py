@@ -89,7 +89,9 @@ async def _directory(session: AsyncSession, org: OrgContext) -> tuple[list[Accou
     for email, name, department_name in USERS:
         user = await session.scalar(select(User).where(User.email == email))
         if user is None:
-            user = await directory.create_user(session, org, email, name, departments[department_name])
+            user = await directory.create_user(
+                session, org, email, name, departments[department_name]
+            )
         users.append(user)
     return accounts, users
 
@@ -105,10 +107,14 @@ def _usage(accounts: list[Account], users: list[User], end: datetime) -> list[Us
         for n in range(count):
             # Office hours peak around 14:00 UTC.
             hour = min(23, max(0, int(rng.gauss(14, 3.5))))
-            occurred = date + timedelta(hours=hour, minutes=rng.randrange(60), seconds=rng.randrange(60))
+            occurred = date + timedelta(
+                hours=hour, minutes=rng.randrange(60), seconds=rng.randrange(60)
+            )
             if occurred >= end:
                 continue
-            provider, model, price_in, price_out = MODELS[min(len(MODELS) - 1, int(rng.expovariate(0.9)))]
+            provider, model, price_in, price_out = MODELS[
+                min(len(MODELS) - 1, int(rng.expovariate(0.9)))
+            ]
             input_tokens = int(rng.lognormvariate(7.0, 0.8))
             output_tokens = int(rng.lognormvariate(5.8, 0.7))
             cost = (price_in * input_tokens + price_out * output_tokens) / Decimal(1_000_000)
@@ -116,7 +122,7 @@ def _usage(accounts: list[Account], users: list[User], end: datetime) -> list[Us
             events.append(
                 UsageEvent(
                     idempotency_key=f"demo-usage-{day:03d}-{n:04d}",
-                    account_id=accounts[int(math.floor(rng.random() ** 1.6 * len(accounts)))].id,
+                    account_id=accounts[math.floor(rng.random() ** 1.6 * len(accounts))].id,
                     occurred_at=occurred,
                     provider=provider,
                     model=model,

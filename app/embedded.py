@@ -22,7 +22,7 @@ def start_embedded_postgres(data_dir: Path) -> tuple[str, Any]:
 
         pgdata = data_dir / "pg"
         pgdata.mkdir(parents=True, exist_ok=True)
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     uri: str = server.get_uri()
     logger.info("embedded PostgreSQL at %s", pgdata)
     return uri, server

@@ -109,7 +109,7 @@ class GraphQLApp(GraphQL[Context, None]):
         return b"query=" in scope.get("query_string", b"")
 
     async def get_context(
-        self, request: Request | WebSocket, response: Response | None
+        self, request: Request | WebSocket, response: Response | WebSocket | None
     ) -> Context:
         principal: Principal | None = request.scope.get("state", {}).get(PRINCIPAL_KEY)
         return Context(request=request, response=response, app=self.state, principal=principal)

@@ -53,8 +53,7 @@ class Settings(BaseSettings):
         scheme = value.split("://", 1)[0]
         if scheme not in {"postgresql", "postgres", "postgresql+asyncpg"}:
             raise ValueError(
-                "COSTGRAPH_DATABASE_URL must be a postgresql:// URL "
-                f"(got scheme {scheme!r})"
+                f"COSTGRAPH_DATABASE_URL must be a postgresql:// URL (got scheme {scheme!r})"
             )
         try:
             make_url(value)
@@ -67,9 +66,7 @@ class Settings(BaseSettings):
     def _check_broadcast_url(cls, value: str) -> str:
         scheme = value.split("://", 1)[0]
         if scheme not in {"memory", "redis", "rediss", "postgres", "postgresql"}:
-            raise ValueError(
-                "COSTGRAPH_BROADCAST_URL must be memory://, redis://… or postgres://…"
-            )
+            raise ValueError("COSTGRAPH_BROADCAST_URL must be memory://, redis://… or postgres://…")
         return value
 
     @field_validator("allowed_origins", mode="before")

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +16,6 @@ from costgraph.billing.errors import NotFound, ValidationFailed
 from costgraph.billing.money import require_currency
 from costgraph.billing.pagination import decode_cursor
 from costgraph.models import Account, Customer, Department, Organization, User
-from costgraph.models.base import TenantScoped
 
 _SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{2,63}$")
@@ -157,7 +156,9 @@ async def create_user(
 T = TypeVar("T", Customer, Account, Department, User)
 
 
-async def get_many(session: AsyncSession, model: type[T], ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, T]:
+async def get_many(
+    session: AsyncSession, model: type[T], ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, T]:
     wanted = list(set(ids))
     if not wanted:
         return {}
@@ -170,15 +171,13 @@ async def list_page(
     model: type[T],
     first: int,
     after: str | None,
-    *conditions: object,
+    *conditions: ColumnElement[bool],
 ) -> tuple[Sequence[T], bool]:
     """A keyset page ordered by (created_at, id)."""
-    where = list(conditions)
+    where: list[ColumnElement[bool]] = list(conditions)
     if after is not None:
         at, ident = decode_cursor(after)
-        where.append(
-            or_(model.created_at > at, and_(model.created_at == at, model.id > ident))
-        )
+        where.append(or_(model.created_at > at, and_(model.created_at == at, model.id > ident)))
     rows = (
         await session.scalars(
             select(model).where(*where).order_by(model.created_at, model.id).limit(first + 1)
@@ -198,7 +197,3 @@ async def list_accounts(
 ) -> tuple[Sequence[Account], bool]:
     conditions = [] if customer_id is None else [Account.customer_id == customer_id]
     return await list_page(session, Account, first, after, *conditions)
-
-
-def is_tenant_model(model: type[object]) -> bool:
-    return issubclass(model, TenantScoped)

@@ -66,9 +66,7 @@ class IdempotencyConflict(DomainError):
     code = ErrorCode.IDEMPOTENCY_CONFLICT
 
     def __init__(self, key: str, field: str | None = None) -> None:
-        super().__init__(
-            f"idempotency key {key!r} was already used with a different request body"
-        )
+        super().__init__(f"idempotency key {key!r} was already used with a different request body")
         self.key = key
         self.field = field
 

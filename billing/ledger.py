@@ -39,7 +39,9 @@ from costgraph.models.ledger import EntryType
 REFUNDABLE = frozenset({EntryType.DEPOSIT, EntryType.SUBSCRIPTION_PAYMENT})
 
 
-async def _append(session: AsyncSession, entries: Sequence[Entry], paths: Sequence[str]) -> list[Entry]:
+async def _append(
+    session: AsyncSession, entries: Sequence[Entry], paths: Sequence[str]
+) -> list[Entry]:
     """Insert entries (unique keys); return them in order, replays marked as such."""
     inserted = await repo.insert_entries(session, entries)
     pending = [e.idempotency_key for e in entries if e.idempotency_key not in inserted]
@@ -51,7 +53,9 @@ async def _append(session: AsyncSession, entries: Sequence[Entry], paths: Sequen
             result.append(_as_stored(entry, recorded_at))
         else:
             field = join_path(path, "idempotencyKey")
-            result.append(replay_or_conflict(existing[entry.idempotency_key], entry.request_hash, field))
+            result.append(
+                replay_or_conflict(existing[entry.idempotency_key], entry.request_hash, field)
+            )
     return result
 
 
@@ -119,13 +123,17 @@ async def _record_usage(
     for index, (event, fingerprint) in enumerate(zip(events, fingerprints, strict=True)):
         seen = first_index.setdefault(event.idempotency_key, index)
         if seen != index and fingerprints[seen] != fingerprint:
-            raise IdempotencyConflict(event.idempotency_key, join_path(paths[index], "idempotencyKey"))
+            raise IdempotencyConflict(
+                event.idempotency_key, join_path(paths[index], "idempotencyKey")
+            )
 
     accounts = await get_many(session, Account, {e.account_id for e in events})
     users = await get_many(session, User, {e.user_id for e in events if e.user_id is not None})
     entries: list[Entry] = []
     unique_paths: list[str] = []
-    for index, (event, fingerprint, path) in enumerate(zip(events, fingerprints, paths, strict=True)):
+    for index, (event, fingerprint, path) in enumerate(
+        zip(events, fingerprints, paths, strict=True)
+    ):
         if first_index[event.idempotency_key] != index:
             continue
         account = accounts.get(event.account_id)
@@ -225,7 +233,9 @@ async def _record_payment(
     return (await _append(session, [entry], ["input"]))[0]
 
 
-async def deposit(session: AsyncSession, org: OrgContext, payment: Payment, limits: Limits) -> Entry:
+async def deposit(
+    session: AsyncSession, org: OrgContext, payment: Payment, limits: Limits
+) -> Entry:
     """A top-up: money received that raises the account's prepaid balance."""
     return await _record_payment(session, org, payment, limits, EntryType.DEPOSIT)
 
@@ -254,7 +264,9 @@ async def refund(session: AsyncSession, org: OrgContext, request: Refund, limits
     if original is None:
         raise NotFound("ledger entry", request.entry_id, "input.entryId")
     if original.type not in REFUNDABLE:
-        raise ValidationFailed("only deposits and subscription payments can be refunded", "input.entryId")
+        raise ValidationFailed(
+            "only deposits and subscription payments can be refunded", "input.entryId"
+        )
     require_payment_amount(request.amount, original.currency, "input.amount")
     await repo.lock_for_refund(session, org.id, original.id)
     refundable = original.amount - await repo.refunded_total(session, original.id)
@@ -288,7 +300,11 @@ async def record_platform_fee(
         return replay
     require_currency(fee.currency, "input.currency")
     require_payment_amount(fee.amount, fee.currency, "input.amount")
-    account = None if fee.account_id is None else await _account(session, fee.account_id, "input.accountId")
+    account = (
+        None
+        if fee.account_id is None
+        else await _account(session, fee.account_id, "input.accountId")
+    )
     if account is not None and fee.currency != account.currency:
         raise CurrencyMismatch(account.currency, fee.currency, "input.currency")
     entry = Entry(
@@ -297,7 +313,9 @@ async def record_platform_fee(
         type=EntryType.PLATFORM_FEE,
         account_id=None if account is None else account.id,
         customer_id=None if account is None else account.customer_id,
-        occurred_at=utcnow() if fee.occurred_at is None else require_event_time(fee.occurred_at, "input.occurredAt"),
+        occurred_at=utcnow()
+        if fee.occurred_at is None
+        else require_event_time(fee.occurred_at, "input.occurredAt"),
         currency=fee.currency,
         amount=fee.amount,
         description=fee.description,

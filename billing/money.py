@@ -27,7 +27,7 @@ def parse_decimal(text: str) -> Decimal:
     """Parse a plain decimal string; exponents, NaN, infinities and excess digits are refused."""
     if not _DECIMAL_RE.fullmatch(text):
         raise ValueError(
-            f"{text[:40]!r} is not an exact decimal: write it as a string like \"12.34\" "
+            f'{text[:40]!r} is not an exact decimal: write it as a string like "12.34" '
             f"with at most {INTEGER_DIGITS} integer digits and {SCALE} decimals"
         )
     return Decimal(text)
@@ -71,7 +71,7 @@ def decimal_places(value: Decimal) -> int:
 def require_payment_amount(
     amount: Decimal, currency: str, field: str, *, allow_negative: bool = False
 ) -> Decimal:
-    """A payment-like amount: non-zero (positive unless allowed) and in the currency's minor unit."""
+    """A payment-like amount: not zero (positive unless allowed), in the currency's minor unit."""
     if not amount.is_finite():
         raise ValidationFailed("amount must be a finite decimal", field)
     if amount == 0 or (amount < 0 and not allow_negative):
@@ -81,9 +81,7 @@ def require_payment_amount(
         )
     places = minor_unit(currency)
     if decimal_places(amount.normalize()) > places:
-        raise ValidationFailed(
-            f"{currency} amounts have at most {places} decimal places", field
-        )
+        raise ValidationFailed(f"{currency} amounts have at most {places} decimal places", field)
     return amount
 
 

@@ -12,10 +12,10 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
+from costgraph.billing.clock import format_rfc3339
 from costgraph.billing.commands import UsageEvent
 from costgraph.billing.errors import PriceMissing, RateMissing, join_path
 from costgraph.billing.money import quantize_stored
-from costgraph.billing.clock import format_rfc3339
 
 
 @dataclass(frozen=True, slots=True)

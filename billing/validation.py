@@ -7,10 +7,10 @@ from typing import Any
 
 import orjson
 
+from costgraph.billing.clock import require_event_time
 from costgraph.billing.commands import Limits, UsageEvent
 from costgraph.billing.errors import ValidationFailed, join_path
 from costgraph.billing.money import require_currency
-from costgraph.billing.clock import require_event_time
 
 UNIT_KINDS = frozenset({"IMAGE", "AUDIO_SECOND", "VIDEO_SECOND", "REQUEST", "CHARACTER"})
 TAG_MAX = 200
@@ -68,7 +68,9 @@ def validate_usage(event: UsageEvent, limits: Limits, path: str) -> None:
         if unit.kind not in UNIT_KINDS:
             raise ValidationFailed(f"unknown unit kind {unit.kind!r}", join_path(unit_path, "kind"))
         if unit.quantity < 0:
-            raise ValidationFailed("quantity must be zero or more", join_path(unit_path, "quantity"))
+            raise ValidationFailed(
+                "quantity must be zero or more", join_path(unit_path, "quantity")
+            )
     require_tag(event.feature, path, "feature")
     require_tag(event.agent, path, "agent")
     require_tag(event.request_id, path, "requestId")
@@ -80,6 +82,8 @@ def validate_usage(event: UsageEvent, limits: Limits, path: str) -> None:
         )
     if event.provider_cost is not None:
         if event.provider_cost < Decimal(0):
-            raise ValidationFailed("provider cost must be zero or more", join_path(path, "providerCost"))
+            raise ValidationFailed(
+                "provider cost must be zero or more", join_path(path, "providerCost")
+            )
         assert event.provider_currency is not None
         require_currency(event.provider_currency, join_path(path, "providerCurrency"))

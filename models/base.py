@@ -24,9 +24,7 @@ MONEY_SCALE = 12
 Money = Annotated[Decimal, mapped_column(Numeric(38, MONEY_SCALE))]
 CurrencyColumn = Annotated[str, mapped_column(CHAR(3))]
 Timestamp = Annotated[datetime, mapped_column(DateTime(timezone=True))]
-CreatedAt = Annotated[
-    datetime, mapped_column(DateTime(timezone=True), server_default=func.now())
-]
+CreatedAt = Annotated[datetime, mapped_column(DateTime(timezone=True), server_default=func.now())]
 Id = Annotated[
     uuid.UUID,
     mapped_column(UUID(as_uuid=True), server_default=func.gen_random_uuid()),

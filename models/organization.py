@@ -19,4 +19,3 @@ class Organization(Base):
 
     def __repr__(self) -> str:
         return f"Organization({self.slug!r})"
-

@@ -23,7 +23,7 @@ from costgraph.resolvers.loaders import Loaders
 @dataclass
 class Context:
     request: Request | WebSocket
-    response: Response | None
+    response: Response | WebSocket | None
     app: AppState
     principal: Principal | None
     _org: OrgContext | None = field(default=None, init=False)

@@ -30,9 +30,7 @@ class DirectoryQuery:
     def me(self, info: Info) -> Principal:
         return Principal.of(info.context.require_principal())
 
-    @strawberry.field(
-        description="The caller's tenant.", extensions=[needs(Right.READ_DIRECTORY)]
-    )
+    @strawberry.field(description="The caller's tenant.", extensions=[needs(Right.READ_DIRECTORY)])
     async def organization(self, info: Info) -> Organization:
         return Organization.of(await info.context.org())
 
@@ -44,7 +42,7 @@ class DirectoryQuery:
         size = page_size(first, 50, limits.max_page_size)
         async with info.context.reading() as session:
             rows, more = await directory.list_customers(session, size, after)
-        return connection(list(rows), more, created_cursor, Customer.of)  # type: ignore[no-any-return]
+        return connection(rows, more, created_cursor, Customer.of)
 
     @strawberry.field(extensions=[needs(Right.READ_DIRECTORY)])
     async def accounts(
@@ -59,7 +57,7 @@ class DirectoryQuery:
         customer = decode_optional(customer_id, "customer", "customerId")
         async with info.context.reading() as session:
             rows, more = await directory.list_accounts(session, customer, size, after)
-        return connection(list(rows), more, created_cursor, Account.of)  # type: ignore[no-any-return]
+        return connection(rows, more, created_cursor, Account.of)
 
 
 @strawberry.type

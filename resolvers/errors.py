@@ -25,10 +25,16 @@ def as_user_error(exc: domain.DomainError) -> Any:
             code=exc.code, message=exc.message, field=exc.field, expected=exc.expected, got=exc.got
         )
     if isinstance(exc, domain.RateMissing):
-        return results.RateMissing(code=exc.code, message=exc.message, base=exc.base, quote=exc.quote)
+        return results.RateMissing(
+            code=exc.code, message=exc.message, base=exc.base, quote=exc.quote
+        )
     if isinstance(exc, domain.PriceMissing):
         return results.PriceMissing(
-            code=exc.code, message=exc.message, field=exc.field, provider=exc.provider, model=exc.model
+            code=exc.code,
+            message=exc.message,
+            field=exc.field,
+            provider=exc.provider,
+            model=exc.model,
         )
     raise exc  # not an expected member: a GraphQL error with extensions.code
 

@@ -83,7 +83,7 @@ class LedgerQuery:
         filters = _ledger_filter(filter)
         async with info.context.reading() as session:
             entries, more = await ledger_repository.list_entries(session, filters, size, after)
-        return connection(entries, more, entry_cursor, LedgerEntry.of)  # type: ignore[no-any-return]
+        return connection(entries, more, entry_cursor, LedgerEntry.of)
 
 
 def _ledger_filter(value: inputs.LedgerFilter | None) -> commands.LedgerFilter:
@@ -121,7 +121,7 @@ class LedgerMutation:
                 entry = await ledger.record_usage(session, org, event, context.app.limits)
             return results.UsageRecorded(entry=LedgerEntry.of(entry), replayed=entry.replayed)
 
-        return await result_of(run)  # type: ignore[no-any-return]
+        return await result_of(run)
 
     @strawberry.mutation(
         description="Record up to the configured maximum of events (1,000) atomically.",
@@ -149,7 +149,7 @@ class LedgerMutation:
                 replayed=replayed,
             )
 
-        return await result_of(run)  # type: ignore[no-any-return]
+        return await result_of(run)
 
     @strawberry.mutation(description="A top-up.", extensions=[needs(Right.WRITE_BILLING)])
     async def deposit(self, info: Info, input: inputs.DepositInput) -> results.LedgerEntryResult:
@@ -160,7 +160,7 @@ class LedgerMutation:
             async with context.writing() as (session, org):
                 return _recorded(await ledger.deposit(session, org, payment, context.app.limits))
 
-        return await result_of(run)  # type: ignore[no-any-return]
+        return await result_of(run)
 
     @strawberry.mutation(extensions=[needs(Right.WRITE_BILLING)])
     async def record_subscription_payment(
@@ -176,7 +176,7 @@ class LedgerMutation:
                 )
             return _recorded(entry)
 
-        return await result_of(run)  # type: ignore[no-any-return]
+        return await result_of(run)
 
     @strawberry.mutation(extensions=[needs(Right.WRITE_BILLING)])
     async def adjust(self, info: Info, input: inputs.AdjustmentInput) -> results.LedgerEntryResult:
@@ -187,7 +187,7 @@ class LedgerMutation:
             async with context.writing() as (session, org):
                 return _recorded(await ledger.adjust(session, org, payment, context.app.limits))
 
-        return await result_of(run)  # type: ignore[no-any-return]
+        return await result_of(run)
 
     @strawberry.mutation(extensions=[needs(Right.WRITE_BILLING)])
     async def refund(self, info: Info, input: inputs.RefundInput) -> results.LedgerEntryResult:
@@ -203,7 +203,7 @@ class LedgerMutation:
             async with context.writing() as (session, org):
                 return _recorded(await ledger.refund(session, org, request, context.app.limits))
 
-        return await result_of(run)  # type: ignore[no-any-return]
+        return await result_of(run)
 
     @strawberry.mutation(extensions=[needs(Right.WRITE_BILLING)])
     async def record_platform_fee(
@@ -223,4 +223,4 @@ class LedgerMutation:
                 entry = await ledger.record_platform_fee(session, org, fee, context.app.limits)
             return _recorded(entry)
 
-        return await result_of(run)  # type: ignore[no-any-return]
+        return await result_of(run)

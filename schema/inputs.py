@@ -8,8 +8,8 @@ import enum
 
 import strawberry
 
+from costgraph.models.ledger import EntryType
 from costgraph.schema.scalars import JSON, CurrencyCode
-from costgraph.schema.types import LedgerEntryType
 
 
 @strawberry.enum
@@ -149,7 +149,7 @@ class DateRange:
 @strawberry.input
 class LedgerFilter:
     range: DateRange | None = None
-    types: list[LedgerEntryType] | None = None
+    types: list[EntryType] | None = None
     account_id: strawberry.ID | None = None
     customer_id: strawberry.ID | None = None
     user_id: strawberry.ID | None = None

@@ -9,7 +9,8 @@ import strawberry
 from costgraph.billing.errors import ErrorCode as DomainErrorCode
 from costgraph.schema.types import LedgerEntry
 
-ErrorCode = strawberry.enum(DomainErrorCode, name="ErrorCode")
+strawberry.enum(DomainErrorCode, name="ErrorCode")
+ErrorCode = DomainErrorCode
 
 
 @strawberry.interface(description="An expected failure the client can act on.")

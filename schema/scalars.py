@@ -15,7 +15,7 @@ from costgraph.billing.money import format_decimal, is_currency, parse_decimal
 def _parse_decimal(value: object) -> decimal.Decimal:
     if not isinstance(value, str):
         raise ValueError(
-            "Decimal values are JSON strings such as \"12.34\"; numbers are refused "
+            'Decimal values are JSON strings such as "12.34"; numbers are refused '
             "because they lose precision"
         )
     return parse_decimal(value)

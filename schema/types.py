@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import strawberry
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 Info = strawberry.Info[Context, None]
 
 
-LedgerEntryType = strawberry.enum(EntryType, name="LedgerEntryType", description="Kinds of ledger entries.")
+strawberry.enum(EntryType, name="LedgerEntryType", description="Kinds of ledger entries.")
+LedgerEntryType = EntryType
 
 
 @strawberry.type(description="The caller, as the verified token says.")
@@ -42,7 +44,9 @@ class Principal:
     def of(cls, p: PrincipalModel) -> Principal:
         return cls(
             subject=p.subject,
-            organization_id=None if p.organization_id is None else strawberry.ID(str(p.organization_id)),
+            organization_id=None
+            if p.organization_id is None
+            else strawberry.ID(str(p.organization_id)),
             roles=sorted(p.roles),
             scopes=None if p.scopes is None else sorted(p.scopes),
             client_id=p.client_id,
@@ -143,7 +147,9 @@ class User:
             id=strawberry.ID(str(row.id)),
             email=row.email,
             name=row.name,
-            department_id=None if row.department_id is None else strawberry.ID(str(row.department_id)),
+            department_id=None
+            if row.department_id is None
+            else strawberry.ID(str(row.department_id)),
             created_at=row.created_at,
         )
 
@@ -161,7 +167,7 @@ def _id(value: uuid.UUID | None) -> strawberry.ID | None:
 @strawberry.type(description="One immutable ledger fact. Amounts are exact, at full precision.")
 class LedgerEntry:
     id: strawberry.ID
-    type: LedgerEntryType
+    type: EntryType
     account_id: strawberry.ID | None
     customer_id: strawberry.ID | None
     occurred_at: dt.datetime
@@ -226,7 +232,9 @@ class LedgerEntry:
             balance_delta=e.balance_delta,
             ai_cost=e.ai_cost,
             provider_cost=e.provider_cost,
-            provider_currency=None if e.provider_currency is None else CurrencyCode(e.provider_currency),
+            provider_currency=None
+            if e.provider_currency is None
+            else CurrencyCode(e.provider_currency),
             fx_rate=e.fx_rate,
             price_version_id=_id(e.price_version_id),
             caller_priced=e.caller_priced,
@@ -236,7 +244,10 @@ class LedgerEntry:
             output_tokens=e.output_tokens,
             cached_input_tokens=e.cached_input_tokens,
             reasoning_tokens=e.reasoning_tokens,
-            units=[UnitUsage(kind=u["kind"], quantity=decimal.Decimal(u["quantity"])) for u in e.units or []],
+            units=[
+                UnitUsage(kind=u["kind"], quantity=decimal.Decimal(u["quantity"]))
+                for u in e.units or []
+            ],
             user_id=_id(e.user_id),
             department_id=_id(e.department_id),
             feature=e.feature,
@@ -276,9 +287,15 @@ class Connection(Generic[NodeT]):
         return [edge.node for edge in self.edges]
 
 
+ItemT = TypeVar("ItemT")
+
+
 def connection(
-    items: list[Any], has_next: bool, cursor_of: Any, node_of: Any
-) -> Any:
+    items: Sequence[ItemT],
+    has_next: bool,
+    cursor_of: Callable[[ItemT], str],
+    node_of: Callable[[ItemT], NodeT],
+) -> Connection[NodeT]:
     edges = [Edge(cursor=cursor_of(item), node=node_of(item)) for item in items]
     return Connection(
         edges=edges,

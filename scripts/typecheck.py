@@ -13,7 +13,17 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("app", "schema", "resolvers", "billing", "models", "auth", "subscriptions", "alerts", "migrations")
+PACKAGES = (
+    "app",
+    "schema",
+    "resolvers",
+    "billing",
+    "models",
+    "auth",
+    "subscriptions",
+    "alerts",
+    "migrations",
+)
 
 
 def main() -> int:
@@ -25,12 +35,17 @@ def main() -> int:
             (package / name).symlink_to(ROOT / name, target_is_directory=True)
         env = dict(os.environ, MYPYPATH=tmp)
         command = [
-            sys.executable, "-m", "mypy",
-            "--config-file", str(ROOT / "pyproject.toml"),
-            "--cache-dir", str(ROOT / ".mypy_cache"),
-            "-p", "costgraph",
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--cache-dir",
+            str(ROOT / ".mypy_cache"),
+            "-p",
+            "costgraph",
         ]
-        return subprocess.call(command, cwd=tmp, env=env)
+        return subprocess.call(command, cwd=tmp, env=env)  # noqa: S603 - fixed argv
 
 
 if __name__ == "__main__":

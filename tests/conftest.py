@@ -159,7 +159,9 @@ def mint(keys: KeyStore, settings: Settings) -> Any:
     return _mint
 
 
-async def make_tenant(state: AppState, client: httpx.AsyncClient, mint: Any, currency: str = "USD") -> Tenant:
+async def make_tenant(
+    state: AppState, client: httpx.AsyncClient, mint: Any, currency: str = "USD"
+) -> Tenant:
     slug = f"t-{uuid.uuid4().hex[:16]}"
     async with state.sessions() as session, session.begin():
         org_row = await directory.create_organization(session, f"Tenant {slug}", slug, currency)

@@ -36,7 +36,9 @@ async def test_scopes_narrow_a_client_token(tenant: Tenant) -> None:
 
 async def test_missing_and_garbage_tokens_get_401(tenant: Tenant) -> None:
     for headers in ({}, {"Authorization": "Bearer not.a.jwt"}, {"Authorization": "Basic abc"}):
-        response = await tenant.client.post("/graphql", json={"query": "{ me { subject } }"}, headers=headers)
+        response = await tenant.client.post(
+            "/graphql", json={"query": "{ me { subject } }"}, headers=headers
+        )
         assert response.status_code == 401
         assert response.headers["www-authenticate"].startswith("Bearer ")
         assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
@@ -68,7 +70,9 @@ def test_unexpected_errors_are_masked() -> None:
 
 
 def test_domain_errors_keep_their_code() -> None:
-    error = GraphQLError("x", path=["createAccount"], original_error=NotFound("customer", "c1", "input.customerId"))
+    error = GraphQLError(
+        "x", path=["createAccount"], original_error=NotFound("customer", "c1", "input.customerId")
+    )
     formatted = format_error(error)
     assert formatted["extensions"] == {"code": "NOT_FOUND", "field": "input.customerId"}
     assert formatted["message"] == "customer c1 not found"

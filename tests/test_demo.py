@@ -9,7 +9,9 @@ from costgraph.app.state import AppState
 from tests.conftest import raw_connection
 
 
-async def test_demo_is_idempotent_and_has_a_weekly_rhythm(state: AppState, database_url: str) -> None:
+async def test_demo_is_idempotent_and_has_a_weekly_rhythm(
+    state: AppState, database_url: str
+) -> None:
     now = datetime(2026, 11, 23, 15, tzinfo=UTC)
     first = await seed_demo(state.sessions, state.limits, now=now)
     second = await seed_demo(state.sessions, state.limits, now=now)

@@ -106,7 +106,9 @@ async def test_record_usage_stores_exact_amounts(tenant: Tenant) -> None:
     assert result["replayed"] is False
 
 
-async def test_replay_returns_original_and_writes_nothing(tenant: Tenant, database_url: str) -> None:
+async def test_replay_returns_original_and_writes_nothing(
+    tenant: Tenant, database_url: str
+) -> None:
     event = usage(tenant)
     first = (await tenant.gql(RECORD_USAGE, {"input": event}))["data"]["recordUsage"]
     # The same body written differently (offset instead of Z, 0.00036 instead of 0.000360…).
@@ -130,8 +132,8 @@ async def test_same_key_other_body_is_a_conflict(tenant: Tenant, database_url: s
 
 async def test_keys_are_per_organization(tenant: Tenant, other_tenant: Tenant) -> None:
     key = f"shared-{uuid.uuid4().hex}"
-    a = (await tenant.gql(RECORD_USAGE, {"input": usage(tenant, idempotencyKey=key)}))
-    b = (await other_tenant.gql(RECORD_USAGE, {"input": usage(other_tenant, idempotencyKey=key)}))
+    a = await tenant.gql(RECORD_USAGE, {"input": usage(tenant, idempotencyKey=key)})
+    b = await other_tenant.gql(RECORD_USAGE, {"input": usage(other_tenant, idempotencyKey=key)})
     assert a["data"]["recordUsage"]["replayed"] is False
     assert b["data"]["recordUsage"]["replayed"] is False
     assert a["data"]["recordUsage"]["entry"]["id"] != b["data"]["recordUsage"]["entry"]["id"]
@@ -205,14 +207,24 @@ async def test_deposit_refund_and_adjustment(tenant: Tenant) -> None:
     assert replay["replayed"] is True
 
     adjust = """mutation($input: AdjustmentInput!) { adjust(input: $input) {
-        ... on LedgerEntryRecorded { entry { amount balanceDelta type } } ... on UserError { code } } }"""
+        ... on LedgerEntryRecorded { entry { amount balanceDelta type } }
+        ... on UserError { code } } }"""
     adjusted = await tenant.gql(
         adjust,
-        {"input": {"idempotencyKey": "adj-1", "accountId": str(tenant.account_id),
-                   "amount": "-2.50", "currency": "USD", "description": "goodwill reversal"}},
+        {
+            "input": {
+                "idempotencyKey": "adj-1",
+                "accountId": str(tenant.account_id),
+                "amount": "-2.50",
+                "currency": "USD",
+                "description": "goodwill reversal",
+            }
+        },
     )
     assert adjusted["data"]["adjust"]["entry"] == {
-        "amount": "-2.500000000000", "balanceDelta": "-2.500000000000", "type": "ADJUSTMENT"
+        "amount": "-2.500000000000",
+        "balanceDelta": "-2.500000000000",
+        "type": "ADJUSTMENT",
     }
 
 
@@ -307,7 +319,9 @@ BAD_DEPOSITS: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("label", "override", "code"), BAD_DEPOSITS, ids=[b[0] for b in BAD_DEPOSITS])
+@pytest.mark.parametrize(
+    ("label", "override", "code"), BAD_DEPOSITS, ids=[b[0] for b in BAD_DEPOSITS]
+)
 async def test_bad_deposits(
     tenant: Tenant, database_url: str, label: str, override: dict[str, Any], code: str
 ) -> None:
@@ -331,7 +345,9 @@ async def test_jpy_deposit_has_no_minor_unit(state: Any, client: Any, mint: Any)
 # --- other tenants' objects answer as missing ones ---
 
 
-async def test_other_tenant_account_answers_as_unknown(tenant: Tenant, other_tenant: Tenant) -> None:
+async def test_other_tenant_account_answers_as_unknown(
+    tenant: Tenant, other_tenant: Tenant
+) -> None:
     theirs = usage(tenant, accountId=str(other_tenant.account_id))
     missing = usage(tenant, accountId=str(uuid.uuid4()))
     a = (await tenant.gql(RECORD_USAGE, {"input": theirs}))["data"]["recordUsage"]
@@ -375,9 +391,7 @@ async def test_database_refuses_update_delete_truncate(tenant: Tenant, database_
 
 
 async def test_pagination_is_stable_while_entries_arrive(tenant: Tenant) -> None:
-    events = [
-        usage(tenant, occurredAt=f"2026-10-{day:02d}T12:00:00Z") for day in range(1, 26)
-    ]
+    events = [usage(tenant, occurredAt=f"2026-10-{day:02d}T12:00:00Z") for day in range(1, 26)]
     await tenant.gql(RECORD_BATCH, {"input": events})
     seen: list[str] = []
     after = None
@@ -388,13 +402,20 @@ async def test_pagination_is_stable_while_entries_arrive(tenant: Tenant) -> None
         pages += 1
         if pages == 1:
             # New entries, newer and older than the cursor, land between page requests.
-            await tenant.gql(RECORD_BATCH, {"input": [
-                usage(tenant, occurredAt="2026-10-30T00:00:00Z"),
-            ]})
+            await tenant.gql(
+                RECORD_BATCH,
+                {
+                    "input": [
+                        usage(tenant, occurredAt="2026-10-30T00:00:00Z"),
+                    ]
+                },
+            )
         if not page["pageInfo"]["hasNextPage"]:
             break
         after = page["pageInfo"]["endCursor"]
-    originals = [e["idempotencyKey"] for e in sorted(events, key=lambda e: e["occurredAt"], reverse=True)]
+    originals = [
+        e["idempotencyKey"] for e in sorted(events, key=lambda e: e["occurredAt"], reverse=True)
+    ]
     assert [k for k in seen if k in set(originals)] == originals
     assert len(seen) == len(set(seen))
 
@@ -407,11 +428,16 @@ async def test_bad_cursor_and_page_size(tenant: Tenant) -> None:
 
 
 async def test_ledger_filters(tenant: Tenant) -> None:
-    await tenant.gql(RECORD_BATCH, {"input": [
-        usage(tenant, feature="chat", occurredAt="2026-09-01T00:00:00Z"),
-        usage(tenant, feature="search", agent="scout", occurredAt="2026-09-02T00:00:00Z"),
-        usage(tenant, model="claude", occurredAt="2026-09-03T00:00:00Z"),
-    ]})
+    await tenant.gql(
+        RECORD_BATCH,
+        {
+            "input": [
+                usage(tenant, feature="chat", occurredAt="2026-09-01T00:00:00Z"),
+                usage(tenant, feature="search", agent="scout", occurredAt="2026-09-02T00:00:00Z"),
+                usage(tenant, model="claude", occurredAt="2026-09-03T00:00:00Z"),
+            ]
+        },
+    )
     await tenant.gql(DEPOSIT, {"input": deposit_input(tenant)})
 
     async def keys(filter: dict[str, Any]) -> int:
@@ -422,5 +448,7 @@ async def test_ledger_filters(tenant: Tenant) -> None:
     assert await keys({"agent": "scout"}) == 1
     assert await keys({"model": "claude"}) == 1
     assert await keys({"types": ["DEPOSIT"]}) == 1
-    assert await keys({"range": {"start": "2026-09-02T00:00:00Z", "end": "2026-09-03T00:00:00Z"}}) == 1
+    assert (
+        await keys({"range": {"start": "2026-09-02T00:00:00Z", "end": "2026-09-03T00:00:00Z"}}) == 1
+    )
     assert await keys({"customerId": str(tenant.customer_id)}) == 4
