@@ -1,4 +1,4 @@
-"""The ``costgraph`` command: serve, demo, token, migrate."""
+"""The ``costgraph`` command: serve, demo, token, migrate, catalog."""
 
 from __future__ import annotations
 
@@ -34,12 +34,34 @@ def _is_loopback(host: str) -> bool:
 
 def cmd_migrate(args: argparse.Namespace) -> None:
     from costgraph.app.migrate import migrate
+    from costgraph.app.pricing_setup import load_catalog
     from costgraph.app.runtime import database
 
     settings = _settings()
     with database(settings) as url:
         asyncio.run(migrate(url))
+        report = asyncio.run(load_catalog(url, settings))
     print("database is at the latest revision")
+    print(f"starter price catalog: {report}")
+
+
+def cmd_catalog_load(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from costgraph.app.migrate import migrate
+    from costgraph.app.pricing_setup import load_catalog
+    from costgraph.app.runtime import database
+    from costgraph.billing.errors import ValidationFailed
+
+    settings = _settings()
+    with database(settings) as url:
+        asyncio.run(migrate(url))
+        try:
+            text = None if args.file is None else Path(args.file).read_text(encoding="utf-8")
+            report = asyncio.run(load_catalog(url, settings, text))
+        except ValidationFailed as exc:
+            sys.exit(f"costgraph: {exc.message}")
+    print(f"price catalog: {report}")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -53,9 +75,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
         # On a developer's own machine the IDE and introspection default to on.
         os.environ.setdefault("COSTGRAPH_GRAPHQL_IDE", "true")
         os.environ.setdefault("COSTGRAPH_INTROSPECTION", "true")
+    from costgraph.app.pricing_setup import load_catalog
+
     settings = _settings()
     with database(settings) as url:
         asyncio.run(migrate(url))
+        asyncio.run(load_catalog(url, settings))
         app = create_app(settings, url)
         print(f"CostGraph on http://{args.host}:{args.port}/graphql", flush=True)
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
@@ -158,6 +183,28 @@ def cmd_token(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_keys(args: argparse.Namespace) -> None:
+    from costgraph.auth.keys import KeyStore
+
+    settings = _settings()
+    store = KeyStore(settings.key_dir, settings.signing_key_path)
+    store.reload()
+    if args.action == "rotate":
+        key = store.rotate()
+        print(f"new signing key {key.kid}; the older keys verify until removed")
+        if settings.signing_key_path is not None:
+            print("note: COSTGRAPH_SIGNING_KEY_PATH is set, so that key keeps signing")
+    elif args.action == "remove":
+        if args.kid is None or store.get(args.kid) is None:
+            sys.exit("costgraph: name a key id listed by `costgraph keys list`")
+        if len(store.all_keys()) == 1:
+            sys.exit("costgraph: that is the only key; rotate first")
+        store.remove(args.kid)
+        print(f"removed {args.kid}: tokens it signed no longer verify")
+    for key in store.all_keys():
+        print(f"{key.kid}{'  (signs)' if key.kid == store.active.kid else ''}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="costgraph", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -186,6 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=cmd_migrate)
+
+    keys = commands.add_parser("keys", help="list, rotate or remove the token signing keys")
+    keys.add_argument("action", choices=["list", "rotate", "remove"])
+    keys.add_argument("kid", nargs="?", help="the key to remove")
+    keys.set_defaults(func=cmd_keys)
+
+    catalog = commands.add_parser("catalog", help="the model price catalog")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
+    catalog_load = catalog_commands.add_parser(
+        "load", help="load the starter catalog (or --file) into the platform catalog"
+    )
+    catalog_load.add_argument("--file", help="a CSV in the starter catalog's format")
+    catalog_load.set_defaults(func=cmd_catalog_load)
     return parser
 
 

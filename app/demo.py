@@ -13,7 +13,8 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from costgraph.billing import directory, ledger
+from costgraph.billing import directory, fx, ledger, markup, plans
+from costgraph.billing.catalog_loader import load_starter_catalog
 from costgraph.billing.commands import Limits, Payment, UsageEvent
 from costgraph.billing.directory import OrgContext
 from costgraph.models import Account, Customer, Department, Organization, User
@@ -22,21 +23,33 @@ from costgraph.models.scoping import bind_tenant
 DEMO_SLUG = "demo"
 DAYS = 90
 
-#: (provider, model, USD per million input tokens, per million output tokens): public list
-#: prices used only to give the demo's caller-priced events plausible costs.
+#: (provider, model) of the demo's usage: priced by the starter catalog at each event's time
+#: (one is a dated snapshot that the catalog knows as an alias).
 MODELS = (
-    ("openai", "gpt-4o-mini", Decimal("0.15"), Decimal("0.60")),
-    ("openai", "gpt-4o", Decimal("2.50"), Decimal("10.00")),
-    ("anthropic", "claude-3-5-haiku", Decimal("0.80"), Decimal("4.00")),
-    ("anthropic", "claude-sonnet-4", Decimal("3.00"), Decimal("15.00")),
-    ("google", "gemini-2.0-flash", Decimal("0.10"), Decimal("0.40")),
+    ("openai", "gpt-4o-mini"),
+    ("openai", "gpt-4o-2024-08-06"),
+    ("anthropic", "claude-3-5-haiku"),
+    ("anthropic", "claude-sonnet-4"),
+    ("google", "gemini-2.0-flash"),
 )
+#: (external id, name, postpaid, account currency): one customer pays in euros.
 CUSTOMERS = (
-    ("acme", "Acme Robotics", False),
-    ("globex", "Globex Media", False),
-    ("initech", "Initech Support", True),
-    ("umbrella", "Umbrella Health", False),
+    ("acme", "Acme Robotics", False, "USD"),
+    ("globex", "Globex Media", False, "USD"),
+    ("initech", "Initech Support", True, "USD"),
+    ("umbrella", "Umbrella Health", False, "USD"),
+    ("lumiere", "Lumière Studio", False, "EUR"),
 )
+#: Illustrative demo rates (not market data), fixed so a second run adds nothing.
+DEMO_RATES = (("USD", "EUR", Decimal("0.92"), datetime(2025, 1, 1, tzinfo=UTC)),)
+#: Markup: 20 % by default, 15 % for Acme, 30 % on one premium model.
+DEMO_MARKUPS: tuple[tuple[str | None, str | None, str | None, Decimal], ...] = (
+    (None, None, None, Decimal("20")),
+    ("acme", None, None, Decimal("15")),
+    (None, "anthropic", "claude-sonnet-4", Decimal("30")),
+)
+#: Which starter plan each customer is on.
+DEMO_PLANS = {"acme": "pro", "globex": "creator", "initech": "atelier", "umbrella": "pro"}
 DEPARTMENTS = ("Engineering", "Support", "Marketing")
 USERS = (
     ("ada@demo.example", "Ada", "Engineering"),
@@ -69,14 +82,14 @@ async def _get_or_create_org(sessions: async_sessionmaker[AsyncSession]) -> OrgC
 
 async def _directory(session: AsyncSession, org: OrgContext) -> tuple[list[Account], list[User]]:
     accounts: list[Account] = []
-    for external_id, name, postpaid in CUSTOMERS:
+    for external_id, name, postpaid, currency in CUSTOMERS:
         customer = await session.scalar(select(Customer).where(Customer.external_id == external_id))
         if customer is None:
             customer = await directory.create_customer(session, org, name, external_id)
         account = await session.scalar(select(Account).where(Account.customer_id == customer.id))
         if account is None:
             account = await directory.create_account(
-                session, org, customer.id, f"{name} main", postpaid
+                session, org, customer.id, f"{name} main", postpaid, currency
             )
         accounts.append(account)
     departments: dict[str, uuid.UUID] = {}
@@ -112,12 +125,9 @@ def _usage(accounts: list[Account], users: list[User], end: datetime) -> list[Us
             )
             if occurred >= end:
                 continue
-            provider, model, price_in, price_out = MODELS[
-                min(len(MODELS) - 1, int(rng.expovariate(0.9)))
-            ]
+            provider, model = MODELS[min(len(MODELS) - 1, int(rng.expovariate(0.9)))]
             input_tokens = int(rng.lognormvariate(7.0, 0.8))
             output_tokens = int(rng.lognormvariate(5.8, 0.7))
-            cost = (price_in * input_tokens + price_out * output_tokens) / Decimal(1_000_000)
             user = users[rng.randrange(len(users))]
             events.append(
                 UsageEvent(
@@ -132,11 +142,31 @@ def _usage(accounts: list[Account], users: list[User], end: datetime) -> list[Us
                     feature=FEATURES[rng.randrange(len(FEATURES))],
                     agent=AGENTS[rng.randrange(len(AGENTS))] if rng.random() < 0.4 else None,
                     request_id=f"req-{day:03d}-{n:04d}",
-                    provider_cost=cost.quantize(Decimal("0.000000000001")),
-                    provider_currency="USD",
                 )
             )
     return events
+
+
+async def _pricing(session: AsyncSession, org: OrgContext, accounts: list[Account]) -> None:
+    """Rates, markup rules, the starter plans and a plan per USD customer; each found first."""
+    rates = {(r.base, r.quote, r.effective_from) for r in await fx.exchange_rates(session, org.id)}
+    for base, quote, rate, since in DEMO_RATES:
+        if (base, quote, since) not in rates:
+            await fx.set_exchange_rate(session, org.id, base, quote, rate, since, "demo")
+    customers = {c.external_id: c.id for c in await session.scalars(select(Customer))}
+    for external_id, provider, model, percent in DEMO_MARKUPS:
+        customer_id = None if external_id is None else customers[external_id]
+        await markup.set_markup(session, org, percent, customer_id, provider, model)
+    for spec in plans.STARTER_PLANS:
+        await plans.set_plan(session, org, spec)
+    by_customer = {a.customer_id: a for a in accounts}
+    for external_id, code in DEMO_PLANS.items():
+        account = by_customer[customers[external_id]]
+        if await plans.current_subscription(session, account.id) is None:
+            since = datetime(2025, 1, 1, tzinfo=UTC)
+            await plans.subscribe_account(
+                session, org, account.id, code, plans.BillingCycle.MONTHLY, since
+            )
 
 
 async def seed_demo(
@@ -146,17 +176,13 @@ async def seed_demo(
     end = (now or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
     org = await _get_or_create_org(sessions)
     async with sessions() as session, session.begin():
+        await load_starter_catalog(session)
+    async with sessions() as session, session.begin():
         bind_tenant(session.sync_session, org.id)
         accounts, users = await _directory(session, org)
+        await _pricing(session, org, accounts)
     written = 0
-    events = _usage(accounts, users, end)
-    for index in range(0, len(events), limits.max_batch_events):
-        async with sessions() as session, session.begin():
-            bind_tenant(session.sync_session, org.id)
-            entries = await ledger.record_usage_batch(
-                session, org, events[index : index + limits.max_batch_events], limits
-            )
-            written += sum(1 for e in entries if not e.replayed)
+    # Money first: prepaid accounts draw their usage from these top-ups.
     async with sessions() as session, session.begin():
         bind_tenant(session.sync_session, org.id)
         for account in accounts:
@@ -177,4 +203,12 @@ async def seed_demo(
                     limits,
                 )
                 written += 0 if entry.replayed else 1
+    events = _usage(accounts, users, end)
+    for index in range(0, len(events), limits.max_batch_events):
+        async with sessions() as session, session.begin():
+            bind_tenant(session.sync_session, org.id)
+            entries = await ledger.record_usage_batch(
+                session, org, events[index : index + limits.max_batch_events], limits
+            )
+            written += sum(1 for e in entries if not e.replayed)
     return DemoSummary(org, len(accounts), len(events), written)

@@ -18,12 +18,17 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
 
 from costgraph.app.state import AppState
 from costgraph.auth.principal import Principal
 from costgraph.auth.verify import InvalidToken
 from costgraph.billing.errors import DomainError, ErrorCode
 from costgraph.resolvers.context import Context
+from costgraph.subscriptions import handshake
+from costgraph.subscriptions.context import ConnectionContext
+from costgraph.subscriptions.live import Live
+from costgraph.subscriptions.transport import LiveTransportHandler
 
 logger = logging.getLogger("costgraph.graphql")
 
@@ -78,9 +83,16 @@ def unauthorized(error: str, description: str) -> Response:
 
 
 class GraphQLApp(GraphQL[Context, None]):
+    # Subscriptions: graphql-transport-ws only (see subscriptions/transport.py).
+    graphql_transport_ws_handler_class = LiveTransportHandler
+
     def __init__(self, state: AppState, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.state = state
+
+    @property
+    def live(self) -> Live:
+        return self.state.live
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self._needs_token(scope):
@@ -92,7 +104,7 @@ class GraphQLApp(GraphQL[Context, None]):
                 )
                 return
             try:
-                principal = self.state.verifier.verify(token)
+                principal = await self.state.verifier.verify_async(token)
             except InvalidToken as exc:
                 logger.info("token refused: %s", exc)
                 await unauthorized("invalid_token", "the access token is not valid")(
@@ -111,8 +123,19 @@ class GraphQLApp(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None
     ) -> Context:
+        if isinstance(request, WebSocket):  # the principal comes with connection_init
+            return ConnectionContext(
+                request=request, response=response, app=self.state, principal=None
+            )
         principal: Principal | None = request.scope.get("state", {}).get(PRINCIPAL_KEY)
         return Context(request=request, response=response, app=self.state, principal=principal)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """``connection_init``: verify its token and count the connection, or refuse (4403)."""
+        assert isinstance(context, ConnectionContext)
+        await handshake.accept(context, self.state.verifier, self.state.live.connections)
+        unset: UnsetType = UNSET
+        return unset
 
     async def process_result(
         self, request: Request | WebSocket, result: ExecutionResult

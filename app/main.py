@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -12,14 +13,19 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from costgraph.app.database import create_engine, create_sessionmaker
-from costgraph.app.graphql import GraphQLApp
+from costgraph.app.graphql import GraphQLApp, format_error
+from costgraph.app.identity import build_oauth, build_verifier, revocations_kept_fresh
+from costgraph.app.live import build_bus, build_live, live_running
+from costgraph.app.oauth_routes import oauth_routes
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
+from costgraph.app.stripe_webhook import stripe_webhook_route
 from costgraph.auth.keys import KeyStore
-from costgraph.auth.verify import LocalKeys, TokenVerifier
+from costgraph.auth.revocation import RevocationList
 from costgraph.schema.build import build_schema
 
 logger = logging.getLogger("costgraph")
@@ -29,6 +35,8 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
     """Build the app for a database that is already migrated."""
     keys = KeyStore(settings.key_dir, settings.signing_key_path)
     holder: dict[str, AppState] = {}
+    revocations = RevocationList()
+    oauth = build_oauth(settings, keys, revocations)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -39,18 +47,19 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             engine=engine,
             sessions=create_sessionmaker(engine),
             keys=keys,
-            verifier=TokenVerifier(
-                LocalKeys(keys),
-                issuer=settings.issuer,
-                audience=settings.audience,
-                leeway_seconds=settings.jwt_leeway_seconds,
-            ),
+            verifier=build_verifier(settings, keys, revocations),
             limits=AppState.limits_of(settings),
+            bus=build_bus(settings),
+            live=build_live(settings, format_error),
+            revocations=revocations,
         )
         holder["state"] = state
         graphql.state = state
         try:
-            yield
+            async with revocations_kept_fresh(
+                revocations, state.sessions, settings.revocation_refresh_seconds
+            ), live_running(state.bus, state.live, settings.shutdown_timeout_seconds):
+                yield
         finally:
             await engine.dispose()
 
@@ -59,6 +68,10 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         schema=build_schema(introspection=settings.introspection),
         graphql_ide="graphiql" if settings.graphql_ide else None,
         allow_queries_via_get=True,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # the legacy graphql-ws: 4406
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
+        max_subscriptions_per_connection=settings.ws_max_subscriptions_per_connection,
+        allowed_origins=settings.allowed_origins,
     )
 
     async def healthz(request: Request) -> JSONResponse:
@@ -89,9 +102,12 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/.well-known/jwks.json", jwks),
+            *oauth_routes(oauth, lambda: holder["state"]),
+            stripe_webhook_route(lambda: holder["state"]),
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -45,6 +47,62 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = Field(default=8_192, ge=64)
     max_idempotency_key_length: int = Field(default=255, ge=8, le=1024)
 
+    # --- identity: CostGraph's OAuth2 server and an optional external identity provider ---
+    oauth_token_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
+    revocation_refresh_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="How soon other instances learn a revocation."
+    )
+    idp_issuer: str | None = Field(
+        default=None, description="An external identity provider's exact `iss`."
+    )
+    idp_audience: str | None = Field(
+        default=None, description="The `aud` its tokens carry; default: COSTGRAPH_AUDIENCE."
+    )
+    idp_jwks_url: str | None = Field(default=None, description="Its JWKS endpoint (https).")
+    idp_jwks_file: Path | None = Field(default=None, description="Or its JWKS in a file.")
+    idp_organization_id: uuid.UUID | None = Field(
+        default=None,
+        description="Pin every token of the provider to this organisation (a company's own "
+        "IdP); it then cannot grant platform_admin.",
+    )
+    idp_org_claim: str = "org"
+    idp_roles_claim: str = "roles"
+    idp_scope_claim: str = Field(
+        default="scope", description="Empty: the provider's scopes are not read."
+    )
+    jwks_min_refetch_seconds: float = Field(default=30.0, ge=0, le=3600)
+    jwks_max_age_seconds: float = Field(default=3600.0, ge=1, le=86_400)
+    jwks_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    # --- payments: the Stripe webhook (POST /webhooks/stripe) ---
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None, description="The endpoint's signing secret (whsec_…); unset: webhook off."
+    )
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+
+    # --- live subscriptions (graphql-transport-ws over /graphql; the bus) ---
+    broadcast_queue_size: int = Field(
+        default=1_000, ge=8, le=1_000_000, description="Messages one bus subscriber may hold."
+    )
+    broadcast_outbox_size: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Messages waiting to be published."
+    )
+    broadcast_publish_timeout_ms: int = Field(default=500, ge=10, le=60_000)
+    broadcast_heartbeat_ms: int = Field(
+        default=500, ge=50, le=60_000, description="How often the bus checks the broker."
+    )
+    ws_init_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    ws_max_subscriptions_per_connection: int = Field(default=20, ge=1, le=1_000)
+    ws_max_connections_per_principal: int = Field(
+        default=10, ge=1, le=10_000, description="Per API instance (counted in process)."
+    )
+    ws_send_queue_size: int = Field(
+        default=256, ge=1, le=100_000, description="Updates waiting for one slow subscriber."
+    )
+    shutdown_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="Closing subscribers and flushing the bus."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -75,6 +133,31 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("idp_jwks_url")
+    @classmethod
+    def _check_jwks_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parsed = urlsplit(value)
+        loopback = parsed.hostname in {"localhost", "127.0.0.1", "::1"}
+        if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
+            raise ValueError("COSTGRAPH_IDP_JWKS_URL must be https:// (http only on loopback)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_idp(self) -> Settings:
+        sources = [s for s in (self.idp_jwks_url, self.idp_jwks_file) if s]
+        if self.idp_issuer and len(sources) != 1:
+            raise ValueError(
+                "COSTGRAPH_IDP_ISSUER needs exactly one of COSTGRAPH_IDP_JWKS_URL "
+                "and COSTGRAPH_IDP_JWKS_FILE"
+            )
+        if sources and not self.idp_issuer:
+            raise ValueError("a JWKS for an identity provider needs COSTGRAPH_IDP_ISSUER")
+        if self.idp_issuer and self.idp_issuer == self.issuer:
+            raise ValueError("COSTGRAPH_IDP_ISSUER must differ from COSTGRAPH_ISSUER")
+        return self
 
     @property
     def key_dir(self) -> Path:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from costgraph.app.settings import Settings
 from costgraph.auth.keys import KeyStore
+from costgraph.auth.revocation import RevocationList
 from costgraph.auth.verify import TokenVerifier
 from costgraph.billing.commands import Limits
+from costgraph.subscriptions.bus import Bus
+from costgraph.subscriptions.live import Live
 
 
 @dataclass(slots=True)
@@ -20,6 +23,12 @@ class AppState:
     keys: KeyStore
     verifier: TokenVerifier
     limits: Limits
+    #: Pub/sub for live subscriptions (publish after commit; see subscriptions/bus.py).
+    bus: Bus
+    #: Websocket connections, their limits and the shared subscription streams.
+    live: Live
+    #: Revoked OAuth clients and tokens; the verifier consults the same list.
+    revocations: RevocationList = field(default_factory=RevocationList)
 
     @classmethod
     def limits_of(cls, settings: Settings) -> Limits:

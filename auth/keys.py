@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+_KID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def _b64url_uint(value: int) -> str:
@@ -104,8 +107,14 @@ class KeyStore:
         return self._keys[kid]
 
     def remove(self, kid: str) -> None:
+        if not _KID_RE.fullmatch(kid):  # never a path: a thumbprint is base64url
+            raise ValueError(f"{kid[:64]!r} is not a key id")
         (self.directory / f"{kid}.pem").unlink(missing_ok=True)
         self.reload()
+
+    def all_keys(self) -> list[SigningKey]:
+        """Every key that verifies, newest first."""
+        return sorted(self._keys.values(), key=lambda k: (k.created, k.kid), reverse=True)
 
     @property
     def active(self) -> SigningKey:

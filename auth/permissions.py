@@ -19,6 +19,11 @@ class Right(enum.StrEnum):
     WRITE_BILLING = "write_billing"  # payments, refunds, adjustments, fees
     MANAGE_ORGANIZATION = "manage_organization"  # customers, accounts, departments, users
     PLATFORM = "platform"  # across organisations
+    #: Register, list and revoke OAuth clients. No scope carries it: a client can never
+    #: mint another client, so an integration cannot widen its own access.
+    MANAGE_CLIENTS = "manage_clients"
+    #: A member's own usage and allowance (fields filter to the caller's user).
+    READ_OWN_USAGE = "read_own_usage"
 
 
 ROLES = ("platform_admin", "org_admin", "finance_viewer", "member")
@@ -29,7 +34,7 @@ ROLE_RIGHTS: dict[str, frozenset[Right]] = {
     "platform_admin": _ALL,
     "org_admin": _ALL - {Right.PLATFORM},
     "finance_viewer": frozenset({Right.READ_DIRECTORY, Right.READ_USAGE, Right.READ_LEDGER}),
-    "member": frozenset({Right.READ_DIRECTORY}),
+    "member": frozenset({Right.READ_DIRECTORY, Right.READ_OWN_USAGE}),
 }
 SCOPE_RIGHTS: dict[str, frozenset[Right]] = {
     "usage:write": frozenset({Right.READ_DIRECTORY, Right.WRITE_USAGE}),

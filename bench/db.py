@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -23,9 +24,11 @@ from costgraph.app.database import create_engine, create_sessionmaker, plain_url
 from costgraph.app.embedded import start_embedded_postgres
 from costgraph.app.migrate import migrate
 from costgraph.app.settings import Settings
+from costgraph.app.state import AppState
 from costgraph.auth.keys import KeyStore
 from costgraph.auth.tokens import mint_access_token
-from costgraph.billing import directory
+from costgraph.billing import directory, ledger
+from costgraph.billing.commands import Payment
 from costgraph.billing.directory import OrgContext
 from costgraph.models.scoping import bind_tenant
 
@@ -90,10 +93,18 @@ class BenchTenant:
     currency: str
 
 
+#: Each account's prepaid top-up: ample for any bench (events cost cents).
+TOP_UP = Decimal("1000000000.00")
+
+
 async def create_tenant(
     settings: Settings, database_url: str, *, accounts: int = 4, users: int = 5
 ) -> BenchTenant:
-    """Through the domain functions, as the API would; one transaction."""
+    """Through the domain functions, as the API would; one transaction.
+
+    Accounts are prepaid (the default) and topped up, so usage runs the balance check it
+    runs in production rather than being refused.
+    """
     engine = create_engine(database_url, settings)
     try:
         sessions = create_sessionmaker(engine)
@@ -109,6 +120,10 @@ async def create_tenant(
                 for i in range(accounts)
             ]
             department = await directory.create_department(session, org, "Engineering")
+            limits = AppState.limits_of(settings)
+            for account_id in account_ids:
+                top_up = Payment(f"bench-top-up-{account_id}", account_id, TOP_UP, "USD")
+                await ledger.deposit(session, org, top_up, limits)
             user_ids = [
                 (
                     await directory.create_user(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -127,13 +127,12 @@ def render_table(rows: Sequence[Comparison]) -> str:
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    rendered = [" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
+    rendered = [
+        " | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines
+    ]
     rendered.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(rendered)
 
 
 def as_dicts(rows: Sequence[Comparison]) -> list[dict[str, Any]]:
     return [row.to_json() for row in rows]
-
-
-__all__ = ["Comparison", "Measurement", "as_dicts", "asdict", "percentile", "render_table"]

@@ -21,9 +21,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from costgraph.billing.commands import UsageEvent
-
 from bench.db import BenchTenant
+from costgraph.billing.commands import UsageEvent
 
 #: (provider, model, USD per million input tokens, per million output tokens).
 MODELS = (
@@ -61,8 +60,19 @@ class EventSpec:
     agent: str
     request_id: str
     metadata: dict[str, Any]
-    provider_cost: Decimal | None
-    provider_currency: str | None
+    #: The list-price cost, always known to the bench (the ceiling writes it either way).
+    cost: Decimal
+    currency: str
+    #: Sent as ``providerCost``/``providerCurrency``; else the catalog prices the event.
+    caller_priced: bool
+
+    @property
+    def provider_cost(self) -> Decimal | None:
+        return self.cost if self.caller_priced else None
+
+    @property
+    def provider_currency(self) -> str | None:
+        return self.currency if self.caller_priced else None
 
 
 class EventFactory:
@@ -77,6 +87,8 @@ class EventFactory:
         self.run = uuid.uuid4().hex[:8]  # keys unique across runs on one database
         self.count = 0
         self.sent: list[EventSpec] = []
+        #: How many events of the last batch were retries.
+        self.last_retries = 0
         self.start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
 
     def fresh(self) -> EventSpec:
@@ -86,7 +98,6 @@ class EventFactory:
         input_tokens = rnd.randint(50, 20_000)
         output_tokens = rnd.randint(10, 4_000)
         cost = (input_tokens * per_input + output_tokens * per_output) / _MILLION
-        caller = self.pricing is Pricing.CALLER
         spec = EventSpec(
             idempotency_key=f"evt-{self.run}-{self.count:08d}",
             account_id=rnd.choice(self.tenant.account_ids),
@@ -101,8 +112,9 @@ class EventFactory:
             agent=rnd.choice(AGENTS),
             request_id=f"req-{self.run}-{self.count}",
             metadata={"trace": f"{rnd.getrandbits(64):016x}", "region": "eu-west-1"},
-            provider_cost=cost.quantize(_COST_QUANTUM) if caller else None,
-            provider_currency=self.tenant.currency if caller else None,
+            cost=cost.quantize(_COST_QUANTUM),
+            currency=self.tenant.currency,
+            caller_priced=self.pricing is Pricing.CALLER,
         )
         self.sent.append(spec)
         return spec
@@ -111,6 +123,7 @@ class EventFactory:
         """``size`` events of which ``duplicate_fraction`` are retries of earlier events."""
         retries = min(round(size * duplicate_fraction), len(self.sent))
         chosen = self.random.sample(self.sent, retries)
+        self.last_retries = retries
         events = [self.fresh() for _ in range(size - retries)] + chosen
         self.random.shuffle(events)
         return events

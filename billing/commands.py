@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,7 @@ class UsageEvent:
     output_tokens: int = 0
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
     units: tuple[UnitUsage, ...] = ()
     user_id: uuid.UUID | None = None
     feature: str | None = None
@@ -89,9 +91,17 @@ class Page:
 
 @dataclass(slots=True)
 class Limits:
-    """Operator-set bounds on what one request may carry."""
+    """Operator-set bounds on what one request may carry, and the policies of enforcement."""
 
     max_batch_events: int = 1_000
     max_page_size: int = 200
     max_metadata_bytes: int = 8_192
     max_idempotency_key_length: int = 255
+    #: IANA zone in which budget periods reset (midnight, Monday, the 1st).
+    budget_timezone: str = "UTC"
+    #: How long an unsettled reservation holds budget before it expires.
+    reservation_ttl_seconds: int = 900
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.budget_timezone)

@@ -36,6 +36,8 @@ class Entry:
     output_tokens: int = 0
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
+    markup_percent: Decimal | None = None
     units: list[dict[str, str]] | None = None
     user_id: uuid.UUID | None = None
     department_id: uuid.UUID | None = None

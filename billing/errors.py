@@ -100,6 +100,40 @@ class PriceMissing(DomainError):
         self.field = field
 
 
+class BudgetLimitReached(DomainError):
+    """A hard-capped budget would be exceeded: nothing was written."""
+
+    code = ErrorCode.BUDGET_LIMIT_REACHED
+
+    def __init__(
+        self, budget_id: str, limit: Decimal, currency: str, spent: Decimal, resets_at: str
+    ) -> None:
+        super().__init__(
+            f"budget limit reached: budget {budget_id} allows {limit} {currency}, "
+            f"{spent} {currency} is spent or held; it resets at {resets_at}"
+        )
+        self.budget_id = budget_id
+        self.limit = limit
+        self.currency = currency
+        self.spent = spent
+        self.resets_at = resets_at
+
+
+class AllowanceExhausted(DomainError):
+    """A prepaid account has neither allowance nor balance left for this usage."""
+
+    code = ErrorCode.ALLOWANCE_EXHAUSTED
+
+    def __init__(self, account_id: str, needed: Decimal, balance: Decimal) -> None:
+        super().__init__(
+            f"allowance exhausted: account {account_id} needs {needed} but has {balance} "
+            "of prepaid balance and no tokens left in its allowance; top up to continue"
+        )
+        self.account_id = account_id
+        self.needed = needed
+        self.balance = balance
+
+
 class RefundExceedsPayment(ValidationFailed):
     def __init__(self, refundable: Decimal, currency: str) -> None:
         super().__init__(

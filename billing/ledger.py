@@ -9,6 +9,7 @@ A failure raises, and the caller's transaction rolls back: a failed request writ
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -16,12 +17,14 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from costgraph.billing import balance_repository, budgets, drawdown
 from costgraph.billing import ledger_repository as repo
 from costgraph.billing.clock import require_event_time, utcnow
 from costgraph.billing.commands import Limits, Payment, PlatformFee, Refund, UsageEvent
 from costgraph.billing.directory import OrgContext, get_many
 from costgraph.billing.entries import Entry
 from costgraph.billing.errors import (
+    AllowanceExhausted,
     CurrencyMismatch,
     IdempotencyConflict,
     NotFound,
@@ -31,7 +34,8 @@ from costgraph.billing.errors import (
 )
 from costgraph.billing.idempotency import replay_or_conflict, request_hash
 from costgraph.billing.money import quantize_stored, require_currency, require_payment_amount
-from costgraph.billing.pricing import price_usage
+from costgraph.billing.pricing import PricingRequest, price_events
+from costgraph.billing.scopes import Attribution
 from costgraph.billing.validation import require_key, require_metadata, validate_usage
 from costgraph.models import Account, User
 from costgraph.models.ledger import EntryType
@@ -40,9 +44,17 @@ REFUNDABLE = frozenset({EntryType.DEPOSIT, EntryType.SUBSCRIPTION_PAYMENT})
 
 
 async def _append(
-    session: AsyncSession, entries: Sequence[Entry], paths: Sequence[str]
+    session: AsyncSession,
+    entries: Sequence[Entry],
+    paths: Sequence[str],
+    *,
+    prepaid: frozenset[uuid.UUID] = frozenset(),
 ) -> list[Entry]:
-    """Insert entries (unique keys); return them in order, replays marked as such."""
+    """Insert entries (unique keys); return them in order, replays marked as such.
+
+    The accounts' balances move by what was written. An account in ``prepaid`` may not go
+    below zero: that is ``ALLOWANCE_EXHAUSTED``, and the caller's transaction rolls back.
+    """
     inserted = await repo.insert_entries(session, entries)
     pending = [e.idempotency_key for e in entries if e.idempotency_key not in inserted]
     existing = await repo.find_by_keys(session, pending) if pending else {}
@@ -56,7 +68,28 @@ async def _append(
             result.append(
                 replay_or_conflict(existing[entry.idempotency_key], entry.request_hash, field)
             )
+    await _move_balances(session, [e for e in result if not e.replayed], prepaid)
     return result
+
+
+async def _move_balances(
+    session: AsyncSession, written: Sequence[Entry], prepaid: frozenset[uuid.UUID]
+) -> None:
+    deltas: dict[uuid.UUID, Decimal] = defaultdict(Decimal)
+    for entry in written:
+        if entry.account_id is not None and entry.balance_delta:
+            deltas[entry.account_id] += entry.balance_delta
+    for account_id in sorted(deltas):
+        floor = Decimal(0) if account_id in prepaid and deltas[account_id] < 0 else None
+        organization_id = written[0].organization_id
+        moved = await balance_repository.add_to_balance(
+            session, organization_id, account_id, deltas[account_id], floor=floor
+        )
+        if moved is None:
+            balance = (await balance_repository.balances(session, [account_id])).get(
+                account_id, Decimal(0)
+            )
+            raise AllowanceExhausted(str(account_id), -deltas[account_id], balance)
 
 
 def _as_stored(entry: Entry, recorded_at: datetime) -> Entry:
@@ -87,10 +120,32 @@ async def _account(session: AsyncSession, account_id: uuid.UUID, field: str) -> 
 # --- usage ---
 
 
+def spend_of(entry: Entry) -> budgets.Spend:
+    return budgets.Spend(
+        attribution=Attribution(
+            entry.organization_id,
+            entry.customer_id,
+            entry.account_id,
+            entry.department_id,
+            entry.user_id,
+        ),
+        occurred_at=entry.occurred_at,
+        currency=entry.currency,
+        ai_cost=entry.ai_cost,
+        billed=entry.amount,
+    )
+
+
 async def record_usage(
-    session: AsyncSession, org: OrgContext, event: UsageEvent, limits: Limits
+    session: AsyncSession,
+    org: OrgContext,
+    event: UsageEvent,
+    limits: Limits,
+    *,
+    enforce: bool = True,
 ) -> Entry:
-    return (await _record_usage(session, org, [event], limits, single=True))[0]
+    """Record one event; ``enforce=False`` charges budgets without refusing (settlement)."""
+    return (await _record_usage(session, org, [event], limits, single=True, enforce=enforce))[0]
 
 
 async def record_usage_batch(
@@ -102,7 +157,7 @@ async def record_usage_batch(
         raise ValidationFailed(
             f"a batch holds at most {limits.max_batch_events} events (got {len(events)})", "input"
         )
-    return await _record_usage(session, org, events, limits, single=False)
+    return await _record_usage(session, org, events, limits, single=False, enforce=True)
 
 
 async def _record_usage(
@@ -112,6 +167,7 @@ async def _record_usage(
     limits: Limits,
     *,
     single: bool,
+    enforce: bool,
 ) -> list[Entry]:
     paths = ["input" if single else f"input.{i}" for i in range(len(events))]
     for event, path in zip(events, paths, strict=True):
@@ -129,8 +185,7 @@ async def _record_usage(
 
     accounts = await get_many(session, Account, {e.account_id for e in events})
     users = await get_many(session, User, {e.user_id for e in events if e.user_id is not None})
-    entries: list[Entry] = []
-    unique_paths: list[str] = []
+    unique: list[tuple[UsageEvent, bytes, str, Account, User | None]] = []
     for index, (event, fingerprint, path) in enumerate(
         zip(events, fingerprints, paths, strict=True)
     ):
@@ -142,7 +197,16 @@ async def _record_usage(
         user = None if event.user_id is None else users.get(event.user_id)
         if event.user_id is not None and user is None:
             raise NotFound("user", event.user_id, join_path(path, "userId"))
-        priced = price_usage(event, account.currency, path)
+        unique.append((event, fingerprint, path, account, user))
+    # One batch of catalog, rate and markup lookups for all events (never a query per event).
+    prices = await price_events(
+        session,
+        org.id,
+        [PricingRequest(e, a.currency, a.customer_id, p) for e, _, p, a, _ in unique],
+    )
+    entries: list[Entry] = []
+    unique_paths: list[str] = []
+    for (event, fingerprint, path, account, user), priced in zip(unique, prices, strict=True):
         entries.append(
             Entry(
                 organization_id=org.id,
@@ -166,6 +230,8 @@ async def _record_usage(
                 output_tokens=event.output_tokens,
                 cached_input_tokens=event.cached_input_tokens,
                 reasoning_tokens=event.reasoning_tokens,
+                cache_write_tokens=event.cache_write_tokens,
+                markup_percent=priced.markup_percent,
                 units=[{"kind": u.kind, "quantity": format(u.quantity, "f")} for u in event.units]
                 or None,
                 user_id=event.user_id,
@@ -179,7 +245,24 @@ async def _record_usage(
             )
         )
         unique_paths.append(path)
-    recorded = {e.idempotency_key: e for e in await _append(session, entries, unique_paths)}
+    # Lock the allowance cycles first, then tell replays from new events, then draw: two
+    # writers of one event cannot both draw on the allowance.
+    cycles = await drawdown.lock_cycles(session, org.id, entries)
+    known = await repo.find_by_keys(session, [e.idempotency_key for e in entries])
+    fresh = [e for e in entries if e.idempotency_key not in known]
+    charged, drawn = drawdown.draw(fresh, cycles)
+    by_key = {e.idempotency_key: e for e in charged}
+    entries = [by_key.get(e.idempotency_key, e) for e in entries]
+    prepaid = (
+        frozenset(a.id for a in accounts.values() if not a.postpaid) if enforce else frozenset()
+    )
+    written = await _append(session, entries, unique_paths, prepaid=prepaid)
+    await drawdown.apply_draws(session, drawn)
+    # Budgets count what this call wrote, never replays; a refusal rolls the entries back.
+    await budgets.apply_spend(
+        session, org, [spend_of(e) for e in written if not e.replayed], limits.zone, enforce=enforce
+    )
+    recorded = {e.idempotency_key: e for e in written}
     return [
         recorded[event.idempotency_key]
         if first_index[event.idempotency_key] == index

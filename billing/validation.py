@@ -60,6 +60,7 @@ def validate_usage(event: UsageEvent, limits: Limits, path: str) -> None:
         ("outputTokens", event.output_tokens),
         ("cachedInputTokens", event.cached_input_tokens),
         ("reasoningTokens", event.reasoning_tokens),
+        ("cacheWriteTokens", event.cache_write_tokens),
     ):
         if value < 0 or value > INT8_MAX:
             raise ValidationFailed("token counts must be zero or more", join_path(path, name))

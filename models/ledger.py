@@ -75,6 +75,7 @@ class LedgerEntry(TenantScoped, Base):
             "AND reasoning_tokens >= 0",
             name="tokens",
         ),
+        CheckConstraint("cache_write_tokens >= 0", name="cache_write_tokens"),
         Index("ix_ledger_entries_org_occurred", "organization_id", "occurred_at", "id"),
         Index(
             "ix_ledger_entries_org_account_occurred",
@@ -107,6 +108,8 @@ class LedgerEntry(TenantScoped, Base):
     output_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     cached_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    markup_percent: Mapped[Decimal | None] = mapped_column(Numeric(38, MONEY_SCALE))
     units: Mapped[list[dict[str, str]] | None] = mapped_column(JSONB)
     user_id: Mapped[uuid.UUID | None]
     department_id: Mapped[uuid.UUID | None]

@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import strawberry
+
 from costgraph.billing import errors as domain
+from costgraph.billing.clock import parse_rfc3339
 from costgraph.schema import results
+from costgraph.schema.scalars import CurrencyCode
 
 T = TypeVar("T")
 
@@ -35,6 +39,24 @@ def as_user_error(exc: domain.DomainError) -> Any:
             field=exc.field,
             provider=exc.provider,
             model=exc.model,
+        )
+    if isinstance(exc, domain.BudgetLimitReached):
+        return results.BudgetLimitReached(
+            code=exc.code,
+            message=exc.message,
+            budget_id=strawberry.ID(exc.budget_id),
+            limit=exc.limit,
+            currency=CurrencyCode(exc.currency),
+            spent=exc.spent,
+            resets_at=parse_rfc3339(exc.resets_at),
+        )
+    if isinstance(exc, domain.AllowanceExhausted):
+        return results.AllowanceExhausted(
+            code=exc.code,
+            message=exc.message,
+            account_id=strawberry.ID(exc.account_id),
+            needed=exc.needed,
+            balance=exc.balance,
         )
     raise exc  # not an expected member: a GraphQL error with extensions.code
 

@@ -15,6 +15,7 @@ from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_id, decode_optional
 from costgraph.schema import inputs, results
 from costgraph.schema.types import Connection, Info, LedgerEntry, connection, entry_cursor
+from costgraph.subscriptions import publish
 
 
 def _metadata(value: object) -> dict[str, Any] | None:
@@ -36,6 +37,7 @@ def usage_event(event: inputs.UsageEventInput, path: str) -> commands.UsageEvent
         output_tokens=event.output_tokens or 0,
         cached_input_tokens=event.cached_input_tokens or 0,
         reasoning_tokens=event.reasoning_tokens or 0,
+        cache_write_tokens=event.cache_write_tokens or 0,
         units=tuple(commands.UnitUsage(u.kind.value, u.quantity) for u in event.units or ()),
         user_id=decode_optional(event.user_id, "user", f"{path}.userId"),
         feature=event.feature,
@@ -119,6 +121,7 @@ class LedgerMutation:
             event = usage_event(input, "input")
             async with context.writing() as (session, org):
                 entry = await ledger.record_usage(session, org, event, context.app.limits)
+            publish.usage_recorded(context.app.bus, [entry])  # after commit; never raises
             return results.UsageRecorded(entry=LedgerEntry.of(entry), replayed=entry.replayed)
 
         return await result_of(run)
@@ -142,6 +145,7 @@ class LedgerMutation:
             events = [usage_event(e, f"input.{i}") for i, e in enumerate(input)]
             async with context.writing() as (session, org):
                 entries = await ledger.record_usage_batch(session, org, events, limits)
+            publish.usage_recorded(context.app.bus, entries)  # after commit; never raises
             replayed = sum(1 for e in entries if e.replayed)
             return results.UsageBatchRecorded(
                 entries=[LedgerEntry.of(e) for e in entries],

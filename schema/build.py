@@ -1,4 +1,4 @@
-"""The one ``Schema``: Query and Mutation assembled from each domain's resolvers."""
+"""The one ``Schema``: Query, Mutation and Subscription assembled from each domain's resolvers."""
 
 from __future__ import annotations
 
@@ -8,18 +8,22 @@ import strawberry
 from strawberry.extensions import DisableIntrospection, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
+from costgraph.resolvers.budgets import BudgetMutation, BudgetQuery
 from costgraph.resolvers.directory import DirectoryMutation, DirectoryQuery
 from costgraph.resolvers.ledger import LedgerMutation, LedgerQuery
+from costgraph.resolvers.oauth import OAuthMutation, OAuthQuery
+from costgraph.resolvers.pricing import PricingMutation, PricingQuery
+from costgraph.resolvers.subscriptions import Subscription
 from costgraph.schema.scalars import SCALAR_MAP
 
 
 @strawberry.type
-class Query(DirectoryQuery, LedgerQuery):
+class Query(DirectoryQuery, LedgerQuery, BudgetQuery, OAuthQuery, PricingQuery):
     pass
 
 
 @strawberry.type
-class Mutation(DirectoryMutation, LedgerMutation):
+class Mutation(DirectoryMutation, LedgerMutation, BudgetMutation, OAuthMutation, PricingMutation):
     pass
 
 
@@ -36,6 +40,7 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=extensions,
     )

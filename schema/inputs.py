@@ -41,6 +41,9 @@ class UsageEventInput:
     output_tokens: int | None = 0
     cached_input_tokens: int | None = 0
     reasoning_tokens: int | None = 0
+    cache_write_tokens: int | None = strawberry.field(
+        default=0, description="Prompt tokens written to the provider's cache."
+    )
     units: list[UnitUsageInput] | None = None
     user_id: strawberry.ID | None = None
     feature: str | None = None

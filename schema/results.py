@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 from typing import Annotated
 
 import strawberry
 
 from costgraph.billing.errors import ErrorCode as DomainErrorCode
+from costgraph.schema.scalars import CurrencyCode
 from costgraph.schema.types import LedgerEntry
 
 strawberry.enum(DomainErrorCode, name="ErrorCode")
@@ -55,6 +58,26 @@ class PriceMissing(UserError):
     model: str
 
 
+@strawberry.type(
+    description="Refused: a hard-capped budget would be exceeded. Nothing was written."
+)
+class BudgetLimitReached(UserError):
+    budget_id: strawberry.ID
+    limit: decimal.Decimal
+    currency: CurrencyCode
+    spent: decimal.Decimal = strawberry.field(description="Spent and held in the period.")
+    resets_at: dt.datetime
+
+
+@strawberry.type(
+    description="Refused: a prepaid account has no allowance or balance left. Nothing was written."
+)
+class AllowanceExhausted(UserError):
+    account_id: strawberry.ID
+    needed: decimal.Decimal
+    balance: decimal.Decimal
+
+
 @strawberry.type(description="An entry written now, or the original one when this was a replay.")
 class LedgerEntryRecorded:
     entry: LedgerEntry
@@ -79,11 +102,20 @@ LedgerEntryResult = Annotated[
     strawberry.union("LedgerEntryResult"),
 ]
 RecordUsageResult = Annotated[
-    UsageRecorded | ValidationFailed | NotFound | IdempotencyConflict | PriceMissing | RateMissing,
+    UsageRecorded
+    | BudgetLimitReached
+    | AllowanceExhausted
+    | ValidationFailed
+    | NotFound
+    | IdempotencyConflict
+    | PriceMissing
+    | RateMissing,
     strawberry.union("RecordUsageResult"),
 ]
 RecordUsageBatchResult = Annotated[
     UsageBatchRecorded
+    | BudgetLimitReached
+    | AllowanceExhausted
     | ValidationFailed
     | NotFound
     | IdempotencyConflict

@@ -193,6 +193,10 @@ class LedgerEntry:
     output_tokens: int
     cached_input_tokens: int
     reasoning_tokens: int
+    cache_write_tokens: int
+    markup_percent: decimal.Decimal | None = strawberry.field(
+        description="The markup applied to this usage's AI cost, in percent."
+    )
     units: list[UnitUsage]
     user_id: strawberry.ID | None
     department_id: strawberry.ID | None
@@ -244,6 +248,8 @@ class LedgerEntry:
             output_tokens=e.output_tokens,
             cached_input_tokens=e.cached_input_tokens,
             reasoning_tokens=e.reasoning_tokens,
+            cache_write_tokens=e.cache_write_tokens,
+            markup_percent=e.markup_percent,
             units=[
                 UnitUsage(kind=u["kind"], quantity=decimal.Decimal(u["quantity"]))
                 for u in e.units or []

@@ -168,7 +168,8 @@ async def make_tenant(
         org = OrgContext.of(org_row)
         bind_tenant(session.sync_session, org.id)
         customer = await directory.create_customer(session, org, "Customer One", None)
-        account = await directory.create_account(session, org, customer.id, "Main", False)
+        # Postpaid, so usage needs no top-up; prepaid behaviour has tests of its own.
+        account = await directory.create_account(session, org, customer.id, "Main", True)
     return Tenant(
         org=org,
         customer_id=customer.id,

@@ -1,0 +1,142 @@
+"""The bare Starlette apps the HTTP ceilings are measured on.
+
+Each answers the very request bytes CostGraph gets (a GraphQL POST body) so the transport
+work is identical; it skips everything GraphQL and the domain add. Both kinds run under the
+same uvicorn configuration as CostGraph itself (:mod:`bench.server`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from bench.ceiling import ROW_SQL, RowBuilder
+from costgraph.app.database import plain_url
+from costgraph.app.settings import Settings
+from costgraph.auth.keys import KeyStore
+from costgraph.auth.principal import Principal
+from costgraph.auth.verify import InvalidToken, LocalKeys, TokenVerifier
+
+BARE_ME_PATH = "/bare/me"
+BARE_USAGE_PATH = "/bare/usage"
+
+
+async def _healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def app_verifier(settings: Settings) -> TokenVerifier:
+    """The verifier the app builds for these settings (the same class and configuration)."""
+    keys = KeyStore(settings.key_dir, settings.signing_key_path)
+    keys.ensure()
+    try:
+        from costgraph.app.identity import build_verifier
+        from costgraph.auth.revocation import RevocationList
+    except ImportError:  # before the identity module existed
+        return TokenVerifier(
+            LocalKeys(keys),
+            issuer=settings.issuer,
+            audience=settings.audience,
+            leeway_seconds=settings.jwt_leeway_seconds,
+        )
+    return build_verifier(settings, keys, RevocationList())
+
+
+def token_app(verifier: TokenVerifier) -> Starlette:
+    """``POST /bare/me``: the same token check as ``/graphql``, then ``{me {subject}}``."""
+    # The call /graphql makes: verify_async where it exists (it may refetch a remote JWKS).
+    check: Callable[[str], Awaitable[Principal]] | None = getattr(verifier, "verify_async", None)
+
+    async def me(request: Request) -> JSONResponse:
+        await request.body()
+        token = _bearer(request)
+        if token is None:
+            return JSONResponse({"error": "unauthenticated"}, status_code=401)
+        try:
+            principal = await check(token) if check is not None else verifier.verify(token)
+        except InvalidToken:
+            return JSONResponse({"error": "invalid_token"}, status_code=401)
+        return JSONResponse({"data": {"me": {"subject": principal.subject}}})
+
+    return Starlette(
+        routes=[Route(BARE_ME_PATH, me, methods=["POST"]), Route("/healthz", _healthz)]
+    )
+
+
+def insert_app(database_url: str, organization_id: uuid.UUID, currency: str) -> Starlette:
+    """``POST /bare/usage``: read ``variables.input`` of a ``recordUsage`` body, insert one row.
+
+    The same row CostGraph writes, into ``ledger_ceiling``, with a pool of the same size as
+    CostGraph's (10 + 10 overflow).
+    """
+    holder: dict[str, Any] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = await asyncpg.create_pool(
+            plain_url(database_url),
+            min_size=10,
+            max_size=20,
+            server_settings={"timezone": "UTC", "application_name": "costgraph-bench-ceiling"},
+        )
+        async with pool.acquire() as connection:
+            holder["builder"] = await RowBuilder.load(connection, organization_id, currency)
+        holder["pool"] = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    async def usage(request: Request) -> JSONResponse:
+        event = json.loads(await request.body())["variables"]["input"]
+        builder: RowBuilder = holder["builder"]
+        row = builder.row(
+            event["idempotencyKey"],
+            uuid.UUID(event["accountId"]),
+            datetime.fromisoformat(event["occurredAt"]),
+            event["provider"],
+            event["model"],
+            event.get("inputTokens", 0),
+            event.get("outputTokens", 0),
+            event.get("cachedInputTokens", 0),
+            None if event.get("userId") is None else uuid.UUID(event["userId"]),
+            event.get("feature"),
+            event.get("agent"),
+            event.get("requestId"),
+            event.get("metadata"),
+            Decimal(event["providerCost"]),
+        )
+        async with holder["pool"].acquire() as connection:
+            entry_id = await connection.fetchval(ROW_SQL, *row)
+        return JSONResponse(
+            {
+                "data": {
+                    "recordUsage": {
+                        "__typename": "UsageRecorded",
+                        "replayed": entry_id is None,
+                        "entry": {"id": None if entry_id is None else str(entry_id)},
+                    }
+                }
+            }
+        )
+
+    return Starlette(
+        routes=[Route(BARE_USAGE_PATH, usage, methods=["POST"]), Route("/healthz", _healthz)],
+        lifespan=lifespan,
+    )

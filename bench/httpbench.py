@@ -1,0 +1,61 @@
+"""What the two HTTP comparisons share: their shape, their command line, their plans."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from bench import tuning
+from bench.loadgen import LoadPlan
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """Slices of ``duration`` seconds (after ``warmup``), ``rounds`` slices per side."""
+
+    duration: float = 3.0
+    warmup: float = 1.0
+    rounds: int = 2
+    concurrency: int = 16
+    max_requests: int = 100_000
+    #: :mod:`bench.tuning` experiments applied to CostGraph's server (never the ceiling's).
+    tuning: tuple[str, ...] = ()
+
+    def plan(
+        self,
+        path: str,
+        body_for: Callable[[int], bytes],
+        expect: bytes,
+        headers: Mapping[str, str],
+    ) -> LoadPlan:
+        return LoadPlan(
+            path=path,
+            body_for=body_for,
+            headers=headers,
+            expect=expect,
+            concurrency=self.concurrency,
+            duration=self.duration,
+            warmup=self.warmup,
+            max_requests=self.max_requests,
+        )
+
+
+def http_arguments(description: str) -> HttpConfig:
+    default = HttpConfig()
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--duration", type=float, default=default.duration, help="per slice")
+    parser.add_argument("--warmup", type=float, default=default.warmup, help="per slice")
+    parser.add_argument("--rounds", type=int, default=default.rounds)
+    parser.add_argument("--concurrency", type=int, default=default.concurrency)
+    parser.add_argument("--max-requests", type=int, default=default.max_requests)
+    parser.add_argument("--tuning", help="comma-separated bench.tuning experiments")
+    args = parser.parse_args()
+    return HttpConfig(
+        duration=args.duration,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        concurrency=args.concurrency,
+        max_requests=args.max_requests,
+        tuning=tuning.parse(args.tuning),
+    )

@@ -1,0 +1,148 @@
+"""Servers for the HTTP benches, each in its own process (its own GIL, its own core).
+
+The parent starts ``python -m bench.server KIND CONFIG_JSON`` and waits for ``/healthz``.
+Every kind runs under one uvicorn configuration — loopback, one worker, uvicorn's default
+loop and HTTP parser (uvloop and httptools when installed, as ``costgraph serve`` gets), no
+access log — so ours and the ceiling differ only in the application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen import LOOPBACK, wait_ready
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COSTGRAPH = "costgraph"
+BARE_TOKEN = "bare-token"
+BARE_INSERT = "bare-insert"
+KINDS = (COSTGRAPH, BARE_TOKEN, BARE_INSERT)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    kind: str
+    port: int
+    database_url: str
+    data_dir: str
+    organization_id: str | None = None
+    currency: str = "USD"
+    #: :mod:`bench.tuning` experiments applied to the app before it is built.
+    tuning: tuple[str, ...] = ()
+
+
+def build_app(config: ServerConfig) -> Any:
+    from bench import apps, tuning
+    from bench.db import bench_settings
+    from costgraph.app.main import create_app
+
+    settings = bench_settings(Path(config.data_dir), config.database_url)
+    if config.kind == COSTGRAPH:
+        tuning.apply(config.tuning)
+        return create_app(settings, config.database_url)
+    if config.kind == BARE_TOKEN:
+        return apps.token_app(apps.app_verifier(settings))
+    if config.kind == BARE_INSERT:
+        assert config.organization_id is not None
+        return apps.insert_app(
+            config.database_url, uuid.UUID(config.organization_id), config.currency
+        )
+    raise SystemExit(f"unknown server kind {config.kind!r}; one of {', '.join(KINDS)}")
+
+
+def serve(config: ServerConfig) -> None:
+    import uvicorn
+
+    uvicorn.Server(
+        uvicorn.Config(
+            build_app(config),
+            host=LOOPBACK,
+            port=config.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
+    ).run()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """A started server: its port, its log, its process (ours to stop)."""
+
+    def __init__(self, config: ServerConfig, log_dir: Path) -> None:
+        self.config = config
+        self.log_path = log_dir / f"{config.kind}-{config.port}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.server", json.dumps(asdict(config))],
+            cwd=REPO_ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    @property
+    def port(self) -> int:
+        return self.config.port
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, limit: int = 3000) -> str:
+        self._log.flush()
+        return self.log_path.read_bytes()[-limit:].decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)  # uvicorn shuts down gracefully
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self._log.close()
+
+
+@contextlib.asynccontextmanager
+async def started(
+    *configs: ServerConfig, within_seconds: float = 60.0
+) -> AsyncIterator[list[ServerProcess]]:
+    """Start every server at once (start-up overlaps), wait until all are ready, stop all."""
+    with tempfile.TemporaryDirectory(prefix="costgraph-bench-logs-") as logs:
+        servers = [ServerProcess(config, Path(logs)) for config in configs]
+        try:
+            for server in servers:
+                try:
+                    await wait_ready(server.port, "/healthz", within_seconds, server.alive)
+                except Exception as exc:
+                    raise RuntimeError(
+                        f"{server.config.kind} server did not start:\n{server.log_tail()}"
+                    ) from exc
+            yield servers
+        finally:
+            for server in servers:
+                await asyncio.to_thread(server.stop)
+
+
+if __name__ == "__main__":
+    arguments = json.loads(sys.argv[1])
+    serve(ServerConfig(**{**arguments, "tuning": tuple(arguments.get("tuning", ()))}))

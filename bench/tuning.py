@@ -1,0 +1,153 @@
+"""What-if experiments: apply a candidate improvement to the running app, then measure it
+with the same bench. Off by default; ``--tuning NAME[,NAME]`` on any bench (and
+``ServerConfig.tuning`` for the servers) turns them on, and the results name them.
+
+They patch module attributes at start-up, so an experiment fails loudly (``KeyError`` /
+``AttributeError``) when the code it targets has moved, rather than silently measuring
+nothing. They are measurement tools, not the way to ship a change: each docstring says
+where the real change would go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+
+def _token_cache() -> None:
+    """``app/token_cache.CachedTokenVerifier`` around the app's verifier (``app/main.py``)."""
+    import costgraph.app.main as main
+    from costgraph.app.token_cache import CachedTokenVerifier
+
+    build = main.build_verifier  # type: ignore[attr-defined]
+
+    def cached(*args: Any, **kwargs: Any) -> Any:
+        return CachedTokenVerifier(build(*args, **kwargs))
+
+    main.build_verifier = cached  # type: ignore[attr-defined]
+
+
+def _orjson() -> None:
+    """``app/fast_json.OrjsonView`` mixed into ``GraphQLApp`` (``app/graphql.py``)."""
+    import costgraph.app.graphql as graphql
+    from costgraph.app.fast_json import OrjsonView
+
+    graphql.GraphQLApp.decode_json = OrjsonView.decode_json  # type: ignore[method-assign]
+    graphql.GraphQLApp.encode_json = OrjsonView.encode_json  # type: ignore[method-assign]
+
+
+def _org_cache() -> None:
+    """``Context.org`` reads the organisation through a 30 s cache (``resolvers/context.py``)."""
+    from bench.prototypes import OrgCache
+    from costgraph.billing.directory import OrgContext, get_organization
+    from costgraph.billing.errors import Forbidden
+    from costgraph.resolvers.context import Context
+
+    cache = OrgCache()
+
+    async def org(self: Context) -> OrgContext:
+        if self._org is None:
+            principal = self.require_principal()
+            if principal.organization_id is None:
+                raise Forbidden("this token is not bound to an organisation")
+            found = cache.get(principal.organization_id)
+            if found is None:
+                async with self.app.sessions() as session:
+                    row = await get_organization(session, principal.organization_id)
+                if row is None:
+                    raise Forbidden("the token's organisation does not exist")
+                found = OrgContext.of(row)
+                cache.put(principal.organization_id, found)
+            self._org = found
+        return self._org
+
+    Context.org = org  # type: ignore[method-assign]
+
+
+def _no_pre_ping() -> None:
+    """``pool_pre_ping=False`` in ``app/database.create_engine`` (one round trip per checkout)."""
+    import costgraph.app.database as database
+
+    create = database.create_async_engine
+
+    def without_ping(*args: Any, **kwargs: Any) -> Any:
+        return create(*args, **{**kwargs, "pool_pre_ping": False})
+
+    database.create_async_engine = without_ping  # type: ignore[assignment]
+
+
+def _fast_hash() -> None:
+    """``bench.prototypes.fast_request_hash`` as ``billing.idempotency.request_hash``."""
+    import costgraph.billing.ledger as ledger
+    from bench.prototypes import fast_request_hash
+
+    assert ledger.request_hash is not None
+    ledger.request_hash = fast_request_hash
+
+
+def _raw_replay_lookup() -> None:
+    """``bench.prototypes.find_by_keys_raw`` as ``ledger_repository.find_by_keys``."""
+    import costgraph.billing.ledger_repository as repo
+    from bench.prototypes import find_by_keys_raw
+
+    assert repo.find_by_keys is not None
+    repo.find_by_keys = find_by_keys_raw
+
+
+def _fast_replace() -> None:
+    """``bench.prototypes.fast_replace`` wherever the ledger copies entries with
+    ``dataclasses.replace`` (``billing/ledger.py``, ``billing/drawdown.py``, when present)."""
+    import importlib
+
+    from bench.prototypes import fast_replace
+
+    patched = 0
+    for name in ("costgraph.billing.ledger", "costgraph.billing.drawdown"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if getattr(module, "replace", None) is not None:
+            module.replace = fast_replace  # type: ignore[attr-defined]
+            patched += 1
+    assert patched, "no module of the ledger uses dataclasses.replace any more"
+
+
+def _fast_arrays() -> None:
+    """``bench.prototypes.fast_column_arrays`` as ``ledger_repository._column_arrays``."""
+    import costgraph.billing.ledger_repository as repo
+    from bench.prototypes import fast_column_arrays
+
+    assert repo._column_arrays is not None
+    repo._column_arrays = fast_column_arrays
+
+
+EXPERIMENTS: dict[str, Callable[[], None]] = {
+    "token-cache": _token_cache,
+    "orjson": _orjson,
+    "org-cache": _org_cache,
+    "no-pre-ping": _no_pre_ping,
+    "fast-hash": _fast_hash,
+    "raw-replay-lookup": _raw_replay_lookup,
+    "fast-replace": _fast_replace,
+    "fast-arrays": _fast_arrays,
+}
+
+
+def parse(text: str | None) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in (text or "").split(",") if n.strip())
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        raise SystemExit(f"unknown tuning {unknown}; known: {', '.join(EXPERIMENTS)}")
+    return names
+
+
+_applied: set[str] = set()
+
+
+def apply(names: Iterable[str]) -> None:
+    """Apply each experiment once per process (before the app is built)."""
+    for name in names:
+        if name not in _applied:
+            EXPERIMENTS[name]()
+            _applied.add(name)

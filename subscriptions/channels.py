@@ -1,0 +1,17 @@
+"""Channel names. One channel per organisation and kind: a tenant's events never share one."""
+
+from __future__ import annotations
+
+import uuid
+
+PREFIX = "costgraph"
+
+
+def usage_channel(organization_id: uuid.UUID) -> str:
+    """Usage recorded in the organisation's ledger (:class:`~.events.UsageNotice`)."""
+    return f"{PREFIX}.usage.{organization_id}"
+
+
+def alerts_channel(organization_id: uuid.UUID) -> str:
+    """Alerts raised in the organisation (:class:`~.events.AlertNotice`)."""
+    return f"{PREFIX}.alerts.{organization_id}"

@@ -1,0 +1,149 @@
+"""The live feeds behind the Subscription fields, free of GraphQL.
+
+``usage_feed`` first yields a snapshot of the scope's totals for the current period (calendar
+month, UTC), then one update per burst of matching events: it takes everything waiting in its
+inbox at once and re-reads the totals once, so a thousand events in quick succession make a
+handful of updates, never a backlog (coalesced totals). Every notice's organisation is checked
+against the subscriber's before anything is read: another tenant's event is dropped.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from costgraph.billing.scopes import Scope
+from costgraph.subscriptions.bus import Bus
+from costgraph.subscriptions.channels import alerts_channel, usage_channel
+from costgraph.subscriptions.events import (
+    AlertNotice,
+    MalformedNotice,
+    UsageDelta,
+    decode_alert,
+    decode_usage,
+)
+from costgraph.subscriptions.inbox import InboxClosed
+from costgraph.subscriptions.signals import BusItem, BusSignal
+from costgraph.subscriptions.stats import ThrottledLog
+from costgraph.subscriptions.totals import UsageTotals, current_period
+
+logger = logging.getLogger("costgraph.feeds")
+_log = ThrottledLog(logger)
+
+Period = tuple[datetime, datetime]
+ReadTotals = Callable[[Scope, Period], Awaitable[list[UsageTotals]]]
+
+
+class UpdateKind(enum.StrEnum):
+    #: The totals when the subscription started.
+    SNAPSHOT = "SNAPSHOT"
+    #: One or more events changed the totals.
+    EVENT = "EVENT"
+    #: Live updates are interrupted (the broker is unreachable); the totals are the last known.
+    INTERRUPTED = "INTERRUPTED"
+    #: Updates flow again after an interruption or a gap; the totals were re-read.
+    RESUMED = "RESUMED"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageChange:
+    delta: UsageDelta
+    published_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UsageUpdate:
+    kind: UpdateKind
+    scope: Scope
+    period: Period
+    totals: tuple[UsageTotals, ...]
+    #: The newest event this update includes (None for snapshots and resumptions).
+    change: UsageChange | None
+    #: Ledger entries included since the previous update.
+    entries: int
+
+
+def _matching(
+    item: str, organization_id: uuid.UUID, scope: Scope, period: Period
+) -> list[UsageChange]:
+    try:
+        notice = decode_usage(item)
+    except MalformedNotice as exc:
+        _log.warning("malformed", "dropped a malformed usage notice: %s", exc)
+        return []
+    if notice.organization_id != organization_id:
+        _log.warning("tenant", "dropped a usage notice of another organisation")
+        return []
+    start, end = period
+    return [
+        UsageChange(delta, notice.published_at)
+        for delta in notice.deltas
+        if delta.touches(scope, organization_id) and start <= delta.occurred_at < end
+    ]
+
+
+async def usage_feed(
+    bus: Bus, organization_id: uuid.UUID, scope: Scope, read_totals: ReadTotals
+) -> AsyncIterator[UsageUpdate]:
+    async with bus.subscribe(usage_channel(organization_id), coalesce=True) as inbox:
+        period = current_period()
+        totals = tuple(await read_totals(scope, period))
+        yield UsageUpdate(UpdateKind.SNAPSHOT, scope, period, totals, None, 0)
+
+        async def update(kind: UpdateKind, changes: list[UsageChange]) -> UsageUpdate:
+            nonlocal totals
+            if kind is not UpdateKind.INTERRUPTED:
+                totals = tuple(await read_totals(scope, period))
+            entries = sum(c.delta.entries for c in changes)
+            newest = max(changes, key=lambda c: c.delta.occurred_at) if changes else None
+            return UsageUpdate(kind, scope, period, totals, newest, entries)
+
+        while True:
+            try:
+                items: list[BusItem] = await inbox.drain()
+            except InboxClosed:
+                return
+            period = current_period()
+            pending: list[UsageChange] = []
+            for item in items:
+                if isinstance(item, BusSignal):
+                    if pending:
+                        yield await update(UpdateKind.EVENT, pending)
+                        pending = []
+                    kind = (
+                        UpdateKind.INTERRUPTED
+                        if item is BusSignal.INTERRUPTED
+                        else UpdateKind.RESUMED
+                    )
+                    yield await update(kind, [])
+                    continue
+                pending.extend(_matching(item, organization_id, scope, period))
+            if pending:
+                yield await update(UpdateKind.EVENT, pending)
+
+
+async def alert_feed(bus: Bus, organization_id: uuid.UUID) -> AsyncIterator[AlertNotice]:
+    """Alerts of the organisation as they are raised. A reader that falls behind by more than
+    the bus queue gets ``SlowConsumer`` (alerts are not coalesced: each one matters)."""
+    async with bus.subscribe(alerts_channel(organization_id)) as inbox:
+        while True:
+            try:
+                items = await inbox.drain()
+            except InboxClosed:
+                return
+            for item in items:
+                if isinstance(item, BusSignal):
+                    continue  # alerts are kept by the alerts module; `alerts` lists missed ones
+                try:
+                    notice = decode_alert(item)
+                except MalformedNotice as exc:
+                    _log.warning("malformed", "dropped a malformed alert notice: %s", exc)
+                    continue
+                if notice.organization_id != organization_id:
+                    _log.warning("tenant", "dropped an alert notice of another organisation")
+                    continue
+                yield notice

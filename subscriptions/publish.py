@@ -1,0 +1,108 @@
+"""The hooks a write calls *after* its transaction committed. They never raise.
+
+The domain knows nothing of the bus: a resolver commits through ``context.writing()``, and
+after that block calls, e.g., ``usage_recorded(context.app.bus, entries)``. A failure here is
+logged and counted; the committed write is not affected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Protocol
+
+from costgraph.billing.entries import Entry
+from costgraph.models.ledger import EntryType
+from costgraph.subscriptions.channels import alerts_channel, usage_channel
+from costgraph.subscriptions.events import (
+    AlertNotice,
+    UsageDelta,
+    UsageNotice,
+    encode_alert,
+    encode_usage,
+)
+
+logger = logging.getLogger("costgraph.bus")
+
+#: Deltas per message; a write touching more attributions is published in several.
+MAX_DELTAS = 200
+
+
+class Publisher(Protocol):
+    def publish(self, channel: str, message: str) -> bool: ...
+
+
+def _group_key(entry: Entry) -> tuple[object, ...]:
+    when = entry.occurred_at.astimezone(UTC)
+    return (
+        entry.account_id,
+        entry.customer_id,
+        entry.department_id,
+        entry.user_id,
+        entry.currency,
+        when.year,
+        when.month,
+    )
+
+
+def usage_deltas(entries: Iterable[Entry]) -> list[UsageDelta]:
+    """New usage charges (replays excluded) summed per attribution, in first-seen order."""
+    groups: dict[tuple[object, ...], list[Entry]] = {}
+    for entry in entries:
+        if entry.replayed or entry.type is not EntryType.USAGE_CHARGE:
+            continue
+        groups.setdefault(_group_key(entry), []).append(entry)
+    return [_delta(group) for group in groups.values()]
+
+
+def _delta(group: Sequence[Entry]) -> UsageDelta:
+    last = max(group, key=lambda e: e.occurred_at)
+    return UsageDelta(
+        entry_id=group[-1].id,
+        account_id=last.account_id,
+        customer_id=last.customer_id,
+        department_id=last.department_id,
+        user_id=last.user_id,
+        currency=last.currency,
+        entries=len(group),
+        input_tokens=sum(e.input_tokens for e in group),
+        output_tokens=sum(e.output_tokens for e in group),
+        cached_input_tokens=sum(e.cached_input_tokens for e in group),
+        cache_write_tokens=sum(e.cache_write_tokens for e in group),
+        reasoning_tokens=sum(e.reasoning_tokens for e in group),
+        ai_cost=sum((e.ai_cost for e in group), Decimal(0)),
+        billed=sum((e.amount for e in group), Decimal(0)),
+        occurred_at=last.occurred_at,
+    )
+
+
+def _chunks(deltas: Sequence[UsageDelta]) -> Iterator[tuple[UsageDelta, ...]]:
+    for start in range(0, len(deltas), MAX_DELTAS):
+        yield tuple(deltas[start : start + MAX_DELTAS])
+
+
+def usage_recorded(bus: Publisher, entries: Sequence[Entry]) -> None:
+    """Announce committed usage entries to their organisation's subscribers."""
+    try:
+        by_org: dict[object, list[Entry]] = {}
+        for entry in entries:
+            by_org.setdefault(entry.organization_id, []).append(entry)
+        now = datetime.now(UTC)
+        for org_entries in by_org.values():
+            deltas = usage_deltas(org_entries)
+            org_id = org_entries[0].organization_id
+            for chunk in _chunks(deltas):
+                notice = UsageNotice(organization_id=org_id, published_at=now, deltas=chunk)
+                bus.publish(usage_channel(org_id), encode_usage(notice))
+    except Exception:  # a notification must never fail a committed write
+        logger.exception("could not publish usage notices")
+
+
+def alert_raised(bus: Publisher, notice: AlertNotice) -> None:
+    """Announce an alert to its organisation's subscribers (for the alerts module)."""
+    try:
+        bus.publish(alerts_channel(notice.organization_id), encode_alert(notice))
+    except Exception:  # a notification must never fail a committed write
+        logger.exception("could not publish an alert notice")
