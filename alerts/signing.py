@@ -61,7 +61,9 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def headers(secrets_: Iterable[str], message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+def headers(
+    secrets_: Iterable[str], message_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),

@@ -1,4 +1,4 @@
-"""The ``costgraph`` command: serve, demo, token, migrate, catalog."""
+"""The ``costgraph`` command: serve, demo, token, migrate, catalog, worker."""
 
 from __future__ import annotations
 
@@ -183,6 +183,41 @@ def cmd_token(args: argparse.Namespace) -> None:
     )
 
 
+async def _worker(settings: Settings, url: str, once: bool) -> None:
+    import signal
+
+    from costgraph.alerts.worker import DeliveryWorker, running
+    from costgraph.app.alerting import alerts_config
+    from costgraph.app.database import create_engine, create_sessionmaker
+
+    engine = create_engine(url, settings)
+    worker = DeliveryWorker(create_sessionmaker(engine), alerts_config(settings))
+    try:
+        if once:
+            await worker.drain(settings.alerts_delivery_timeout_seconds * 10)
+            await worker.aclose()
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with running(worker):
+            print("CostGraph alert delivery worker running", flush=True)
+            await stop.wait()
+    finally:
+        await engine.dispose()
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from costgraph.app.migrate import migrate
+    from costgraph.app.runtime import database
+
+    settings = _settings()
+    with database(settings) as url:
+        asyncio.run(migrate(url))
+        asyncio.run(_worker(settings, url, args.once))
+
+
 def cmd_keys(args: argparse.Namespace) -> None:
     from costgraph.auth.keys import KeyStore
 
@@ -230,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=3600, help="seconds")
     token.add_argument("--subject")
     token.set_defaults(func=cmd_token)
+
+    worker = commands.add_parser(
+        "worker", help="deliver alert notifications (beside or instead of the API's own worker)"
+    )
+    worker.add_argument("--once", action="store_true", help="deliver what is due, then exit")
+    worker.set_defaults(func=cmd_worker)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=cmd_migrate)

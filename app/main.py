@@ -16,11 +16,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from costgraph.app.alerting import alerts_config, deliveries_running
 from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.graphql import GraphQLApp, format_error
 from costgraph.app.identity import build_oauth, build_verifier, revocations_kept_fresh
 from costgraph.app.live import build_bus, build_live, live_running
 from costgraph.app.oauth_routes import oauth_routes
+from costgraph.app.rollup_runner import rollups_running
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
 from costgraph.app.stripe_webhook import stripe_webhook_route
@@ -52,13 +54,19 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             bus=build_bus(settings),
             live=build_live(settings, format_error),
             revocations=revocations,
+            alerts=alerts_config(settings),
         )
         holder["state"] = state
         graphql.state = state
         try:
-            async with revocations_kept_fresh(
-                revocations, state.sessions, settings.revocation_refresh_seconds
-            ), live_running(state.bus, state.live, settings.shutdown_timeout_seconds):
+            async with (
+                revocations_kept_fresh(
+                    revocations, state.sessions, settings.revocation_refresh_seconds
+                ),
+                live_running(state.bus, state.live, settings.shutdown_timeout_seconds),
+                deliveries_running(state.sessions, state.alerts, state.alert_wakeup),
+                rollups_running(engine, settings),
+            ):
                 yield
         finally:
             await engine.dispose()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -103,6 +104,78 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=600, description="Closing subscribers and flushing the bus."
     )
 
+    # --- alerts: delivery of budget alerts (webhook, email, Slack, Teams, PagerDuty, SMS) ---
+    alerts_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated networks channel targets may reach although not public "
+        "(e.g. 127.0.0.0/8); plain http only there. Cloud metadata addresses stay refused.",
+    )
+    alerts_worker: bool = Field(
+        default=True, description="Run the alert delivery worker in the API process."
+    )
+    alerts_poll_interval_seconds: float = Field(default=1.0, gt=0, le=300)
+    alerts_batch_size: int = Field(default=20, ge=1, le=1_000)
+    alerts_delivery_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="The longest one delivery attempt may take."
+    )
+    alerts_claim_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3_600,
+        description="A claimed delivery whose worker died is due again after this.",
+    )
+    alerts_max_attempts: int = Field(
+        default=8, ge=1, le=100, description="Attempts before a delivery is marked DEAD."
+    )
+    alerts_retry_base_seconds: float = Field(default=10.0, gt=0, le=3_600)
+    alerts_retry_max_seconds: float = Field(default=3_600.0, gt=0, le=86_400)
+    smtp_host: str | None = Field(default=None, description="Unset: EMAIL channels are off.")
+    smtp_port: int = Field(default=587, ge=1, le=65_535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_from: str = "costgraph@localhost"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    sms_api_base: str = Field(
+        default="https://api.twilio.com", description="A Twilio-compatible Messages API."
+    )
+    sms_account_sid: str | None = Field(default=None, description="Unset: SMS channels are off.")
+    sms_auth_token: SecretStr | None = None
+    sms_from: str | None = Field(default=None, description="The sending number (E.164).")
+
+    # --- P&L, usage analytics and the rollup job ---
+    pnl_max_range_days: int = Field(
+        default=400, ge=1, le=3_660, description="The longest range one report may cover."
+    )
+    pnl_max_points: int = Field(
+        default=2_000, ge=1, le=100_000, description="Buckets one timeline or usage may hold."
+    )
+    pnl_max_usage_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+    platform_currency: str = Field(
+        default="USD", description="platformPnl's currency when the caller names none."
+    )
+    rollup_interval_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=3_600,
+        description="How often this process folds new ledger entries into the rollups "
+        "(0: never; another instance or `costgraph rollup` must then run it).",
+    )
+    partitions_ahead_months: int = Field(
+        default=3, ge=1, le=24, description="Monthly ledger partitions created ahead of time."
+    )
+    month_close_grace_hours: float = Field(
+        default=24.0, ge=0, le=24 * 62, description="Wait after a month ends before closing it."
+    )
+
+    # --- forecasts and usage patterns ---
+    forecast_history_days: int = Field(
+        default=84, ge=14, le=366, description="Days of history a period forecast looks back."
+    )
+    patterns_max_range_days: int = Field(
+        default=93, ge=1, le=366, description="The longest range usagePatterns may cover."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -134,6 +207,19 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    @field_validator("alerts_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for network in value:
+                try:
+                    ipaddress.ip_network(str(network).strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"not an IP network: {network!r}") from exc
+        return value
+
     @field_validator("idp_jwks_url")
     @classmethod
     def _check_jwks_url(cls, value: str | None) -> str | None:
@@ -144,6 +230,15 @@ class Settings(BaseSettings):
         if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
             raise ValueError("COSTGRAPH_IDP_JWKS_URL must be https:// (http only on loopback)")
         return value
+
+    @model_validator(mode="after")
+    def _check_alerts(self) -> Settings:
+        if self.alerts_claim_lease_seconds <= self.alerts_delivery_timeout_seconds:
+            raise ValueError(
+                "COSTGRAPH_ALERTS_CLAIM_LEASE_SECONDS must exceed "
+                "COSTGRAPH_ALERTS_DELIVERY_TIMEOUT_SECONDS (a live attempt must keep its claim)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_idp(self) -> Settings:

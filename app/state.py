@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from costgraph.alerts.config import AlertsConfig
+from costgraph.alerts.worker import Wakeup
 from costgraph.app.settings import Settings
 from costgraph.auth.keys import KeyStore
 from costgraph.auth.revocation import RevocationList
@@ -29,6 +31,10 @@ class AppState:
     live: Live
     #: Revoked OAuth clients and tokens; the verifier consults the same list.
     revocations: RevocationList = field(default_factory=RevocationList)
+    #: Alert channels and delivery (SSRF policy, SMTP, SMS, the worker's schedule).
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    #: Set after a commit that raised alerts: this process's delivery worker starts at once.
+    alert_wakeup: Wakeup = field(default_factory=Wakeup)
 
     @classmethod
     def limits_of(cls, settings: Settings) -> Limits:

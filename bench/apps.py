@@ -1,8 +1,15 @@
-"""The bare Starlette apps the HTTP ceilings are measured on.
+"""The bare Starlette app the HTTP ceilings are measured on.
 
-Each answers the very request bytes CostGraph gets (a GraphQL POST body) so the transport
-work is identical; it skips everything GraphQL and the domain add. Both kinds run under the
-same uvicorn configuration as CostGraph itself (:mod:`bench.server`).
+Each route answers the very request bytes CostGraph gets (a GraphQL POST body), so the
+transport work is identical, and skips everything GraphQL and the domain add:
+
+- ``POST /bare/me`` — the same token check as ``/graphql`` (the app's own verifier, built the
+  same way), then ``{"data": {"me": {"subject": …}}}``;
+- ``POST /bare/usage`` — reads ``variables.input`` of a ``recordUsage`` body and inserts the
+  same row CostGraph writes, into ``ledger_ceiling``, with one asyncpg statement from a pool
+  of CostGraph's size (10 + 10 overflow).
+
+It runs under the same uvicorn configuration as CostGraph itself (:mod:`bench.server`).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -58,8 +65,7 @@ def app_verifier(settings: Settings) -> TokenVerifier:
     return build_verifier(settings, keys, RevocationList())
 
 
-def token_app(verifier: TokenVerifier) -> Starlette:
-    """``POST /bare/me``: the same token check as ``/graphql``, then ``{me {subject}}``."""
+def me_route(verifier: TokenVerifier) -> Route:
     # The call /graphql makes: verify_async where it exists (it may refetch a remote JWKS).
     check: Callable[[str], Awaitable[Principal]] | None = getattr(verifier, "verify_async", None)
 
@@ -74,35 +80,10 @@ def token_app(verifier: TokenVerifier) -> Starlette:
             return JSONResponse({"error": "invalid_token"}, status_code=401)
         return JSONResponse({"data": {"me": {"subject": principal.subject}}})
 
-    return Starlette(
-        routes=[Route(BARE_ME_PATH, me, methods=["POST"]), Route("/healthz", _healthz)]
-    )
+    return Route(BARE_ME_PATH, me, methods=["POST"])
 
 
-def insert_app(database_url: str, organization_id: uuid.UUID, currency: str) -> Starlette:
-    """``POST /bare/usage``: read ``variables.input`` of a ``recordUsage`` body, insert one row.
-
-    The same row CostGraph writes, into ``ledger_ceiling``, with a pool of the same size as
-    CostGraph's (10 + 10 overflow).
-    """
-    holder: dict[str, Any] = {}
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = await asyncpg.create_pool(
-            plain_url(database_url),
-            min_size=10,
-            max_size=20,
-            server_settings={"timezone": "UTC", "application_name": "costgraph-bench-ceiling"},
-        )
-        async with pool.acquire() as connection:
-            holder["builder"] = await RowBuilder.load(connection, organization_id, currency)
-        holder["pool"] = pool
-        try:
-            yield
-        finally:
-            await pool.close()
-
+def usage_route(holder: dict[str, Any]) -> Route:
     async def usage(request: Request) -> JSONResponse:
         event = json.loads(await request.body())["variables"]["input"]
         builder: RowBuilder = holder["builder"]
@@ -136,7 +117,35 @@ def insert_app(database_url: str, organization_id: uuid.UUID, currency: str) -> 
             }
         )
 
+    return Route(BARE_USAGE_PATH, usage, methods=["POST"])
+
+
+def bare_app(
+    settings: Settings, database_url: str, organization_id: uuid.UUID, currency: str
+) -> Starlette:
+    holder: dict[str, Any] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = await asyncpg.create_pool(
+            plain_url(database_url),
+            min_size=10,
+            max_size=20,
+            server_settings={"timezone": "UTC", "application_name": "costgraph-bench-ceiling"},
+        )
+        async with pool.acquire() as connection:
+            holder["builder"] = await RowBuilder.load(connection, organization_id, currency)
+        holder["pool"] = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
     return Starlette(
-        routes=[Route(BARE_USAGE_PATH, usage, methods=["POST"]), Route("/healthz", _healthz)],
+        routes=[
+            me_route(app_verifier(settings)),
+            usage_route(holder),
+            Route("/healthz", _healthz),
+        ],
         lifespan=lifespan,
     )

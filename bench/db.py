@@ -17,7 +17,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 from costgraph.app.database import create_engine, create_sessionmaker, plain_url

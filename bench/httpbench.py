@@ -1,4 +1,4 @@
-"""What the two HTTP comparisons share: their shape, their command line, their plans."""
+"""What the benches share: the shape of an HTTP comparison and the command line."""
 
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ class HttpConfig:
     rounds: int = 2
     concurrency: int = 16
     max_requests: int = 100_000
-    #: :mod:`bench.tuning` experiments applied to CostGraph's server (never the ceiling's).
-    tuning: tuple[str, ...] = ()
 
     def plan(
         self,
@@ -41,7 +39,14 @@ class HttpConfig:
         )
 
 
-def http_arguments(description: str) -> HttpConfig:
+def tuning_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tuning",
+        help=f"comma-separated what-if experiments: {', '.join(tuning.EXPERIMENTS)}",
+    )
+
+
+def http_arguments(description: str) -> tuple[HttpConfig, tuple[str, ...]]:
     default = HttpConfig()
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--duration", type=float, default=default.duration, help="per slice")
@@ -49,13 +54,13 @@ def http_arguments(description: str) -> HttpConfig:
     parser.add_argument("--rounds", type=int, default=default.rounds)
     parser.add_argument("--concurrency", type=int, default=default.concurrency)
     parser.add_argument("--max-requests", type=int, default=default.max_requests)
-    parser.add_argument("--tuning", help="comma-separated bench.tuning experiments")
+    tuning_argument(parser)
     args = parser.parse_args()
-    return HttpConfig(
+    config = HttpConfig(
         duration=args.duration,
         warmup=args.warmup,
         rounds=args.rounds,
         concurrency=args.concurrency,
         max_requests=args.max_requests,
-        tuning=tuning.parse(args.tuning),
     )
+    return config, tuning.parse(args.tuning)

@@ -5,39 +5,29 @@ Batches of 1,000 events, 10 % of them retries of events sent before. The three w
 turns batch by batch, so drift on a shared machine hits them alike. Each side's time is
 the sum of its own batches: for ours, building the ``UsageEvent``s and the whole transaction
 as the resolver runs it; for the ceiling, building the rows and the one statement; over
-HTTP, the request round trip (the client's JSON is built beforehand).
+HTTP, the request round trip to a real uvicorn server (the client's JSON is built before).
 
-    python -m bench.ingest [--batches 30] [--batch-size 1000] [--no-http] [--pricing caller]
+    python -m bench.ingest [--batches 20] [--batch-size 1000] [--no-http] [--pricing caller]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bench.ceiling import (
-    CEILING_ROWS_SQL,
-    LEDGER_USAGE_ROWS_SQL,
-    RowBuilder,
-    create_ceiling_table,
-    insert_batch,
-)
-from bench.db import bench_settings, create_tenant, fresh_database, integrator_token
+from bench.ceiling import CEILING_ROWS_SQL, LEDGER_USAGE_ROWS_SQL, RowBuilder, insert_batch
+from bench.env import BenchEnv, bench_env
+from bench.httpbench import tuning_argument
 from bench.loadgen import LOOPBACK, Connection
 from bench.report import standalone
-from bench.server import COSTGRAPH, ServerConfig, free_port, started
 from bench.stats import Comparison, Measurement
-from bench.tuning import apply as apply_tuning
 from bench.tuning import parse as parse_tuning
 from bench.workload import (
     EventFactory,
@@ -71,31 +61,25 @@ mutation Ingest($input: [UsageEventInput!]!) {
 
 @dataclass(frozen=True, slots=True)
 class IngestConfig:
-    batches: int = 30
+    batches: int = 20
     batch_size: int = 1_000
     duplicate_fraction: float = 0.10
     warmup_batches: int = 2
     pricing: Pricing = Pricing.CALLER
     http: bool = True
-    #: :mod:`bench.tuning` experiments, applied in this process and to the HTTP server.
-    tuning: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
 class Tally:
-    """Times and outcomes of one writer's batches."""
+    """Times and outcomes of one writer's measured batches."""
 
     label: str
     times: list[float] = field(default_factory=list)
     events: int = 0
-    recorded: int = 0
-    replayed: int = 0
 
-    def add(self, seconds: float, events: int, recorded: int, replayed: int) -> None:
+    def add(self, seconds: float, events: int) -> None:
         self.times.append(seconds)
         self.events += events
-        self.recorded += recorded
-        self.replayed += replayed
 
     def measurement(self) -> Measurement:
         return Measurement(self.label, self.events, sum(self.times), tuple(self.times))
@@ -113,7 +97,7 @@ async def domain_batch(
     bind_tenant(session.sync_session, org.id)
     try:
         async with session.begin():
-            return await ledger.record_usage_batch(session, org, events, limits)
+            return list(await ledger.record_usage_batch(session, org, events, limits))
     finally:
         await session.close()
 
@@ -125,7 +109,7 @@ def batch_body(specs: Sequence[EventSpec]) -> bytes:
 
 
 class HttpIngest:
-    """``recordUsageBatch`` over one keep-alive connection to a real uvicorn server."""
+    """``recordUsageBatch`` over one keep-alive connection to the real uvicorn server."""
 
     def __init__(self, port: int, token: str) -> None:
         self.connection = Connection(LOOPBACK, port)
@@ -145,94 +129,96 @@ class HttpIngest:
         return elapsed, result
 
 
-@contextlib.asynccontextmanager
-async def _http_server(
-    enabled: bool, url: str, data_dir: Path, org: OrgContext, tuning: tuple[str, ...]
-) -> AsyncIterator[int | None]:
-    if not enabled:
-        yield None
-        return
-    config = ServerConfig(COSTGRAPH, free_port(), url, str(data_dir), str(org.id), tuning=tuning)
-    async with started(config) as servers:
-        yield servers[0].port
+class Writers:
+    """The three writers of one run and what they need."""
+
+    def __init__(self, env: BenchEnv, raw: asyncpg.Connection, config: IngestConfig) -> None:
+        self.env = env
+        self.raw = raw
+        self.config = config
+        self.engine = create_engine(env.url, env.settings)
+        self.sessions = create_sessionmaker(self.engine)
+        self.limits = AppState.limits_of(env.settings)
+        self.in_process = EventFactory(env.tenant, config.pricing, seed=1)
+        self.over_http = EventFactory(env.tenant, config.pricing, seed=2)
+        self.http = HttpIngest(env.ours_port, env.token) if config.http else None
+        self.tallies = (Tally("record_usage_batch"), Tally("asyncpg unnest"), Tally("HTTP"))
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.connection.close()
+        await self.engine.dispose()
+
+    async def round(self, builder: RowBuilder, measured: bool) -> None:
+        """One batch each: ours in process, the ceiling on the same rows, ours over HTTP."""
+        ours, ceiling, http = self.tallies
+        size, duplicates = self.config.batch_size, self.config.duplicate_fraction
+        specs = self.in_process.batch(size, duplicates)
+        retries = self.in_process.last_retries
+
+        started_at = time.perf_counter()
+        entries = await domain_batch(self.sessions, self.env.tenant.org, specs, self.limits)
+        elapsed = time.perf_counter() - started_at
+        _check_replays("record_usage_batch", sum(1 for e in entries if e.replayed), retries)
+        if measured:
+            ours.add(elapsed, len(specs))
+
+        started_at = time.perf_counter()
+        await insert_batch(self.raw, builder, specs)
+        elapsed = time.perf_counter() - started_at
+        if measured:
+            ceiling.add(elapsed, len(specs))
+
+        if self.http is not None:
+            body = batch_body(self.over_http.batch(size, duplicates))
+            elapsed, result = await self.http.send(body)
+            _check_replays("recordUsageBatch", result["replayed"], self.over_http.last_retries)
+            if measured:
+                http.add(elapsed, size)
 
 
-async def run(server_url: str, config: IngestConfig | None = None) -> list[Comparison]:
-    config = config or IngestConfig()
-    async with fresh_database(server_url) as url:
-        with tempfile.TemporaryDirectory(prefix="costgraph-bench-") as tmp:
-            return await _run(url, Path(tmp), config)
-
-
-async def _run(url: str, data_dir: Path, config: IngestConfig) -> list[Comparison]:
-    apply_tuning(config.tuning)
-    settings = bench_settings(data_dir, url)
-    tenant = await create_tenant(settings, url)
+async def measure(env: BenchEnv, config: IngestConfig) -> list[Comparison]:
     if config.pricing is Pricing.CATALOG:
-        await seed_catalog(url, tenant)
-    token = integrator_token(settings, tenant.org.id)
-    limits = AppState.limits_of(settings)
-    engine = create_engine(url, settings)
-    sessions = create_sessionmaker(engine)
-    raw = await asyncpg.connect(plain_url(url), server_settings={"timezone": "UTC"})
+        await seed_catalog(env.url, env.tenant)
+    raw = await asyncpg.connect(plain_url(env.url), server_settings={"timezone": "UTC"})
+    writers = Writers(env, raw, config)
     try:
-        await create_ceiling_table(raw)
-        builder = await RowBuilder.load(raw, tenant.org.id, tenant.currency)
-        in_process = EventFactory(tenant, config.pricing, seed=1)
-        over_http = EventFactory(tenant, config.pricing, seed=2)
-        ours, ceiling, http = Tally("record_usage_batch"), Tally("asyncpg unnest"), Tally("HTTP")
-        async with _http_server(config.http, url, data_dir, tenant.org, config.tuning) as port:
-            client = None if port is None else HttpIngest(port, token)
-            for index in range(config.warmup_batches + config.batches):
-                measured = index >= config.warmup_batches
-                if index == config.warmup_batches:
-                    # Planner statistics as autovacuum would keep them in steady state; on
-                    # a fresh table the duplicate lookup would scan the tenant's rows.
-                    await raw.execute("ANALYZE ledger_entries, ledger_ceiling")
-                specs = in_process.batch(config.batch_size, config.duplicate_fraction)
-                retries = in_process.last_retries
-
-                started_at = time.perf_counter()
-                entries = await domain_batch(sessions, tenant.org, specs, limits)
-                elapsed = time.perf_counter() - started_at
-                replays = sum(1 for e in entries if e.replayed)
-                _check_replays("record_usage_batch", replays, retries)
-                if measured:
-                    ours.add(elapsed, len(specs), len(specs) - replays, replays)
-
-                started_at = time.perf_counter()
-                await insert_batch(raw, builder, specs)
-                elapsed = time.perf_counter() - started_at
-                if measured:
-                    ceiling.add(elapsed, len(specs), len(specs) - retries, retries)
-
-                if client is not None:
-                    body = batch_body(over_http.batch(config.batch_size, config.duplicate_fraction))
-                    elapsed, result = await client.send(body)
-                    _check_replays("recordUsageBatch", result["replayed"], over_http.last_retries)
-                    if measured:
-                        http.add(elapsed, config.batch_size, result["recorded"], result["replayed"])
-            if client is not None:
-                await client.connection.close()
-        checks = await _verify(raw, tenant.org, in_process, over_http)
+        before = await _rows(raw, env.tenant.org.id)
+        builder = await RowBuilder.load(raw, env.tenant.org.id, env.tenant.currency)
+        for index in range(config.warmup_batches + config.batches):
+            if index == config.warmup_batches:
+                # Planner statistics as autovacuum keeps them in steady state: on a fresh
+                # table a lookup by key would scan all of the tenant's rows.
+                await raw.execute("ANALYZE")
+            await writers.round(builder, measured=index >= config.warmup_batches)
+        after = await _rows(raw, env.tenant.org.id)
     finally:
+        await writers.close()
         await raw.close()
-        await engine.dispose()
-
+    checks = {
+        "ledger_rows": after[0] - before[0],
+        "ceiling_rows": after[1] - before[1],
+        "distinct_events_in_process": writers.in_process.count,
+        "distinct_events_http": writers.over_http.count,
+    }
+    expected = writers.in_process.count + writers.over_http.count
+    if checks["ledger_rows"] != expected or checks["ceiling_rows"] != writers.in_process.count:
+        raise AssertionError(f"row counts do not match the events sent: {checks}")
     details = {
         "batch_size": config.batch_size,
         "batches": config.batches,
         "duplicate_fraction": config.duplicate_fraction,
         "pricing": config.pricing.value,
         "checks": checks,
-        "tuning": list(config.tuning),
+        "tuning": list(env.tuning),
     }
+    ours, ceiling, http = (tally.measurement() for tally in writers.tallies)
     rows = [
         Comparison(
             "batch ingest (domain)",
             "events/s",
-            ours.measurement(),
-            ceiling.measurement(),
+            ours,
+            ceiling,
             TARGET_RATIO,
             MIN_EVENTS_PER_SECOND,
             details,
@@ -243,8 +229,8 @@ async def _run(url: str, data_dir: Path, config: IngestConfig) -> list[Compariso
             Comparison(
                 "batch ingest (HTTP GraphQL)",
                 "events/s",
-                http.measurement(),
-                ceiling.measurement(),
+                http,
+                ceiling,
                 TARGET_RATIO,
                 MIN_EVENTS_PER_SECOND,
                 details,
@@ -258,21 +244,18 @@ def _check_replays(writer: str, replays: int, retries: int) -> None:
         raise AssertionError(f"{writer}: {replays} replays for {retries} retried events")
 
 
-async def _verify(
-    raw: asyncpg.Connection, org: OrgContext, in_process: EventFactory, over_http: EventFactory
-) -> dict[str, int]:
-    """Row counts must be exactly the distinct events sent (retries write nothing)."""
-    ledger_rows = await raw.fetchval(LEDGER_USAGE_ROWS_SQL, org.id)
-    ceiling_rows = await raw.fetchval(CEILING_ROWS_SQL, org.id)
-    checks = {
-        "ledger_rows": int(ledger_rows),
-        "ceiling_rows": int(ceiling_rows),
-        "distinct_events_in_process": in_process.count,
-        "distinct_events_http": over_http.count,
-    }
-    if ledger_rows != in_process.count + over_http.count or ceiling_rows != in_process.count:
-        raise AssertionError(f"row counts do not match the events sent: {checks}")
-    return checks
+async def _rows(raw: asyncpg.Connection, org_id: Any) -> tuple[int, int]:
+    """The tenant's usage rows in the ledger and in the ceiling table."""
+    ledger_rows = await raw.fetchval(LEDGER_USAGE_ROWS_SQL, org_id)
+    ceiling_rows = await raw.fetchval(CEILING_ROWS_SQL, org_id)
+    return int(ledger_rows), int(ceiling_rows)
+
+
+async def run(
+    server_url: str, config: IngestConfig | None = None, tuning: tuple[str, ...] = ()
+) -> list[Comparison]:
+    async with bench_env(server_url, tuning) as env:
+        return await measure(env, config or IngestConfig())
 
 
 def main() -> None:
@@ -284,7 +267,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=default.warmup_batches)
     parser.add_argument("--pricing", choices=[p.value for p in Pricing], default="caller")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP GraphQL variant")
-    parser.add_argument("--tuning", help="comma-separated bench.tuning experiments")
+    tuning_argument(parser)
     args = parser.parse_args()
     config = IngestConfig(
         batches=args.batches,
@@ -293,9 +276,9 @@ def main() -> None:
         warmup_batches=args.warmup,
         pricing=Pricing(args.pricing),
         http=not args.no_http,
-        tuning=parse_tuning(args.tuning),
     )
-    standalone("ingest", lambda url: run(url, config))
+    tuning = parse_tuning(args.tuning)
+    standalone("ingest", lambda url: run(url, config, tuning))
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ def fast_request_hash(operation: str, request: object) -> bytes:
 # --- billing.ledger_repository.find_by_keys ---
 
 _ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(Entry) if f.name != "replayed")
+_SELECTED = ", ".join(f"e.{name}" for name in _ENTRY_FIELDS)
 _JSON_FIELDS = frozenset({"units", "metadata"})
 
 
@@ -76,9 +77,11 @@ def _entry_of(row: Any) -> Entry:
 
 
 async def find_by_keys_raw(session: AsyncSession, keys: Iterable[str]) -> dict[str, Entry]:
-    """``ledger_repository.find_by_keys`` as one asyncpg query on the session's own
-    connection and transaction, instead of an ORM select building ``LedgerEntry`` objects.
-    The tenant comes from the session, as the ORM filter takes it."""
+    """``ledger_repository.find_by_keys`` in raw asyncpg on the session's own connection and
+    transaction, instead of an ORM select building ``LedgerEntry`` objects. The tenant comes
+    from the session, as the ORM filter takes it. With the partitioned ledger (``ledger_keys``
+    owns the keys) it takes the same two steps as the repository: the owners by key, then
+    the entries by id within the span of their times (partition pruning)."""
     wanted = list(set(keys))
     if not wanted:
         return {}
@@ -86,12 +89,37 @@ async def find_by_keys_raw(session: AsyncSession, keys: Iterable[str]) -> dict[s
     if tenant is None:
         raise RuntimeError("find_by_keys_raw needs a tenant-bound session")
     connection = await driver_connection(session)
-    rows = await connection.fetch(
-        f"SELECT {', '.join(_ENTRY_FIELDS)} FROM ledger_entries "
-        "WHERE organization_id = $1 AND idempotency_key = ANY($2::text[])",
-        tenant,
-        wanted,
-    )
+    columns = _SELECTED
+    # ``JOIN unnest($n)`` rather than ``= ANY($n)``: asyncpg prepares and caches the
+    # statement, PostgreSQL switches to a generic plan after five runs, and a generic plan
+    # cannot hash a parameter array, so ``= ANY`` became a linear search per scanned row —
+    # ~200 ms for 1,000 keys in a tenant of ~10,000 rows, against ~2 ms as a join.
+    if await connection.fetchval("SELECT to_regclass('ledger_keys') IS NULL"):
+        rows = await connection.fetch(
+            f"SELECT {columns} FROM unnest($2::text[]) AS w(key) "
+            "JOIN ledger_entries e ON e.organization_id = $1 AND e.idempotency_key = w.key",
+            tenant,
+            wanted,
+        )
+    else:
+        owners = await connection.fetch(
+            "SELECT k.entry_id, k.occurred_at FROM unnest($2::text[]) AS w(key) "
+            "JOIN ledger_keys k ON k.organization_id = $1 AND k.idempotency_key = w.key",
+            tenant,
+            wanted,
+        )
+        if not owners:
+            return {}
+        times = [row[1] for row in owners]
+        rows = await connection.fetch(
+            f"SELECT {columns} FROM unnest($2::uuid[]) AS w(id) "
+            "JOIN ledger_entries e ON e.organization_id = $1 AND e.id = w.id "
+            "AND e.occurred_at >= $3 AND e.occurred_at <= $4",
+            tenant,
+            [row[0] for row in owners],
+            min(times),
+            max(times),
+        )
     return {row["idempotency_key"]: _entry_of(row) for row in rows}
 
 
@@ -115,15 +143,19 @@ def fast_replace(obj: Any, /, **changes: Any) -> Any:
     return copy
 
 
-@functools.cache
+_SLOT_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
 def _slot_fields(kind: type) -> tuple[str, ...] | None:
-    plain = (
-        dataclasses.is_dataclass(kind)
-        and hasattr(kind, "__slots__")
-        and not hasattr(kind, "__post_init__")
-        and all(f.init for f in dataclasses.fields(kind))
-    )
-    return _field_names(kind) if plain else None
+    if kind not in _SLOT_FIELDS:
+        plain = (
+            dataclasses.is_dataclass(kind)
+            and hasattr(kind, "__slots__")
+            and not hasattr(kind, "__post_init__")
+            and all(f.init for f in dataclasses.fields(kind))
+        )
+        _SLOT_FIELDS[kind] = _field_names(kind) if plain else None
+    return _SLOT_FIELDS[kind]
 
 
 # --- ledger_repository._column_arrays ---

@@ -1,12 +1,15 @@
-"""The whole suite with small defaults (a few minutes on 2 cores): one table, one JSON file.
+"""The whole suite with small defaults (two to three minutes on 2 cores): one table, one JSON
+file.
 
-    python -m bench                # all workloads
-    python -m bench --only ingest  # some of them (ingest, single_usage, trivial_query)
-    python -m bench --quick        # a shorter run, for a first look
+    python -m bench                   # every workload
+    python -m bench --only ingest     # some of them (repeatable)
+    python -m bench --quick           # shorter, for a first look
+    python -m bench --tuning org-cache,token-cache   # what-if (see bench/tuning.py)
 
-Every workload gets its own fresh database on one PostgreSQL server (embedded unless
-``COSTGRAPH_DATABASE_URL`` is set). Exit status 1 when any workload misses its target,
-so CI can run it as a (non-blocking) job.
+One fresh database and one pair of servers (CostGraph's, the bare ceiling's) serve every
+workload of the run; the database is on the embedded PostgreSQL unless
+``COSTGRAPH_DATABASE_URL`` is set. Exit status 1 when any workload misses its target, so CI
+can run it as a non-blocking job.
 """
 
 from __future__ import annotations
@@ -19,36 +22,39 @@ from dataclasses import replace
 
 from bench import ingest, single_usage, trivial_query
 from bench.db import postgres_server
-from bench.httpbench import HttpConfig
+from bench.env import BenchEnv, bench_env
+from bench.httpbench import HttpConfig, tuning_argument
 from bench.ingest import IngestConfig
 from bench.report import run_async, write_results
 from bench.stats import Comparison, render_table
 from bench.tuning import parse as parse_tuning
 
-Bench = Callable[[str], Awaitable[list[Comparison]]]
+Bench = Callable[[BenchEnv], Awaitable[list[Comparison]]]
 NAMES = ("ingest", "single_usage", "trivial_query")
 
 
-def suite(quick: bool, tuning: tuple[str, ...] = ()) -> dict[str, Bench]:
-    http = HttpConfig(tuning=tuning)
-    batches = IngestConfig(tuning=tuning)
+def suite(quick: bool) -> dict[str, Bench]:
+    http, batches = HttpConfig(), IngestConfig()
     if quick:
         http = replace(http, duration=1.5, warmup=0.5)
         batches = replace(batches, batches=10, warmup_batches=1)
     return {
-        "ingest": lambda url: ingest.run(url, batches),
-        "single_usage": lambda url: single_usage.run(url, http),
-        "trivial_query": lambda url: trivial_query.run(url, http),
+        "ingest": lambda env: ingest.measure(env, batches),
+        "single_usage": lambda env: single_usage.measure(env, http),
+        "trivial_query": lambda env: trivial_query.measure(env, http),
     }
 
 
-async def run_all(server_url: str, benches: dict[str, Bench]) -> list[Comparison]:
+async def run_all(
+    server_url: str, benches: dict[str, Bench], tuning: tuple[str, ...]
+) -> list[Comparison]:
     rows: list[Comparison] = []
-    for name, bench in benches.items():
-        started_at = time.perf_counter()
-        print(f"running {name} ...", flush=True)
-        rows.extend(await bench(server_url))
-        print(f"  done in {time.perf_counter() - started_at:.1f}s", flush=True)
+    async with bench_env(server_url, tuning) as env:
+        for name, bench in benches.items():
+            started_at = time.perf_counter()
+            print(f"running {name} ...", flush=True)
+            rows.extend(await bench(env))
+            print(f"  done in {time.perf_counter() - started_at:.1f}s", flush=True)
     return rows
 
 
@@ -56,15 +62,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", choices=NAMES, help="repeatable")
     parser.add_argument("--quick", action="store_true", help="shorter slices and fewer batches")
-    parser.add_argument("--tuning", help="comma-separated bench.tuning experiments (what-if)")
+    tuning_argument(parser)
     args = parser.parse_args()
     tuning = parse_tuning(args.tuning)
-    benches = suite(args.quick, tuning)
+    benches = suite(args.quick)
     if args.only:
         benches = {name: bench for name, bench in benches.items() if name in args.only}
     started_at = time.perf_counter()
     with postgres_server() as server_url:
-        rows = run_async(run_all(server_url, benches))
+        rows = run_async(run_all(server_url, benches, tuning))
     elapsed = time.perf_counter() - started_at
     print()
     print(render_table(rows))

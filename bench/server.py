@@ -27,9 +27,8 @@ from bench.loadgen import LOOPBACK, wait_ready
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COSTGRAPH = "costgraph"
-BARE_TOKEN = "bare-token"
-BARE_INSERT = "bare-insert"
-KINDS = (COSTGRAPH, BARE_TOKEN, BARE_INSERT)
+BARE = "bare"
+KINDS = (COSTGRAPH, BARE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +52,10 @@ def build_app(config: ServerConfig) -> Any:
     if config.kind == COSTGRAPH:
         tuning.apply(config.tuning)
         return create_app(settings, config.database_url)
-    if config.kind == BARE_TOKEN:
-        return apps.token_app(apps.app_verifier(settings))
-    if config.kind == BARE_INSERT:
+    if config.kind == BARE:
         assert config.organization_id is not None
-        return apps.insert_app(
-            config.database_url, uuid.UUID(config.organization_id), config.currency
+        return apps.bare_app(
+            settings, config.database_url, uuid.UUID(config.organization_id), config.currency
         )
     raise SystemExit(f"unknown server kind {config.kind!r}; one of {', '.join(KINDS)}")
 

@@ -5,25 +5,23 @@ Both servers run under the same uvicorn configuration in their own processes and
 very same request bytes (a GraphQL POST body, a fresh idempotency key each), from the
 loopback load generator at concurrency 16; they are measured in alternating slices.
 
-    python -m bench.single_usage [--duration 3] [--rounds 2] [--concurrency 16]
+    python -m bench.single_usage [--duration 3] [--rounds 2] [--concurrency 16] [--tuning …]
 """
 
 from __future__ import annotations
 
-import tempfile
+import uuid
 from collections.abc import Callable
-from pathlib import Path
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import orjson
 
 from bench.apps import BARE_USAGE_PATH
-from bench.ceiling import CEILING_ROWS_SQL, LEDGER_USAGE_ROWS_SQL, create_ceiling_table
-from bench.db import bench_settings, create_tenant, fresh_database, integrator_token
+from bench.ceiling import CEILING_ROWS_SQL, LEDGER_USAGE_ROWS_SQL
+from bench.env import BenchEnv, bench_env
 from bench.httpbench import HttpConfig, http_arguments
 from bench.loadgen import alternate
 from bench.report import standalone
-from bench.server import BARE_INSERT, COSTGRAPH, ServerConfig, free_port, started
 from bench.stats import Comparison
 from bench.workload import EventFactory, to_graphql_input
 from costgraph.app.database import plain_url
@@ -53,45 +51,38 @@ def usage_body_factory(factory: EventFactory) -> Callable[[int], bytes]:
     return body_for
 
 
-async def run(server_url: str, config: HttpConfig | None = None) -> list[Comparison]:
-    config = config or HttpConfig()
-    async with fresh_database(server_url) as url:
-        with tempfile.TemporaryDirectory(prefix="costgraph-bench-") as tmp:
-            return await _run(url, Path(tmp), config)
-
-
-async def _run(url: str, data_dir: Path, config: HttpConfig) -> list[Comparison]:
-    settings = bench_settings(data_dir, url)
-    tenant = await create_tenant(settings, url)
-    token = integrator_token(settings, tenant.org.id)
-    raw = await asyncpg.connect(plain_url(url))
-    try:
-        await create_ceiling_table(raw)
-    finally:
-        await raw.close()
-    ours_events = EventFactory(tenant, seed=3)
-    ceiling_events = EventFactory(tenant, seed=3)
-    headers = {"Authorization": f"Bearer {token}"}
-    ours_plan = config.plan(
-        "/graphql", usage_body_factory(ours_events), b'"UsageRecorded"', headers
+async def measure(env: BenchEnv, config: HttpConfig) -> list[Comparison]:
+    before = await _rows(env.url, env.tenant.org.id)
+    ours_events = EventFactory(env.tenant, seed=3)
+    ceiling_events = EventFactory(env.tenant, seed=3)
+    headers = {"Authorization": f"Bearer {env.token}"}
+    expect = b'"UsageRecorded"'
+    ours, ceiling = await alternate(
+        [
+            (
+                "recordUsage over HTTP",
+                env.ours_port,
+                config.plan("/graphql", usage_body_factory(ours_events), expect, headers),
+            ),
+            (
+                "bare Starlette + asyncpg",
+                env.bare_port,
+                config.plan(BARE_USAGE_PATH, usage_body_factory(ceiling_events), expect, headers),
+            ),
+        ],
+        config.rounds,
     )
-    ceiling_plan = config.plan(
-        BARE_USAGE_PATH, usage_body_factory(ceiling_events), b'"UsageRecorded"', headers
-    )
-    org = str(tenant.org.id)
-    configs = (
-        ServerConfig(COSTGRAPH, free_port(), url, str(data_dir), org, tuning=config.tuning),
-        ServerConfig(BARE_INSERT, free_port(), url, str(data_dir), org),
-    )
-    async with started(*configs) as (ours_server, ceiling_server):
-        ours, ceiling = await alternate(
-            [
-                ("recordUsage over HTTP", ours_server.port, ours_plan),
-                ("bare Starlette + asyncpg", ceiling_server.port, ceiling_plan),
-            ],
-            config.rounds,
-        )
-    checks = await _verify(url, tenant.org.id, ours_events.count, ceiling_events.count)
+    after = await _rows(env.url, env.tenant.org.id)
+    checks = {
+        "ledger_rows": after[0] - before[0],
+        "requests_sent": ours_events.count,
+        "ceiling_rows": after[1] - before[1],
+        "ceiling_requests_sent": ceiling_events.count,
+    }
+    if checks["ledger_rows"] != ours_events.count or checks["ceiling_rows"] != (
+        ceiling_events.count
+    ):
+        raise AssertionError(f"rows written differ from requests sent: {checks}")
     return [
         Comparison(
             "single recordUsage (HTTP, c=16)",
@@ -102,34 +93,33 @@ async def _run(url: str, data_dir: Path, config: HttpConfig) -> list[Comparison]
             details={
                 "concurrency": config.concurrency,
                 "checks": checks,
-                "tuning": list(config.tuning),
+                "tuning": list(env.tuning),
             },
         )
     ]
 
 
-async def _verify(url: str, org_id: object, ours_sent: int, ceiling_sent: int) -> dict[str, int]:
-    """Every request sent wrote exactly one row (each carried a fresh key)."""
+async def _rows(url: str, org_id: uuid.UUID) -> tuple[int, int]:
+    """The tenant's usage rows in the ledger and in the ceiling table."""
     connection = await asyncpg.connect(plain_url(url))
     try:
         ledger_rows = await connection.fetchval(LEDGER_USAGE_ROWS_SQL, org_id)
         ceiling_rows = await connection.fetchval(CEILING_ROWS_SQL, org_id)
     finally:
         await connection.close()
-    checks = {
-        "ledger_rows": int(ledger_rows),
-        "requests_sent": ours_sent,
-        "ceiling_rows": int(ceiling_rows),
-        "ceiling_requests_sent": ceiling_sent,
-    }
-    if ledger_rows != ours_sent or ceiling_rows != ceiling_sent:
-        raise AssertionError(f"rows written differ from requests sent: {checks}")
-    return checks
+    return int(ledger_rows), int(ceiling_rows)
+
+
+async def run(
+    server_url: str, config: HttpConfig | None = None, tuning: tuple[str, ...] = ()
+) -> list[Comparison]:
+    async with bench_env(server_url, tuning) as env:
+        return await measure(env, config or HttpConfig())
 
 
 def main() -> None:
-    config = http_arguments(__doc__.split("\n\n")[0])
-    standalone("single_usage", lambda url: run(url, config))
+    config, tuning = http_arguments(__doc__.split("\n\n")[0])
+    standalone("single_usage", lambda url: run(url, config, tuning))
 
 
 if __name__ == "__main__":

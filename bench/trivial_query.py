@@ -1,25 +1,22 @@
 """A trivial authenticated GraphQL query, ``{ me { subject } }``, against a bare Starlette
-JSON route doing the same token check (``TokenVerifier.verify``) and answering the same JSON.
+JSON route doing the same token check (the app's ``TokenVerifier``) and answering the same
+JSON.
 
 Both get the same request bytes from the loopback load generator at concurrency 16, under
 the same uvicorn configuration, in alternating slices.
 
-    python -m bench.trivial_query [--duration 3] [--rounds 2] [--concurrency 16]
+    python -m bench.trivial_query [--duration 3] [--rounds 2] [--concurrency 16] [--tuning …]
 """
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import orjson
 
 from bench.apps import BARE_ME_PATH
-from bench.db import bench_settings, create_tenant, fresh_database, integrator_token
+from bench.env import BenchEnv, bench_env
 from bench.httpbench import HttpConfig, http_arguments
 from bench.loadgen import alternate
 from bench.report import standalone
-from bench.server import BARE_TOKEN, COSTGRAPH, ServerConfig, free_port, started
 from bench.stats import Comparison
 
 TARGET_RATIO = 0.5
@@ -27,43 +24,28 @@ QUERY = "{ me { subject } }"
 EXPECT = b'{"data":{"me":{"subject":"client:bench"}}}'
 
 
-async def run(server_url: str, config: HttpConfig | None = None) -> list[Comparison]:
-    config = config or HttpConfig()
-    async with fresh_database(server_url) as url:
-        with tempfile.TemporaryDirectory(prefix="costgraph-bench-") as tmp:
-            return await _run(url, Path(tmp), config)
-
-
-async def _run(url: str, data_dir: Path, config: HttpConfig) -> list[Comparison]:
-    settings = bench_settings(data_dir, url)
-    tenant = await create_tenant(settings, url, accounts=1, users=0)
-    token = integrator_token(settings, tenant.org.id)
+async def measure(env: BenchEnv, config: HttpConfig) -> list[Comparison]:
     body = orjson.dumps({"query": QUERY})
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {env.token}"}
 
     def body_for(index: int) -> bytes:
         return body
 
-    configs = (
-        ServerConfig(COSTGRAPH, free_port(), url, str(data_dir), tuning=config.tuning),
-        ServerConfig(BARE_TOKEN, free_port(), url, str(data_dir)),
+    ours, ceiling = await alternate(
+        [
+            (
+                "{ me { subject } } over HTTP",
+                env.ours_port,
+                config.plan("/graphql", body_for, EXPECT, headers),
+            ),
+            (
+                "bare Starlette + verify",
+                env.bare_port,
+                config.plan(BARE_ME_PATH, body_for, EXPECT, headers),
+            ),
+        ],
+        config.rounds,
     )
-    async with started(*configs) as (ours_server, ceiling_server):
-        ours, ceiling = await alternate(
-            [
-                (
-                    "{ me { subject } } over HTTP",
-                    ours_server.port,
-                    config.plan("/graphql", body_for, EXPECT, headers),
-                ),
-                (
-                    "bare Starlette + verify",
-                    ceiling_server.port,
-                    config.plan(BARE_ME_PATH, body_for, EXPECT, headers),
-                ),
-            ],
-            config.rounds,
-        )
     return [
         Comparison(
             "trivial query (HTTP, c=16)",
@@ -74,15 +56,22 @@ async def _run(url: str, data_dir: Path, config: HttpConfig) -> list[Comparison]
             details={
                 "concurrency": config.concurrency,
                 "query": QUERY,
-                "tuning": list(config.tuning),
+                "tuning": list(env.tuning),
             },
         )
     ]
 
 
+async def run(
+    server_url: str, config: HttpConfig | None = None, tuning: tuple[str, ...] = ()
+) -> list[Comparison]:
+    async with bench_env(server_url, tuning) as env:
+        return await measure(env, config or HttpConfig())
+
+
 def main() -> None:
-    config = http_arguments(__doc__.split("\n\n")[0])
-    standalone("trivial_query", lambda url: run(url, config))
+    config, tuning = http_arguments(__doc__.split("\n\n")[0])
+    standalone("trivial_query", lambda url: run(url, config, tuning))
 
 
 if __name__ == "__main__":

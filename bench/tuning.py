@@ -14,17 +14,29 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 
+def _original(owner: object, name: str) -> Any:
+    """The attribute an experiment replaces; it must exist (else the code has moved)."""
+    if not hasattr(owner, name):
+        raise AttributeError(f"{owner!r} has no {name!r} any more: update bench.tuning")
+    return getattr(owner, name)
+
+
+def _patch(owner: object, name: str, value: Any) -> None:
+    _original(owner, name)
+    setattr(owner, name, value)
+
+
 def _token_cache() -> None:
     """``app/token_cache.CachedTokenVerifier`` around the app's verifier (``app/main.py``)."""
     import costgraph.app.main as main
     from costgraph.app.token_cache import CachedTokenVerifier
 
-    build = main.build_verifier  # type: ignore[attr-defined]
+    build = _original(main, "build_verifier")
 
     def cached(*args: Any, **kwargs: Any) -> Any:
         return CachedTokenVerifier(build(*args, **kwargs))
 
-    main.build_verifier = cached  # type: ignore[attr-defined]
+    _patch(main, "build_verifier", cached)
 
 
 def _orjson() -> None:
@@ -32,8 +44,8 @@ def _orjson() -> None:
     import costgraph.app.graphql as graphql
     from costgraph.app.fast_json import OrjsonView
 
-    graphql.GraphQLApp.decode_json = OrjsonView.decode_json  # type: ignore[method-assign]
-    graphql.GraphQLApp.encode_json = OrjsonView.encode_json  # type: ignore[method-assign]
+    _patch(graphql.GraphQLApp, "decode_json", OrjsonView.decode_json)
+    _patch(graphql.GraphQLApp, "encode_json", OrjsonView.encode_json)
 
 
 def _org_cache() -> None:
@@ -61,19 +73,19 @@ def _org_cache() -> None:
             self._org = found
         return self._org
 
-    Context.org = org  # type: ignore[method-assign]
+    _patch(Context, "org", org)
 
 
 def _no_pre_ping() -> None:
     """``pool_pre_ping=False`` in ``app/database.create_engine`` (one round trip per checkout)."""
     import costgraph.app.database as database
 
-    create = database.create_async_engine
+    create = _original(database, "create_async_engine")
 
     def without_ping(*args: Any, **kwargs: Any) -> Any:
         return create(*args, **{**kwargs, "pool_pre_ping": False})
 
-    database.create_async_engine = without_ping  # type: ignore[assignment]
+    _patch(database, "create_async_engine", without_ping)
 
 
 def _fast_hash() -> None:
@@ -81,8 +93,7 @@ def _fast_hash() -> None:
     import costgraph.billing.ledger as ledger
     from bench.prototypes import fast_request_hash
 
-    assert ledger.request_hash is not None
-    ledger.request_hash = fast_request_hash
+    _patch(ledger, "request_hash", fast_request_hash)
 
 
 def _raw_replay_lookup() -> None:
@@ -90,8 +101,7 @@ def _raw_replay_lookup() -> None:
     import costgraph.billing.ledger_repository as repo
     from bench.prototypes import find_by_keys_raw
 
-    assert repo.find_by_keys is not None
-    repo.find_by_keys = find_by_keys_raw
+    _patch(repo, "find_by_keys", find_by_keys_raw)
 
 
 def _fast_replace() -> None:
@@ -108,7 +118,7 @@ def _fast_replace() -> None:
         except ImportError:
             continue
         if getattr(module, "replace", None) is not None:
-            module.replace = fast_replace  # type: ignore[attr-defined]
+            _patch(module, "replace", fast_replace)
             patched += 1
     assert patched, "no module of the ledger uses dataclasses.replace any more"
 
@@ -118,8 +128,7 @@ def _fast_arrays() -> None:
     import costgraph.billing.ledger_repository as repo
     from bench.prototypes import fast_column_arrays
 
-    assert repo._column_arrays is not None
-    repo._column_arrays = fast_column_arrays
+    _patch(repo, "_column_arrays", fast_column_arrays)
 
 
 EXPERIMENTS: dict[str, Callable[[], None]] = {

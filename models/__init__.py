@@ -5,7 +5,7 @@ from costgraph.models.balance import AccountBalance, AllowanceCounter
 from costgraph.models.base import Base, TenantScoped
 from costgraph.models.budget import Budget, BudgetCounter, Reservation
 from costgraph.models.directory import Account, Customer, Department, User
-from costgraph.models.ledger import EntryType, LedgerEntry
+from costgraph.models.ledger import EntryType, LedgerEntry, LedgerKey
 from costgraph.models.oauth import OAuthClient, RevokedToken
 from costgraph.models.organization import Organization
 from costgraph.models.pricing import (
@@ -17,14 +17,27 @@ from costgraph.models.pricing import (
     Plan,
     RepriceRun,
 )
+from costgraph.models.rollups import (
+    AccountHourly,
+    AgentHourly,
+    FeatureHourly,
+    LiabilityEstimate,
+    ModelHourly,
+    MonthClose,
+    OrgHourly,
+    RollupState,
+    UserHourly,
+)
 
 __all__ = [
-    "AccountBalance",
-    "AllowanceCounter",
     "Account",
+    "AccountBalance",
+    "AccountHourly",
     "AccountSubscription",
+    "AgentHourly",
     "Alert",
     "AlertDelivery",
+    "AllowanceCounter",
     "Base",
     "Budget",
     "BudgetCounter",
@@ -33,17 +46,25 @@ __all__ = [
     "Department",
     "EntryType",
     "ExchangeRate",
+    "FeatureHourly",
     "LedgerEntry",
+    "LedgerKey",
+    "LiabilityEstimate",
     "MarkupRule",
     "ModelAlias",
+    "ModelHourly",
     "ModelPrice",
+    "MonthClose",
     "NotificationChannel",
     "OAuthClient",
+    "OrgHourly",
     "Organization",
     "Plan",
     "RepriceRun",
     "Reservation",
     "RevokedToken",
+    "RollupState",
     "TenantScoped",
     "User",
+    "UserHourly",
 ]

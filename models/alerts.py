@@ -58,9 +58,7 @@ class NotificationChannel(TenantScoped, Base):
     id: Mapped[Id] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     target: Mapped[str] = mapped_column(Text)
-    secrets: Mapped[list[dict[str, str]]] = mapped_column(
-        JSONB, server_default=text("'[]'::jsonb")
-    )
+    secrets: Mapped[list[dict[str, str]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     #: None: the whole organisation.
     scope_kind: Mapped[str | None] = mapped_column(String(16))
     scope_id: Mapped[uuid.UUID | None]

@@ -12,11 +12,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from costgraph.alerts import evaluation as alert_evaluation
 from costgraph.app.state import AppState
 from costgraph.auth.principal import Principal
 from costgraph.billing.directory import OrgContext, get_organization
 from costgraph.billing.errors import Forbidden, Unauthenticated
 from costgraph.models.scoping import bind_tenant
+from costgraph.resolvers.alert_events import announce
 from costgraph.resolvers.loaders import Loaders
 
 
@@ -62,14 +64,23 @@ class Context:
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[tuple[AsyncSession, OrgContext]]:
-        """One transaction: committed when the block succeeds, rolled back on any error."""
+        """One transaction: committed when the block succeeds, rolled back on any error.
+
+        Just before commit, every budget stage the block's spend crossed raises its alert (once
+        per budget, stage and period) and the alert's outbox rows, in this same transaction;
+        after commit the alerts are announced on ``alertRaised``.
+        """
         org = await self.org()
         session = await self.tenant_session()
         try:
             async with session.begin():
                 yield session, org
+                await alert_evaluation.evaluate(session, org)
+            raised = alert_evaluation.take_raised(session)
         finally:
             await session.close()
+        if raised:
+            announce(self.app.bus, self.app.alert_wakeup, raised)
 
     @cached_property
     def loaders(self) -> Loaders:

@@ -8,22 +8,42 @@ import strawberry
 from strawberry.extensions import DisableIntrospection, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
+from costgraph.resolvers.alerts import AlertMutation, AlertQuery
 from costgraph.resolvers.budgets import BudgetMutation, BudgetQuery
 from costgraph.resolvers.directory import DirectoryMutation, DirectoryQuery
+from costgraph.resolvers.forecast import ForecastQuery
 from costgraph.resolvers.ledger import LedgerMutation, LedgerQuery
 from costgraph.resolvers.oauth import OAuthMutation, OAuthQuery
+from costgraph.resolvers.pnl import PnLMutation, PnLQuery
 from costgraph.resolvers.pricing import PricingMutation, PricingQuery
 from costgraph.resolvers.subscriptions import Subscription
 from costgraph.schema.scalars import SCALAR_MAP
 
 
 @strawberry.type
-class Query(DirectoryQuery, LedgerQuery, BudgetQuery, OAuthQuery, PricingQuery):
+class Query(
+    DirectoryQuery,
+    LedgerQuery,
+    BudgetQuery,
+    OAuthQuery,
+    PricingQuery,
+    AlertQuery,
+    PnLQuery,
+    ForecastQuery,
+):
     pass
 
 
 @strawberry.type
-class Mutation(DirectoryMutation, LedgerMutation, BudgetMutation, OAuthMutation, PricingMutation):
+class Mutation(
+    DirectoryMutation,
+    LedgerMutation,
+    BudgetMutation,
+    OAuthMutation,
+    PricingMutation,
+    AlertMutation,
+    PnLMutation,
+):
     pass
 
 

@@ -7,9 +7,10 @@ import decimal
 
 import strawberry
 
+from costgraph.schema.alerts import Alert  # the one Alert type; alertRaised streams it
 from costgraph.schema.scalars import CurrencyCode
 from costgraph.schema.scopes import BudgetScopeKind
-from costgraph.subscriptions import events, feeds, totals
+from costgraph.subscriptions import feeds, totals
 
 strawberry.enum(
     feeds.UpdateKind,
@@ -117,22 +118,4 @@ class UsageUpdate:
         )
 
 
-@strawberry.type(description="A budget alert (filled in by the alerts module).")
-class Alert:
-    id: strawberry.ID
-    code: str
-    stage: int | None = strawberry.field(description="The threshold reached, in percent.")
-    message: str
-    raised_at: dt.datetime
-    budget_id: strawberry.ID | None
-
-    @classmethod
-    def of(cls, notice: events.AlertNotice) -> Alert:
-        return cls(
-            id=strawberry.ID(str(notice.id)),
-            code=notice.code,
-            stage=notice.stage,
-            message=notice.message,
-            raised_at=notice.raised_at,
-            budget_id=_id(notice.budget_id),
-        )
+__all__ = ["Alert", "UsageChange", "UsageTotals", "UsageUpdate", "UsageUpdateKind"]

@@ -83,6 +83,14 @@ class AlertNotice:
     message: str
     raised_at: datetime
     budget_id: uuid.UUID | None = None
+    # The alert's frozen facts (the alerts module always sends them; None from older senders).
+    scope_kind: str | None = None
+    scope_id: uuid.UUID | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    spent: Decimal | None = None
+    limit: Decimal | None = None
+    currency: str | None = None
 
 
 class MalformedNotice(ValueError):
@@ -139,6 +147,15 @@ def encode_alert(notice: AlertNotice) -> str:
             "message": notice.message,
             "at": notice.raised_at.isoformat(),
             "budget": _uuid(notice.budget_id),
+            "scope": None
+            if notice.scope_kind is None
+            else [notice.scope_kind, _uuid(notice.scope_id)],
+            "period": None
+            if notice.period_start is None or notice.period_end is None
+            else [notice.period_start.isoformat(), notice.period_end.isoformat()],
+            "spent": None if notice.spent is None else format(notice.spent, "f"),
+            "limit": None if notice.limit is None else format(notice.limit, "f"),
+            "cur": notice.currency,
         }
     ).decode()
 
@@ -242,6 +259,13 @@ def decode_usage(text: str) -> UsageNotice:
 def decode_alert(text: str) -> AlertNotice:
     body = _body(text, "alert")
     stage = body.get("stage")
+    scope = body.get("scope")
+    if scope is not None and (not isinstance(scope, list) or len(scope) != 2):
+        raise MalformedNotice("malformed scope")
+    period = body.get("period")
+    if period is not None and (not isinstance(period, list) or len(period) != 2):
+        raise MalformedNotice("malformed period")
+    spent, limit, currency = body.get("spent"), body.get("limit"), body.get("cur")
     return AlertNotice(
         organization_id=_req_uuid(body.get("org")),
         id=_req_uuid(body.get("id")),
@@ -250,4 +274,11 @@ def decode_alert(text: str) -> AlertNotice:
         message=_str(body.get("message")),
         raised_at=_time(body.get("at")),
         budget_id=_opt_uuid(body.get("budget")),
+        scope_kind=None if scope is None else _str(scope[0]),
+        scope_id=None if scope is None else _opt_uuid(scope[1]),
+        period_start=None if period is None else _time(period[0]),
+        period_end=None if period is None else _time(period[1]),
+        spent=None if spent is None else _decimal(spent),
+        limit=None if limit is None else _decimal(limit),
+        currency=None if currency is None else _str(currency),
     )

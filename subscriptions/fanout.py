@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -30,9 +30,13 @@ from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
+from costgraph.subscriptions import inline
 from costgraph.subscriptions.inbox import Inbox
 
 logger = logging.getLogger("costgraph.fanout")
+
+#: Distinct operation ids whose message a frame keeps (bounded: ids are chosen by clients).
+_MESSAGE_CACHE = 8
 
 FormatError = Callable[[GraphQLError], dict[str, Any]]
 StreamFactory = Callable[[], Awaitable[AsyncIterator[Any]]]
@@ -51,14 +55,24 @@ class Frame:
     payload: str = ""
     #: Set when the protocol closes the socket (4400) instead of sending an error.
     close_reason: str | None = None
+    #: Messages built so far, by operation id: members that use the same id (most clients
+    #: number their first subscription "1") send the very same string.
+    _messages: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def message(self, id_json: str) -> str:
         """The whole graphql-transport-ws message for one operation id (JSON-encoded)."""
-        if self.kind is FrameKind.COMPLETE:
-            return '{"id":' + id_json + ',"type":"complete"}'
-        return (
-            '{"id":' + id_json + ',"type":"' + self.kind.value + '","payload":' + self.payload + "}"
-        )
+        built = self._messages.get(id_json)
+        if built is None:
+            if self.kind is FrameKind.COMPLETE:
+                built = '{"id":' + id_json + ',"type":"complete"}'
+            else:
+                built = (
+                    '{"id":' + id_json + ',"type":"' + self.kind.value + '","payload":'
+                    + self.payload + "}"
+                )  # fmt: skip
+            if len(self._messages) < _MESSAGE_CACHE:
+                self._messages[id_json] = built
+        return built
 
 
 COMPLETE = Frame(FrameKind.COMPLETE)
@@ -106,7 +120,28 @@ def encode(result: object, format_error: FormatError) -> Frame:
 
 @dataclass(eq=False, slots=True)
 class Member:
+    """One subscriber of a stream. Frames reach it one of two ways: sent at once by the
+    fan-out (when it is idle: nothing queued, no send in progress — the common case), or
+    queued in its bounded inbox, which its own task sends in order."""
+
     inbox: Inbox[Frame]
+    #: Sends one frame; False when the subscriber is done. Set by the transport.
+    send: Callable[[Frame], Coroutine[Any, Any, bool]] | None = None
+    #: A direct send had to wait: new frames queue behind it.
+    busy: bool = False
+    #: The member's own task holds frames it is sending: new frames queue behind them.
+    holding: bool = False
+    #: The task finishing a direct send that had to wait.
+    waiting: asyncio.Task[None] | None = None
+
+    def stop(self) -> None:
+        self.send = None
+        self.inbox.close()
+
+    async def idle(self) -> None:
+        """Wait until a direct send that had to wait is over."""
+        if self.waiting is not None:
+            await asyncio.wait([self.waiting])
 
 
 class SharedStream:
@@ -139,7 +174,9 @@ class SharedStream:
     def leave(self, member: Member) -> None:
         self.members.discard(member)
         self.hub.max_depth = max(self.hub.max_depth, member.inbox.high_water)
-        member.inbox.close()
+        member.stop()
+        if member.waiting is not None:
+            member.waiting.cancel()
         if not self.members and not self.ended:
             self.ended = True
             self.hub.forget(self)
@@ -167,8 +204,40 @@ class SharedStream:
 
     def _fan(self, frame: Frame) -> None:
         self.hub.frames += 1
+        direct = frame.kind is FrameKind.NEXT
         for member in tuple(self.members):
-            member.inbox.offer(frame)
+            if (
+                direct
+                and member.send is not None
+                and not (member.busy or member.holding or member.inbox)
+            ):
+                self._send_now(member, frame)
+            else:
+                member.inbox.offer(frame)
+
+    def _send_now(self, member: Member, frame: Frame) -> None:
+        assert member.send is not None
+        try:
+            outcome = inline.start(member.send(frame))
+        except Exception:  # the socket is gone: the transport cleans up
+            member.stop()
+            return
+        if isinstance(outcome, inline.Suspended):
+            member.busy = True
+            member.waiting = asyncio.create_task(self._finish(member, outcome))
+        elif not outcome:
+            member.stop()
+
+    async def _finish(self, member: Member, send: inline.Suspended[bool]) -> None:
+        try:
+            sent = await send.finish()
+        except Exception:  # the socket is gone: the transport cleans up
+            sent = False
+        finally:
+            member.busy = False
+            member.waiting = None
+        if not sent:
+            member.stop()
 
     def _end(self, frame: Frame) -> None:
         """A terminal frame: new subscribers start a new stream; members get it and stop."""

@@ -4,8 +4,8 @@ strawberry already refuses what the protocol refuses (subscribe before ``connect
 4401; a second ``connection_init``: 4429; no init within the timeout: 4408; more operations
 than allowed: an ``error`` message). This subclass adds:
 
-- the socket closes with 4403 when the token expires, and the principal's connection count is
-  released when it ends;
+- the socket closes with 4403 when the token expires (or is revoked: checked before each
+  update), and the principal's connection count is released when it ends;
 - every operation runs through a :class:`~.fanout.SharedStream` (shared when its share key
   allows, private otherwise), so all errors leave through the app's ``format_error``;
 - a subscriber whose send queue fills is told (``error`` with ``SLOW_CONSUMER``, when the
@@ -38,6 +38,7 @@ from costgraph.subscriptions.sharing import share_key
 logger = logging.getLogger("costgraph.ws")
 
 EXPIRED = (4403, "token expired")
+REVOKED = (4403, "token revoked")
 SLOW = (1013, "subscriber too slow")
 
 
@@ -62,6 +63,7 @@ class LiveTransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
         self._expiry: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._main: asyncio.Task[Any] | None = None
+        self._revocations = self.context.app.verifier.revocations
         self._aborted = False
 
     async def handle(self) -> None:
@@ -134,17 +136,33 @@ class LiveTransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
         stream = self._live.hub.stream(key, start, replay=replay)
         member = stream.join(on_overflow=lambda: self._slow(operation))
         id_json = orjson.dumps(operation.id).decode()
+        # Usually the fan-out sends for us; this task only sends what had to queue.
+        member.send = lambda frame: self._deliver(operation, frame, id_json)
         try:
             while True:
-                for frame in await member.inbox.drain():
-                    if not await self._deliver(operation, frame, id_json):
-                        return
+                frames = await member.inbox.drain()
+                member.holding = True  # no direct send may overtake these frames
+                try:
+                    await member.idle()
+                    for frame in frames:
+                        if not await self._deliver(operation, frame, id_json):
+                            return
+                finally:
+                    member.holding = False
         except (SlowConsumer, InboxClosed, WebSocketDisconnect, WebSocketDisconnected):
             return
         except RuntimeError:  # a send after the socket closed
             return
         finally:
             stream.leave(member)
+
+    def _revoked(self) -> bool:
+        principal = self.context.principal
+        return (
+            principal is not None
+            and self._revocations is not None
+            and (self._revocations.is_revoked(principal))
+        )
 
     async def _deliver(
         self, operation: Operation[Context, None], frame: Frame, id_json: str
@@ -153,6 +171,10 @@ class LiveTransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if operation.completed:
             return False
         if frame.kind is FrameKind.NEXT:
+            if self._revoked():
+                logger.info("websocket closed: the token was revoked")
+                await self._close(*REVOKED)
+                return False
             await self._ws.send_text(frame.message(id_json))
             return True
         operation.completed = True

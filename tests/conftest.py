@@ -78,6 +78,9 @@ def settings(data_dir: Path, database_url: str) -> Settings:
         issuer="https://costgraph.test",
         audience="costgraph-test",
         introspection=True,
+        # Alert tests run their own delivery workers; their receivers listen on loopback.
+        alerts_worker=False,
+        alerts_allowed_networks=["127.0.0.0/8"],
     )
 
 

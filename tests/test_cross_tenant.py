@@ -56,6 +56,8 @@ class Ids:
     client: str
     budget: str
     reservation: str
+    alert: str
+    channel: str
     plan_code: str = ""
     marker: str = ""
 
@@ -68,7 +70,7 @@ class Ids:
 
     @classmethod
     def nowhere(cls) -> Ids:
-        return cls(*(str(uuid.uuid4()) for _ in range(8)))
+        return cls(*(str(uuid.uuid4()) for _ in range(10)))
 
 
 # --- argument builders: (probe ids, the caller's own ids, a unique key) -> argument sets ---
@@ -124,6 +126,10 @@ def authorize(key: str, account: str, user: str | None = None) -> dict[str, Any]
     }
 
 
+def channel(key: str) -> dict[str, Any]:
+    return {"kind": "WEBHOOK", "target": f"http://127.0.0.1:9/xt-{key}"}
+
+
 BUILDERS: dict[str, Builder] = {
     # queries
     "accounts": lambda p, o, k: [{"customerId": p.customer}],
@@ -135,6 +141,11 @@ BUILDERS: dict[str, Builder] = {
     "budgets": lambda p, o, k: [{"scope": s} for s in scopes(p)],
     "budgetStatus": lambda p, o, k: [{"budgetId": p.budget}],
     "allowance": lambda p, o, k: [{"accountId": p.account}],
+    "forecast": lambda p, o, k: [{"scope": s} for s in scopes(p)],
+    "usagePatterns": lambda p, o, k: [
+        {"range": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-08T00:00:00Z"}, "scope": s}
+        for s in scopes(p)
+    ],
     # mutations
     "createAccount": lambda p, o, k: [{"input": {"customerId": p.customer, "name": "probe"}}],
     "createUser": lambda p, o, k: [
@@ -171,6 +182,18 @@ BUILDERS: dict[str, Builder] = {
     "subscribeAccount": lambda p, o, k: [
         {"input": {"accountId": p.account, "planCode": o.plan_code, "billing": "MONTHLY"}}
     ],
+    "alerts": lambda p, o, k: [
+        *({"filter": {"scope": s}} for s in scopes(p)),
+        {"filter": {"budgetId": p.budget}},
+    ],
+    "alertDeliveries": lambda p, o, k: [{"alertId": p.alert}],
+    "acknowledgeAlert": lambda p, o, k: [{"id": p.alert}],
+    "createNotificationChannel": lambda p, o, k: [
+        *({"input": {**channel(k), "scope": s}} for s in scopes(p)),
+        {"input": {**channel(k), "budgetId": p.budget}},
+    ],
+    "rotateNotificationChannelSecret": lambda p, o, k: [{"id": p.channel}],
+    "setNotificationChannelEnabled": lambda p, o, k: [{"id": p.channel, "enabled": False}],
     "repriceUsage": lambda p, o, k: [
         {
             "input": {
@@ -358,6 +381,23 @@ async def build_world(tenant: Tenant, label: str) -> Ids:
         {"i": authorize(f"{marker}-reserve", account)},
     )
     assert reservation["__typename"] == "UsageAuthorized", reservation
+    # An alert: a small budget of the user, crossed by one more call; then a channel.
+    await _ok(
+        tenant,
+        "mutation($i: BudgetInput!) { setBudget(input: $i) { id } }",
+        {"i": {**budget({"kind": "USER", "id": user["id"]}), "hardCap": False, "limit": "0.0001"}},
+    )
+    await _ok(
+        tenant,
+        "mutation($i: UsageEventInput!) { recordUsage(input: $i) { __typename } }",
+        {"i": usage(f"{marker}-alert", account, user["id"])},
+    )
+    alert = await _ok(tenant, "{ alerts(first: 1) { nodes { id } } }")
+    made_channel = await _ok(
+        tenant,
+        "mutation($i: NotificationChannelInput!) { createNotificationChannel(input: $i) { id } }",
+        {"i": channel(marker)},
+    )
     plan = await _ok(
         tenant,
         "mutation($i: PlanInput!) { setPlan(input: $i) { code } }",
@@ -380,6 +420,8 @@ async def build_world(tenant: Tenant, label: str) -> Ids:
         client=client["client"]["id"],
         budget=budget_row["id"],
         reservation=reservation["reservation"]["id"],
+        alert=alert["nodes"][0]["id"],
+        channel=made_channel["id"],
         plan_code=plan["code"],
         marker=marker,
     )

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from websockets.exceptions import InvalidStatus
 
@@ -203,6 +204,17 @@ async def test_an_event_of_another_organisation_is_never_delivered(
         assert update["eventsIncluded"] == 1
 
 
+async def test_a_query_over_the_socket_is_answered_once_then_completed(
+    live: Live, tenant: Tenant
+) -> None:
+    async with ws_client(live.port) as client:
+        await client.init(tenant.token)
+        await client.subscribe("q", "{ me { subject } organization { slug } }")
+        data = await client.next_data("q")
+        assert data == {"me": {"subject": "tester"}, "organization": {"slug": tenant.org.slug}}
+        assert await client.recv() == {"id": "q", "type": "complete"}
+
+
 # --- bad input ---
 
 
@@ -295,6 +307,21 @@ async def test_a_token_that_expires_mid_stream_closes_the_socket_4403(
         await snapshot(client)
         code, reason = await client.closed(within=6)
         assert (code, reason) == (4403, "token expired")
+
+
+async def test_a_token_revoked_mid_stream_closes_the_socket_before_the_next_update(
+    live: Live, tenant: Tenant
+) -> None:
+    token = tenant.mint(tenant.org.id, ["org_admin"])
+    claims = jwt.decode(token, options={"verify_signature": False})
+    async with subscribed(live.port, token, USAGE_UPDATES) as client:
+        await snapshot(client)
+        live.state.revocations.revoke_token(
+            claims["jti"], datetime.fromtimestamp(claims["exp"], UTC)
+        )
+        await live.record(tenant)
+        code, reason = await client.closed(within=5)
+        assert (code, reason) == (4403, "token revoked")
 
 
 async def test_a_member_without_usage_rights_cannot_subscribe(live: Live, tenant: Tenant) -> None:

@@ -73,7 +73,7 @@ def _start(settings: Settings, broadcast_url: str, logs: Path) -> Server:
     return Server(port, process, log)
 
 
-async def _ready(server: Server, within: float = 30.0) -> None:
+async def _ready(server: Server, within: float = 60.0) -> None:
     deadline = time.monotonic() + within
     async with httpx.AsyncClient() as http:
         while time.monotonic() < deadline:

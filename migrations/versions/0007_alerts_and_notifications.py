@@ -11,8 +11,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0007"
-# TEMPORARY: 0006 (ledger partitioning) is being written in parallel; re-chain to "0006".
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -76,7 +75,10 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean(), server_default=sa.text("true"), nullable=False),
         sa.Column("created_by", sa.String(length=255), nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.CheckConstraint(
             "kind IN ('WEBHOOK', 'EMAIL', 'SLACK', 'TEAMS', 'PAGERDUTY', 'SMS')",
@@ -104,7 +106,9 @@ def upgrade() -> None:
         sa.Column("id", sa.UUID(), server_default=sa.text("gen_random_uuid()"), nullable=False),
         sa.Column("alert_id", sa.Uuid(), nullable=False),
         sa.Column("channel_id", sa.Uuid(), nullable=False),
-        sa.Column("state", sa.String(length=16), server_default=sa.text("'PENDING'"), nullable=False),
+        sa.Column(
+            "state", sa.String(length=16), server_default=sa.text("'PENDING'"), nullable=False
+        ),
         sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column(
             "next_attempt_at",
@@ -116,7 +120,10 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.CheckConstraint(
             "state IN ('PENDING', 'DELIVERED', 'DEAD')", name=op.f("ck_alert_deliveries_state")

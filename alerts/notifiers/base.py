@@ -1,0 +1,81 @@
+"""What every notifier gets and how it reports a failure."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from costgraph.alerts.records import AlertRecord, ChannelKind
+from costgraph.billing.clock import format_rfc3339
+from costgraph.billing.money import round_for_presentation
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One delivery attempt of one alert to one channel."""
+
+    #: The delivery's id: the message id, the same on every retry.
+    delivery_id: uuid.UUID
+    attempt: int
+    alert: AlertRecord
+    organization_name: str
+    kind: ChannelKind
+    target: str
+    #: Active signing secrets, newest first (for PagerDuty: the routing key).
+    secrets: tuple[str, ...]
+
+    @property
+    def title(self) -> str:
+        alert = self.alert
+        where = f"{self.organization_name}: " if self.organization_name else ""
+        if alert.stage == 0:
+            return f"{where}budget forecast over its limit"
+        return f"{where}budget at {alert.stage}%"
+
+
+class DeliveryFailed(Exception):
+    """An attempt that did not deliver; ``outcome`` says how (HTTP_STATUS, TIMEOUT, …)."""
+
+    def __init__(
+        self,
+        outcome: str,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.message = message
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class Notifier(Protocol):
+    async def send(self, message: Outgoing) -> None:
+        """Deliver, or raise DeliveryFailed (or TargetRefused). Bounded by the caller's timeout."""
+
+
+def facts(alert: AlertRecord) -> dict[str, Any]:
+    """The alert as JSON-ready data (money as exact decimal strings)."""
+    return {
+        "alertId": str(alert.id),
+        "organizationId": str(alert.organization_id),
+        "budgetId": str(alert.budget_id),
+        "kind": alert.kind.value,
+        "stage": None if alert.stage == 0 else alert.stage,
+        "scope": {"kind": alert.scope_kind, "id": str(alert.scope_id)},
+        "periodStart": format_rfc3339(alert.period_start),
+        "periodEnd": format_rfc3339(alert.period_end),
+        "spent": format(alert.spent, "f"),
+        "limit": format(alert.limit, "f"),
+        "currency": alert.currency,
+        "message": alert.message,
+        "raisedAt": format_rfc3339(alert.raised_at),
+    }
+
+
+def money(alert: AlertRecord, amount: Decimal) -> str:
+    return f"{round_for_presentation(amount, alert.currency)} {alert.currency}"

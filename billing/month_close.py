@@ -1,0 +1,129 @@
+"""The monthly close: once a month has ended (and a grace period for late entries has passed),
+its P&L per account, per customer and for the organisation is written to
+``pnl_month_closes`` — in each entry currency, unconverted, so a close never waits on a rate.
+
+A close is a record of the books as they stood; the live P&L of that month stays exact if a
+later entry lands in it (a backfill, a reprice), and the difference is visible by comparing
+the two. Months are closed oldest first from an organisation's first entry; each
+(organisation, month) commits on its own, and a month already closed is never rewritten.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from costgraph.billing import pnl_repository as repo
+from costgraph.billing.pnl_measures import Totals
+from costgraph.billing.pnl_ranges import TimeBucket, following, truncate
+from costgraph.models.rollups import MonthClose
+
+_INSERT = """
+INSERT INTO pnl_month_closes (organization_id, month, scope_kind, scope_id, currency, entries,
+    events, tokens, ai_cost, billed_usage, postpaid_usage, subscriptions, top_ups, refunds,
+    withdrawals, platform_fees, balance_adjustments)
+SELECT $1, $2, k, i, c, n, ev, tk, ai, bu, pu, su, tu, rf, wd, pf, ba
+FROM unnest($3::text[], $4::uuid[], $5::text[], $6::int8[], $7::int8[], $8::int8[],
+    $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[],
+    $14::numeric[], $15::numeric[], $16::numeric[], $17::numeric[])
+    AS t(k, i, c, n, ev, tk, ai, bu, pu, su, tu, rf, wd, pf, ba)
+ON CONFLICT DO NOTHING
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    organization_id: uuid.UUID
+    month: datetime
+    rows: int
+
+
+def _columns(rows: list[tuple[str, uuid.UUID, str, Totals]]) -> list[list[Any]]:
+    return [
+        [kind for kind, _, _, _ in rows],
+        [ident for _, ident, _, _ in rows],
+        [currency for _, _, currency, _ in rows],
+        [t.entries for *_, t in rows],
+        [t.events for *_, t in rows],
+        [t.tokens for *_, t in rows],
+        [t.ai_cost for *_, t in rows],
+        [t.billed_usage for *_, t in rows],
+        [t.postpaid_usage for *_, t in rows],
+        [t.subscriptions for *_, t in rows],
+        [t.top_ups for *_, t in rows],
+        [t.refunds for *_, t in rows],
+        [t.withdrawals for *_, t in rows],
+        [t.platform_fees for *_, t in rows],
+        [t.balance_adjustments for *_, t in rows],
+    ]
+
+
+async def close_month(
+    connection: Any, organization_id: uuid.UUID, reporting_currency: str, month: datetime
+) -> int:
+    """Close one month of one organisation (inside the caller's transaction)."""
+    end = following(month, TimeBucket.MONTH)
+    rows: list[tuple[str, uuid.UUID, str, Totals]] = []
+    for kind, dimension in (("ACCOUNT", "account"), ("CUSTOMER", "customer")):
+        query = repo.MeasureQuery((organization_id,), month, end, group_by=(dimension,))
+        for row in await repo.measure(connection, query):
+            if row.key[0] is not None:
+                rows.append((kind, row.key[0], row.currency, Totals.of_row(row.values)))
+    whole = await repo.measure(connection, repo.MeasureQuery((organization_id,), month, end))
+    rows.extend(
+        ("ORGANIZATION", organization_id, row.currency, Totals.of_row(row.values)) for row in whole
+    )
+    if not whole:  # the month is closed even when nothing happened in it
+        rows.append(("ORGANIZATION", organization_id, reporting_currency, Totals()))
+    await connection.execute(_INSERT, organization_id, month, *_columns(rows))
+    return len(rows)
+
+
+async def close_months(
+    connection: Any, now: datetime, grace: timedelta, max_months: int = 24
+) -> list[Closed]:
+    """Close what is due, at most ``max_months`` (organisation, month) pairs per call."""
+    cutoff = now.astimezone(UTC) - grace
+    organizations = await connection.fetch(
+        """SELECT o.id, o.reporting_currency,
+                  (SELECT max(c.month) FROM pnl_month_closes c
+                   WHERE c.organization_id = o.id AND c.scope_kind = 'ORGANIZATION') AS closed,
+                  (SELECT min(e.occurred_at) FROM ledger_entries e
+                   WHERE e.organization_id = o.id) AS first
+           FROM organizations o ORDER BY o.id"""
+    )
+    done: list[Closed] = []
+    for org in organizations:
+        if org["first"] is None:
+            continue
+        month = truncate(org["first"], TimeBucket.MONTH)
+        if org["closed"] is not None:
+            month = max(month, following(org["closed"], TimeBucket.MONTH))
+        while following(month, TimeBucket.MONTH) <= cutoff and len(done) < max_months:
+            async with connection.transaction():
+                key = f"month-close:{org['id']}:{month.isoformat()}"
+                if await connection.fetchval(
+                    "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", key
+                ):
+                    count = await close_month(
+                        connection, org["id"], org["reporting_currency"].strip(), month
+                    )
+                    done.append(Closed(org["id"], month, count))
+            month = following(month, TimeBucket.MONTH)
+    return done
+
+
+async def closes(session: AsyncSession, month: datetime) -> list[MonthClose]:
+    """The caller's closed figures of one month (the tenant filter confines them)."""
+    start = truncate(month, TimeBucket.MONTH)
+    rows = await session.scalars(
+        select(MonthClose)
+        .where(MonthClose.month == start)
+        .order_by(MonthClose.scope_kind, MonthClose.scope_id, MonthClose.currency)
+    )
+    return list(rows)

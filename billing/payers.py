@@ -1,0 +1,230 @@
+"""The users view and the period's KPIs.
+
+Per user and per customer: spend (billed usage) and AI cost in the range, the last activity
+up to the range's end, and a status — ``ACTIVE`` (entries in the range), ``IDLE`` (earlier
+entries only) or ``NEVER``. Customers also carry revenue, margin and their accounts' prepaid
+balances (one per currency, as the accounts hold them). A user's ledger is the ``ledger``
+query filtered by ``userId``.
+
+KPIs of a range, per customer:
+
+- **active payers**: customers who paid in the range — subscription payments, top-ups or
+  billed usage of a postpaid account (the money this P&L counts as revenue) above zero;
+- **new payers**: active payers who had paid nothing before the range;
+- **ARPU**: the organisation's revenue over the range / active payers;
+- **average cost to serve**: AI cost over the range / customers with usage in it.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from costgraph.billing import pnl_conversion as conversion
+from costgraph.billing import pnl_repository as repo
+from costgraph.billing.clock import EARLIEST_EVENT
+from costgraph.billing.cost_formula import EXACT
+from costgraph.billing.directory import OrgContext
+from costgraph.billing.ledger_repository import driver_connection
+from costgraph.billing.money import QUANTUM
+from costgraph.billing.pnl_measures import Figures, Totals
+from costgraph.models import Account, AccountBalance, Customer, User
+
+
+class ActivityStatus(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    IDLE = "IDLE"
+    NEVER = "NEVER"
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    currency: str
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class UserActivity:
+    user: User
+    figures: Figures
+    last_activity_at: datetime | None
+    status: ActivityStatus
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerActivity:
+    customer: Customer
+    figures: Figures
+    balances: list[Balance]
+    last_activity_at: datetime | None
+    status: ActivityStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Kpis:
+    currency: str
+    active_payers: int
+    new_payers: int
+    customers_served: int
+    revenue: Decimal
+    ai_cost: Decimal
+    arpu: Decimal | None
+    average_cost_to_serve: Decimal | None
+
+
+async def _per(
+    session: AsyncSession,
+    org: OrgContext,
+    dimension: str,
+    start: datetime,
+    end: datetime,
+    currency: str,
+) -> dict[Any, Totals]:
+    connection = await driver_connection(session)
+    query = repo.MeasureQuery((org.id,), start, end, group_by=(dimension,))
+    rows = await conversion.convert_one(session, connection, org.id, query, currency)
+    return {row.key[0]: row.totals for row in rows if row.key[0] is not None}
+
+
+async def _history(
+    session: AsyncSession, org: OrgContext, dimension: str, end: datetime
+) -> dict[Any, Totals]:
+    """All entries before ``end`` per value of ``dimension``, in their own currencies (counts,
+    last activity and "paid anything" need no conversion)."""
+    connection = await driver_connection(session)
+    query = repo.MeasureQuery((org.id,), EARLIEST_EVENT, end, group_by=(dimension,))
+    result: dict[Any, Totals] = defaultdict(Totals)
+    for row in await repo.measure(connection, query):
+        if row.key[0] is not None:
+            result[row.key[0]].add_row(row.values)
+    return result
+
+
+def _status(in_range: Totals | None, history: Totals | None) -> ActivityStatus:
+    if in_range is not None and in_range.entries:
+        return ActivityStatus.ACTIVE
+    if history is not None and history.entries:
+        return ActivityStatus.IDLE
+    return ActivityStatus.NEVER
+
+
+def _spend_order(figures: Figures, label: str) -> tuple[Decimal, Decimal, str]:
+    return (-figures.billed_usage, -figures.ai_cost, label)
+
+
+async def users_view(
+    session: AsyncSession,
+    org: OrgContext,
+    start: datetime,
+    end: datetime,
+    currency: str,
+    limit: int,
+) -> list[UserActivity]:
+    in_range = await _per(session, org, "user", start, end, currency)
+    history = await _history(session, org, "user", end)
+    users = list(await session.scalars(select(User)))
+    rows = []
+    for user in users:
+        totals = in_range.get(user.id)
+        past = history.get(user.id)
+        rows.append(
+            UserActivity(
+                user,
+                Figures.of(totals or Totals(), currency),
+                None if past is None else past.last_at,
+                _status(totals, past),
+            )
+        )
+    rows.sort(key=lambda r: _spend_order(r.figures, r.user.email))
+    return rows[:limit]
+
+
+async def _balances(session: AsyncSession) -> dict[uuid.UUID, list[Balance]]:
+    found = await session.execute(
+        select(Account.customer_id, Account.currency, AccountBalance.balance).join(
+            AccountBalance,
+            (AccountBalance.organization_id == Account.organization_id)
+            & (AccountBalance.account_id == Account.id),
+        )
+    )
+    sums: dict[uuid.UUID, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for customer_id, currency, balance in found.all():
+        sums[customer_id][currency.strip()] += balance
+    return {
+        customer: [Balance(c, amount) for c, amount in sorted(by_currency.items())]
+        for customer, by_currency in sums.items()
+    }
+
+
+async def customers_view(
+    session: AsyncSession,
+    org: OrgContext,
+    start: datetime,
+    end: datetime,
+    currency: str,
+    limit: int,
+) -> list[CustomerActivity]:
+    in_range = await _per(session, org, "customer", start, end, currency)
+    history = await _history(session, org, "customer", end)
+    balances = await _balances(session)
+    rows = []
+    for customer in await session.scalars(select(Customer)):
+        totals = in_range.get(customer.id)
+        past = history.get(customer.id)
+        rows.append(
+            CustomerActivity(
+                customer,
+                Figures.of(totals or Totals(), currency),
+                balances.get(customer.id, []),
+                None if past is None else past.last_at,
+                _status(totals, past),
+            )
+        )
+    rows.sort(key=lambda r: _spend_order(r.figures, r.customer.name))
+    return rows[:limit]
+
+
+def _paid(totals: Totals) -> bool:
+    return totals.subscriptions + totals.top_ups + totals.postpaid_usage > 0
+
+
+def _per_head(amount: Decimal, heads: int) -> Decimal | None:
+    if heads == 0:
+        return None
+    return EXACT.divide(amount, Decimal(heads)).quantize(
+        QUANTUM, rounding=ROUND_HALF_EVEN, context=EXACT
+    )
+
+
+async def kpis(
+    session: AsyncSession, org: OrgContext, start: datetime, end: datetime, currency: str
+) -> Kpis:
+    per_customer = await _per(session, org, "customer", start, end, currency)
+    before = await _history(session, org, "customer", start)
+    payers = {c for c, totals in per_customer.items() if _paid(totals)}
+    new = {c for c in payers if c not in before or not _paid(before[c])}
+    served = {c for c, totals in per_customer.items() if totals.events}
+    connection = await driver_connection(session)
+    whole = Totals()
+    query = repo.MeasureQuery((org.id,), start, end)
+    for row in await conversion.convert_one(session, connection, org.id, query, currency):
+        whole.add(row.totals)
+    figures = Figures.of(whole, currency)
+    return Kpis(
+        currency=currency,
+        active_payers=len(payers),
+        new_payers=len(new),
+        customers_served=len(served),
+        revenue=figures.revenue,
+        ai_cost=figures.ai_cost,
+        arpu=_per_head(whole.revenue, len(payers)),
+        average_cost_to_serve=_per_head(whole.ai_cost, len(served)),
+    )

@@ -1,0 +1,261 @@
+"""P&L at every level, its timeline, usage analytics, the users view and KPIs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import strawberry
+
+from costgraph.auth.permissions import Right
+from costgraph.billing import liabilities, month_close, payers, pnl, usage_analytics
+from costgraph.billing.errors import ValidationFailed
+from costgraph.billing.pnl import Scope, ScopeKind
+from costgraph.billing.pnl_ranges import TimeBucket, require_range
+from costgraph.billing.usage_analytics import UsageDimension
+from costgraph.models.scoping import bind_platform
+from costgraph.resolvers.access import needs
+from costgraph.resolvers.errors import result_of
+from costgraph.resolvers.ids import decode_id, decode_optional
+from costgraph.schema import pnl as types
+from costgraph.schema.inputs import DateRange
+from costgraph.schema.scalars import CurrencyCode
+from costgraph.schema.types import Info
+
+
+async def _pnl(info: Info, scope: Scope, range: DateRange, currency: str | None) -> types.PnL:
+    org = await info.context.org()
+    limits = types.report_limits(info)
+    async with info.context.reading() as session:
+        report = await pnl.open_report(
+            session, org, scope, range.start, range.end, currency, limits
+        )
+        figures = await pnl.totals(session, report)
+    return types.PnL.of(report, figures)
+
+
+def _scope(value: types.PnLScopeInput) -> Scope:
+    if value.kind is ScopeKind.ORGANIZATION:
+        if value.id is not None:
+            raise ValidationFailed("an ORGANIZATION scope takes no id", "scope.id")
+        return Scope(ScopeKind.ORGANIZATION, agent=value.agent)
+    if value.id is None:
+        raise ValidationFailed(f"a {value.kind.value} scope needs its id", "scope.id")
+    return Scope(value.kind, decode_id(value.id, value.kind.value.lower(), "scope.id"), value.agent)
+
+
+async def _report_currency(info: Info, currency: str | None) -> str:
+    return currency or (await info.context.org()).reporting_currency
+
+
+@strawberry.type
+class PnLQuery:
+    @strawberry.field(
+        description="An account's P&L over a range.", extensions=[needs(Right.READ_LEDGER)]
+    )
+    async def account_pnl(
+        self,
+        info: Info,
+        account_id: strawberry.ID,
+        range: DateRange,
+        currency: CurrencyCode | None = None,
+    ) -> types.PnL:
+        ident = decode_id(account_id, "account", "accountId")
+        return await _pnl(info, Scope(ScopeKind.ACCOUNT, ident), range, currency)
+
+    @strawberry.field(
+        description="A customer's P&L (all its accounts) over a range.",
+        extensions=[needs(Right.READ_LEDGER)],
+    )
+    async def customer_pnl(
+        self,
+        info: Info,
+        customer_id: strawberry.ID,
+        range: DateRange,
+        currency: CurrencyCode | None = None,
+    ) -> types.PnL:
+        ident = decode_id(customer_id, "customer", "customerId")
+        return await _pnl(info, Scope(ScopeKind.CUSTOMER, ident), range, currency)
+
+    @strawberry.field(
+        description="The organisation's P&L; with `agent`, that agent's entries only.",
+        extensions=[needs(Right.READ_LEDGER)],
+    )
+    async def organization_pnl(
+        self,
+        info: Info,
+        range: DateRange,
+        currency: CurrencyCode | None = None,
+        agent: str | None = None,
+    ) -> types.PnL:
+        return await _pnl(info, Scope(ScopeKind.ORGANIZATION, agent=agent), range, currency)
+
+    @strawberry.field(
+        description="Every organisation's P&L and the total (platform_admin).",
+        extensions=[needs(Right.PLATFORM)],
+    )
+    async def platform_pnl(
+        self, info: Info, range: DateRange, currency: CurrencyCode | None = None
+    ) -> types.PlatformPnL:
+        target = currency or info.context.app.settings.platform_currency
+        async with info.context.app.sessions() as session:
+            bind_platform(session.sync_session)
+            report = await pnl.platform(
+                session, range.start, range.end, target, types.report_limits(info)
+            )
+        start, end = require_range(range.start, range.end, types.report_limits(info))
+        return types.PlatformPnL.of(report, start, end)
+
+    @strawberry.field(
+        description="The P&L figures per UTC bucket, every bucket of the range included.",
+        extensions=[needs(Right.READ_LEDGER)],
+    )
+    async def pnl_timeline(
+        self,
+        info: Info,
+        scope: types.PnLScopeInput,
+        range: DateRange,
+        bucket: TimeBucket,
+        currency: CurrencyCode | None = None,
+    ) -> list[types.PnLPoint]:
+        org = await info.context.org()
+        limits = types.report_limits(info)
+        async with info.context.reading() as session:
+            report = await pnl.open_report(
+                session, org, _scope(scope), range.start, range.end, currency, limits
+            )
+            points = await pnl.timeline(session, report, bucket, limits)
+        return [types.PnLPoint.of(point) for point in points]
+
+    @strawberry.field(
+        description="Tokens, events, AI cost and billed usage per group (and UTC bucket).",
+        extensions=[needs(Right.READ_USAGE)],
+    )
+    async def usage(
+        self,
+        info: Info,
+        range: DateRange,
+        group_by: list[UsageDimension],
+        bucket: TimeBucket | None = None,
+        filter: types.UsageFilter | None = None,
+        currency: CurrencyCode | None = None,
+    ) -> list[types.UsageRow]:
+        org = await info.context.org()
+        wanted = None if filter is None else _usage_filter(filter)
+        async with info.context.reading() as session:
+            rows = await usage_analytics.usage(
+                session,
+                org,
+                range.start,
+                range.end,
+                group_by,
+                bucket,
+                wanted,
+                currency,
+                types.report_limits(info),
+            )
+        return [types.UsageRow.of(row) for row in rows]
+
+    @strawberry.field(
+        description="Users by spend over a range: spend, last activity, status.",
+        extensions=[needs(Right.READ_LEDGER)],
+    )
+    async def users_view(
+        self,
+        info: Info,
+        range: DateRange,
+        currency: CurrencyCode | None = None,
+        limit: int = 50,
+    ) -> list[types.UserActivity]:
+        org = await info.context.org()
+        limits = types.report_limits(info)
+        start, end = require_range(range.start, range.end, limits)
+        pnl.require_limit(limit, limits)
+        target = await _report_currency(info, currency)
+        async with info.context.reading() as session:
+            rows = await payers.users_view(session, org, start, end, target, limit)
+        return [types.UserActivity.of(row) for row in rows]
+
+    @strawberry.field(
+        description="Customers by spend over a range: revenue, balances, last activity, status.",
+        extensions=[needs(Right.READ_LEDGER)],
+    )
+    async def customers_view(
+        self,
+        info: Info,
+        range: DateRange,
+        currency: CurrencyCode | None = None,
+        limit: int = 50,
+    ) -> list[types.CustomerActivity]:
+        org = await info.context.org()
+        limits = types.report_limits(info)
+        start, end = require_range(range.start, range.end, limits)
+        pnl.require_limit(limit, limits)
+        target = await _report_currency(info, currency)
+        async with info.context.reading() as session:
+            rows = await payers.customers_view(session, org, start, end, target, limit)
+        return [types.CustomerActivity.of(row) for row in rows]
+
+    @strawberry.field(
+        description="Active and new payers, ARPU and average cost to serve over a range.",
+        extensions=[needs(Right.READ_LEDGER)],
+    )
+    async def payer_kpis(
+        self, info: Info, range: DateRange, currency: CurrencyCode | None = None
+    ) -> types.PayerKpis:
+        org = await info.context.org()
+        start, end = require_range(range.start, range.end, types.report_limits(info))
+        target = await _report_currency(info, currency)
+        async with info.context.reading() as session:
+            kpis = await payers.kpis(session, org, start, end, target)
+        return types.PayerKpis.of(kpis)
+
+    @strawberry.field(
+        description="The closed P&L of a month (any instant in it), per scope and currency.",
+        extensions=[needs(Right.READ_LEDGER)],
+    )
+    async def monthly_closes(self, info: Info, month: dt.datetime) -> list[types.MonthClose]:
+        async with info.context.reading() as session:
+            rows = await month_close.closes(session, month)
+        return [types.MonthClose.of(row) for row in rows]
+
+
+def _usage_filter(value: types.UsageFilter) -> usage_analytics.UsageFilter:
+    return usage_analytics.UsageFilter(
+        account_id=decode_optional(value.account_id, "account", "filter.accountId"),
+        customer_id=decode_optional(value.customer_id, "customer", "filter.customerId"),
+        department_id=decode_optional(value.department_id, "department", "filter.departmentId"),
+        user_id=decode_optional(value.user_id, "user", "filter.userId"),
+        provider=value.provider,
+        model=value.model,
+        feature=value.feature,
+        agent=value.agent,
+    )
+
+
+@strawberry.type
+class PnLMutation:
+    @strawberry.mutation(
+        description="Record an agent's liability estimate (reported beside the P&L).",
+        extensions=[needs(Right.WRITE_BILLING)],
+    )
+    async def record_liability_estimate(
+        self, info: Info, input: types.LiabilityEstimateInput
+    ) -> types.LiabilityEstimateResult:
+        context = info.context
+
+        async def run() -> types.LiabilityEstimateRecorded:
+            estimate = liabilities.NewEstimate(
+                idempotency_key=input.idempotency_key,
+                agent=input.agent,
+                amount=input.amount,
+                currency=input.currency,
+                occurred_at=input.occurred_at,
+                description=input.description,
+            )
+            async with context.writing() as (session, org):
+                row, replayed = await liabilities.record(session, org, estimate, context.app.limits)
+            return types.LiabilityEstimateRecorded(
+                estimate=types.LiabilityEstimate.of(row), replayed=replayed
+            )
+
+        return await result_of(run)

@@ -1,0 +1,566 @@
+"""P&L, usage analytics, the users view, KPIs, liability estimates and monthly closes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from typing import Annotated, Any
+
+import strawberry
+
+from costgraph.billing import ledger_repository, liabilities, pnl
+from costgraph.billing.commands import LedgerFilter
+from costgraph.billing.liabilities import LiabilitySummary as SummaryModel
+from costgraph.billing.pagination import page_size
+from costgraph.billing.payers import ActivityStatus, Kpis
+from costgraph.billing.payers import CustomerActivity as CustomerActivityModel
+from costgraph.billing.payers import UserActivity as UserActivityModel
+from costgraph.billing.pnl import BreakdownRow, Order, Report, ScopeKind
+from costgraph.billing.pnl_measures import Figures
+from costgraph.billing.pnl_ranges import ReportLimits, TimeBucket
+from costgraph.billing.usage_analytics import UsageDimension
+from costgraph.billing.usage_analytics import UsageRow as UsageRowModel
+from costgraph.models.rollups import LiabilityEstimate as LiabilityRow
+from costgraph.models.rollups import MonthClose as MonthCloseRow
+from costgraph.schema.results import IdempotencyConflict, ValidationFailed
+from costgraph.schema.scalars import CurrencyCode
+from costgraph.schema.types import (
+    Connection,
+    Customer,
+    Info,
+    LedgerEntry,
+    Organization,
+    User,
+    connection,
+    entry_cursor,
+)
+
+strawberry.enum(TimeBucket, name="TimeBucket", description="UTC buckets; weeks start on Monday.")
+strawberry.enum(UsageDimension, name="UsageDimension")
+strawberry.enum(ScopeKind, name="PnLScopeKind")
+strawberry.enum(
+    ActivityStatus,
+    name="ActivityStatus",
+    description="ACTIVE: entries in the range; IDLE: earlier entries only; NEVER: none.",
+)
+
+
+def report_limits(info: Info) -> ReportLimits:
+    settings = info.context.app.settings
+    return ReportLimits(
+        max_range_days=settings.pnl_max_range_days,
+        max_points=settings.pnl_max_points,
+        max_rows=info.context.app.limits.max_page_size,
+        max_usage_rows=settings.pnl_max_usage_rows,
+    )
+
+
+def _id(value: uuid.UUID | None) -> strawberry.ID | None:
+    return None if value is None else strawberry.ID(str(value))
+
+
+@strawberry.input(description="Whose P&L: the organisation (no id), a customer or an account.")
+class PnLScopeInput:
+    kind: ScopeKind
+    id: strawberry.ID | None = None
+    agent: str | None = strawberry.field(default=None, description="Only this agent's entries.")
+
+
+@strawberry.input
+class UsageFilter:
+    account_id: strawberry.ID | None = None
+    customer_id: strawberry.ID | None = None
+    department_id: strawberry.ID | None = None
+    user_id: strawberry.ID | None = None
+    provider: str | None = None
+    model: str | None = None
+    feature: str | None = None
+    agent: str | None = None
+
+
+@strawberry.type(description="Revenue by where it came from (refunds and withdrawals subtract).")
+class RevenueBySource:
+    subscriptions: decimal.Decimal
+    top_ups: decimal.Decimal
+    billed_usage: decimal.Decimal = strawberry.field(
+        description="Billed usage of postpaid accounts (prepaid usage was paid by top-ups)."
+    )
+    refunds: decimal.Decimal
+    withdrawals: decimal.Decimal
+
+
+@strawberry.type
+class TokenTotals:
+    input: int
+    output: int
+    cached_input: int
+    cache_write: int
+    reasoning: int
+    total: int
+
+
+@strawberry.interface(
+    description="Figures of a P&L in `currency`, exact (12 decimal places). revenue = "
+    "subscriptions + top-ups + billed usage of postpaid accounts - refunds - withdrawals; "
+    "margin = revenue - aiCost - platformFees."
+)
+class PnLFigures:
+    currency: CurrencyCode
+    revenue: decimal.Decimal
+    revenue_by_source: RevenueBySource
+    ai_cost: decimal.Decimal = strawberry.field(
+        description="Provider cost of usage, reprice corrections included."
+    )
+    billed_usage: decimal.Decimal = strawberry.field(
+        description="Customer-facing price of usage (AI cost with markup)."
+    )
+    markup_earned: decimal.Decimal = strawberry.field(description="billedUsage - aiCost.")
+    platform_fees: decimal.Decimal
+    balance_adjustments: decimal.Decimal = strawberry.field(
+        description="Manual balance corrections: neither revenue nor cost."
+    )
+    margin: decimal.Decimal
+    margin_percent: decimal.Decimal | None = strawberry.field(
+        description="margin / revenue x 100, 4 decimal places; null when revenue is 0."
+    )
+    event_count: int
+    tokens: TokenTotals
+
+
+def figures_fields(f: Figures) -> dict[str, Any]:
+    return {
+        "currency": CurrencyCode(f.currency),
+        "revenue": f.revenue,
+        "revenue_by_source": RevenueBySource(
+            subscriptions=f.subscriptions,
+            top_ups=f.top_ups,
+            billed_usage=f.postpaid_usage,
+            refunds=f.refunds,
+            withdrawals=f.withdrawals,
+        ),
+        "ai_cost": f.ai_cost,
+        "billed_usage": f.billed_usage,
+        "markup_earned": f.markup,
+        "platform_fees": f.platform_fees,
+        "balance_adjustments": f.balance_adjustments,
+        "margin": f.margin,
+        "margin_percent": f.margin_percent,
+        "event_count": f.events,
+        "tokens": TokenTotals(
+            input=f.input_tokens,
+            output=f.output_tokens,
+            cached_input=f.cached_input_tokens,
+            cache_write=f.cache_write_tokens,
+            reasoning=f.reasoning_tokens,
+            total=f.tokens,
+        ),
+    }
+
+
+@strawberry.type(description="A P&L split by model, provider, agent or user.")
+class PnLBreakdown(PnLFigures):
+    key: str = strawberry.field(description="provider/model, provider, agent or user id.")
+    provider: str | None
+    model: str | None
+    agent: str | None
+    user_id: strawberry.ID | None
+    net_impact: decimal.Decimal = strawberry.field(
+        description="What the slice earned: billed usage - AI cost - platform fees, plus "
+        "payments carried by it net of refunds. Top agents and users rank by its size."
+    )
+
+    @strawberry.field
+    async def user(self, info: Info) -> User | None:
+        if self.user_id is None:
+            return None
+        row = await info.context.loaders.user.load(uuid.UUID(self.user_id))
+        return None if row is None else User.of(row)
+
+    @classmethod
+    def of(cls, row: BreakdownRow) -> PnLBreakdown:
+        key = row.key
+        user_id = key.get("user")
+        label = "/".join(str(key[d]) for d in key if key[d] is not None)
+        return cls(
+            key=label,
+            provider=key.get("provider"),
+            model=key.get("model"),
+            agent=key.get("agent"),
+            user_id=_id(user_id),
+            net_impact=row.figures.net_impact,
+            **figures_fields(row.figures),
+        )
+
+
+@strawberry.type
+class AgentLiability:
+    agent: str
+    amount: decimal.Decimal
+    estimates: int
+
+
+@strawberry.type(description="Expected exposure of agents' decisions: beside the P&L, not in it.")
+class LiabilitySummary:
+    currency: CurrencyCode
+    total: decimal.Decimal
+    by_agent: list[AgentLiability]
+
+    @classmethod
+    def of(cls, s: SummaryModel) -> LiabilitySummary:
+        return cls(
+            currency=CurrencyCode(s.currency),
+            total=s.total,
+            by_agent=[
+                AgentLiability(agent=a.agent, amount=a.amount, estimates=a.estimates)
+                for a in s.by_agent
+            ],
+        )
+
+
+async def _breakdown(
+    info: Info, report: Report, dimensions: tuple[str, ...], order: Order, limit: int | None
+) -> list[PnLBreakdown]:
+    if limit is not None:
+        pnl.require_limit(limit, report_limits(info))
+    async with info.context.reading() as session:
+        rows = await pnl.breakdown(session, report, dimensions, order, limit)
+    return [PnLBreakdown.of(row) for row in rows]
+
+
+@strawberry.type(description="Profit and loss over a range, in one currency.")
+class PnL(PnLFigures):
+    start: dt.datetime
+    end: dt.datetime
+    report: strawberry.Private[Report]
+
+    @strawberry.field(description="By provider and model, largest AI cost first.")
+    async def by_model(self, info: Info) -> list[PnLBreakdown]:
+        return await _breakdown(info, self.report, ("provider", "model"), Order.COST, None)
+
+    @strawberry.field(description="By provider, largest AI cost first.")
+    async def by_provider(self, info: Info) -> list[PnLBreakdown]:
+        return await _breakdown(info, self.report, ("provider",), Order.COST, None)
+
+    @strawberry.field(description="The agents with the largest net impact (either sign).")
+    async def top_agents(self, info: Info, limit: int | None = 5) -> list[PnLBreakdown]:
+        return await _breakdown(info, self.report, ("agent",), Order.IMPACT, limit)
+
+    @strawberry.field(description="The users with the largest net impact (either sign).")
+    async def top_users(self, info: Info, limit: int | None = 5) -> list[PnLBreakdown]:
+        return await _breakdown(info, self.report, ("user",), Order.IMPACT, limit)
+
+    @strawberry.field(
+        description="Liability estimates recorded for the organisation's agents in the range "
+        "(the agent's only, for an agent P&L); null for accounts and customers, whose "
+        "estimates are not attributed. Never part of margin."
+    )
+    async def liability_estimates(self, info: Info) -> LiabilitySummary | None:
+        report = self.report
+        if report.scope.kind is not ScopeKind.ORGANIZATION:
+            return None
+        async with info.context.reading() as session:
+            summary = await liabilities.summary(
+                session,
+                report.organization,
+                report.start,
+                report.end,
+                report.currency,
+                report.scope.agent,
+            )
+        return LiabilitySummary.of(summary)
+
+    @classmethod
+    def of(cls, report: Report, figures: Figures) -> PnL:
+        return cls(start=report.start, end=report.end, report=report, **figures_fields(figures))
+
+
+@strawberry.type
+class PnLTotals(PnLFigures):
+    pass
+
+
+@strawberry.type
+class OrganizationPnL(PnLFigures):
+    organization: Organization
+
+
+@strawberry.type(description="The whole platform: totals and one row per organisation.")
+class PlatformPnL:
+    currency: CurrencyCode
+    start: dt.datetime
+    end: dt.datetime
+    totals: PnLTotals
+    organizations: list[OrganizationPnL]
+
+    @classmethod
+    def of(cls, report: pnl.PlatformReport, start: dt.datetime, end: dt.datetime) -> PlatformPnL:
+        return cls(
+            currency=CurrencyCode(report.currency),
+            start=start,
+            end=end,
+            totals=PnLTotals(**figures_fields(report.totals)),
+            organizations=[
+                OrganizationPnL(
+                    organization=Organization.of(row.organization), **figures_fields(row.figures)
+                )
+                for row in report.organizations
+            ],
+        )
+
+
+@strawberry.type(description="One bucket of a P&L timeline, clipped to the range.")
+class PnLPoint(PnLFigures):
+    start: dt.datetime
+    end: dt.datetime
+
+    @classmethod
+    def of(cls, point: pnl.Point) -> PnLPoint:
+        return cls(start=point.start, end=point.end, **figures_fields(point.figures))
+
+
+@strawberry.type(description="Usage of one group (and bucket), in `currency`.")
+class UsageRow:
+    bucket: dt.datetime | None = strawberry.field(description="Start of the UTC bucket.")
+    model: str | None
+    provider: str | None
+    customer_id: strawberry.ID | None
+    account_id: strawberry.ID | None
+    department_id: strawberry.ID | None
+    user_id: strawberry.ID | None
+    feature: str | None
+    agent: str | None
+    currency: CurrencyCode
+    events: int
+    tokens: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    ai_cost: decimal.Decimal
+    billed_usage: decimal.Decimal
+
+    @classmethod
+    def of(cls, row: UsageRowModel) -> UsageRow:
+        key, f = row.key, row.figures
+        return cls(
+            bucket=row.bucket,
+            model=key.get("model"),
+            provider=key.get("provider"),
+            customer_id=_id(key.get("customer")),
+            account_id=_id(key.get("account")),
+            department_id=_id(key.get("department")),
+            user_id=_id(key.get("user")),
+            feature=key.get("feature"),
+            agent=key.get("agent"),
+            currency=CurrencyCode(f.currency),
+            events=f.events,
+            tokens=f.tokens,
+            input_tokens=f.input_tokens,
+            output_tokens=f.output_tokens,
+            cached_input_tokens=f.cached_input_tokens,
+            cache_write_tokens=f.cache_write_tokens,
+            reasoning_tokens=f.reasoning_tokens,
+            ai_cost=f.ai_cost,
+            billed_usage=f.billed_usage,
+        )
+
+
+async def _ledger_page(
+    info: Info, filters: LedgerFilter, first: int | None, after: str | None
+) -> Connection[LedgerEntry]:
+    size = page_size(first, 50, info.context.app.limits.max_page_size)
+    async with info.context.reading() as session:
+        entries, more = await ledger_repository.list_entries(session, filters, size, after)
+    return connection(entries, more, entry_cursor, LedgerEntry.of)
+
+
+@strawberry.type(description="One user in the users view.")
+class UserActivity:
+    user: User
+    currency: CurrencyCode
+    spend: decimal.Decimal = strawberry.field(description="Billed usage in the range.")
+    ai_cost: decimal.Decimal
+    event_count: int
+    tokens: int
+    last_activity_at: dt.datetime | None = strawberry.field(
+        description="The user's latest entry before the range's end."
+    )
+    status: ActivityStatus
+
+    @strawberry.field(description="The user's ledger, newest first (drill-down).")
+    async def ledger(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[LedgerEntry]:
+        return await _ledger_page(info, LedgerFilter(user_id=uuid.UUID(self.user.id)), first, after)
+
+    @classmethod
+    def of(cls, row: UserActivityModel) -> UserActivity:
+        f = row.figures
+        return cls(
+            user=User.of(row.user),
+            currency=CurrencyCode(f.currency),
+            spend=f.billed_usage,
+            ai_cost=f.ai_cost,
+            event_count=f.events,
+            tokens=f.tokens,
+            last_activity_at=row.last_activity_at,
+            status=row.status,
+        )
+
+
+@strawberry.type
+class MoneyAmount:
+    currency: CurrencyCode
+    amount: decimal.Decimal
+
+
+@strawberry.type(description="One customer in the users view.")
+class CustomerActivity:
+    customer: Customer
+    currency: CurrencyCode
+    revenue: decimal.Decimal
+    spend: decimal.Decimal = strawberry.field(description="Billed usage in the range.")
+    ai_cost: decimal.Decimal
+    margin: decimal.Decimal
+    event_count: int
+    balances: list[MoneyAmount] = strawberry.field(
+        description="Prepaid balances of the customer's accounts now, one per currency."
+    )
+    last_activity_at: dt.datetime | None
+    status: ActivityStatus
+
+    @strawberry.field(description="The customer's ledger, newest first (drill-down).")
+    async def ledger(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[LedgerEntry]:
+        customer = uuid.UUID(self.customer.id)
+        return await _ledger_page(info, LedgerFilter(customer_id=customer), first, after)
+
+    @classmethod
+    def of(cls, row: CustomerActivityModel) -> CustomerActivity:
+        f = row.figures
+        return cls(
+            customer=Customer.of(row.customer),
+            currency=CurrencyCode(f.currency),
+            revenue=f.revenue,
+            spend=f.billed_usage,
+            ai_cost=f.ai_cost,
+            margin=f.margin,
+            event_count=f.events,
+            balances=[
+                MoneyAmount(currency=CurrencyCode(b.currency), amount=b.amount)
+                for b in row.balances
+            ],
+            last_activity_at=row.last_activity_at,
+            status=row.status,
+        )
+
+
+@strawberry.type(description="Payers and unit economics over a range.")
+class PayerKpis:
+    currency: CurrencyCode
+    active_payers: int = strawberry.field(
+        description="Customers who paid in the range (subscriptions, top-ups, postpaid usage)."
+    )
+    new_payers: int = strawberry.field(description="Active payers who had never paid before.")
+    customers_served: int = strawberry.field(description="Customers with usage in the range.")
+    revenue: decimal.Decimal
+    ai_cost: decimal.Decimal
+    arpu: decimal.Decimal | None = strawberry.field(description="revenue / activePayers.")
+    average_cost_to_serve: decimal.Decimal | None = strawberry.field(
+        description="aiCost / customersServed."
+    )
+
+    @classmethod
+    def of(cls, k: Kpis) -> PayerKpis:
+        return cls(
+            currency=CurrencyCode(k.currency),
+            active_payers=k.active_payers,
+            new_payers=k.new_payers,
+            customers_served=k.customers_served,
+            revenue=k.revenue,
+            ai_cost=k.ai_cost,
+            arpu=k.arpu,
+            average_cost_to_serve=k.average_cost_to_serve,
+        )
+
+
+@strawberry.input(description="An agent's expected exposure from a decision.")
+class LiabilityEstimateInput:
+    idempotency_key: str
+    agent: str
+    amount: decimal.Decimal
+    currency: CurrencyCode
+    occurred_at: dt.datetime | None = None
+    description: str | None = None
+
+
+@strawberry.type
+class LiabilityEstimate:
+    id: strawberry.ID
+    agent: str
+    amount: decimal.Decimal
+    currency: CurrencyCode
+    occurred_at: dt.datetime
+    description: str | None
+
+    @classmethod
+    def of(cls, row: LiabilityRow) -> LiabilityEstimate:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            agent=row.agent,
+            amount=row.amount,
+            currency=CurrencyCode(row.currency.strip()),
+            occurred_at=row.occurred_at,
+            description=row.description,
+        )
+
+
+@strawberry.type
+class LiabilityEstimateRecorded:
+    estimate: LiabilityEstimate
+    replayed: bool
+
+
+LiabilityEstimateResult = Annotated[
+    LiabilityEstimateRecorded | ValidationFailed | IdempotencyConflict,
+    strawberry.union("LiabilityEstimateResult"),
+]
+
+
+@strawberry.type(description="A month's P&L per scope as the monthly close recorded it.")
+class MonthClose:
+    month: dt.datetime
+    scope_kind: ScopeKind
+    scope_id: strawberry.ID
+    currency: CurrencyCode
+    revenue: decimal.Decimal
+    ai_cost: decimal.Decimal
+    billed_usage: decimal.Decimal
+    platform_fees: decimal.Decimal
+    margin: decimal.Decimal
+    event_count: int
+    tokens: int
+    closed_at: dt.datetime
+
+    @classmethod
+    def of(cls, row: MonthCloseRow) -> MonthClose:
+        revenue = (
+            row.subscriptions + row.top_ups + row.postpaid_usage - row.refunds - row.withdrawals
+        )
+        return cls(
+            month=row.month,
+            scope_kind=ScopeKind(row.scope_kind),
+            scope_id=strawberry.ID(str(row.scope_id)),
+            currency=CurrencyCode(row.currency.strip()),
+            revenue=revenue,
+            ai_cost=row.ai_cost,
+            billed_usage=row.billed_usage,
+            platform_fees=row.platform_fees,
+            margin=revenue - row.ai_cost - row.platform_fees,
+            event_count=row.events,
+            tokens=row.tokens,
+            closed_at=row.closed_at,
+        )
