@@ -83,7 +83,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
         asyncio.run(load_catalog(url, settings))
         app = create_app(settings, url)
         print(f"CostGraph on http://{args.host}:{args.port}/graphql", flush=True)
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
+        )
 
 
 async def _demo(settings: Settings, url: str) -> None:

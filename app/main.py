@@ -26,6 +26,7 @@ from costgraph.app.rollup_runner import rollups_running
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
 from costgraph.app.stripe_webhook import stripe_webhook_route
+from costgraph.app.token_cache import CachedTokenVerifier
 from costgraph.auth.keys import KeyStore
 from costgraph.auth.revocation import RevocationList
 from costgraph.schema.build import build_schema
@@ -49,7 +50,8 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             engine=engine,
             sessions=create_sessionmaker(engine),
             keys=keys,
-            verifier=build_verifier(settings, keys, revocations),
+            # A client reuses its token: keep verified principals until exp, 60 s at most.
+            verifier=CachedTokenVerifier(build_verifier(settings, keys, revocations)),
             limits=AppState.limits_of(settings),
             bus=build_bus(settings),
             live=build_live(settings, format_error),

@@ -11,7 +11,7 @@ from costgraph.alerts.worker import Wakeup
 from costgraph.app.settings import Settings
 from costgraph.auth.keys import KeyStore
 from costgraph.auth.revocation import RevocationList
-from costgraph.auth.verify import TokenVerifier
+from costgraph.auth.verify import Verifier
 from costgraph.billing.commands import Limits
 from costgraph.subscriptions.bus import Bus
 from costgraph.subscriptions.live import Live
@@ -23,7 +23,7 @@ class AppState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     keys: KeyStore
-    verifier: TokenVerifier
+    verifier: Verifier
     limits: Limits
     #: Pub/sub for live subscriptions (publish after commit; see subscriptions/bus.py).
     bus: Bus

@@ -36,6 +36,14 @@ class InvalidToken(Exception):
     """The token is refused. The message is for logs; clients get a generic answer."""
 
 
+class Verifier(Protocol):
+    """What the HTTP gate and the websocket handshake need: a token in, a principal out."""
+
+    def verify(self, token: str) -> Principal: ...
+
+    async def verify_async(self, token: str) -> Principal: ...
+
+
 class KeySource(Protocol):
     def public_key(self, kid: str) -> rsa.RSAPublicKey | None: ...
 

@@ -7,7 +7,10 @@ transport work is identical, and skips everything GraphQL and the domain add:
   same way), then ``{"data": {"me": {"subject": …}}}``;
 - ``POST /bare/usage`` — reads ``variables.input`` of a ``recordUsage`` body and inserts the
   same row CostGraph writes, into ``ledger_ceiling``, with one asyncpg statement from a pool
-  of CostGraph's size (10 + 10 overflow).
+  of CostGraph's size (10 + 10 overflow);
+- ``POST /bare/authorize`` — reads ``variables.input`` of an ``authorizeUsage`` body and does one
+  primary-key lookup of the account with asyncpg (the same pool), then answers a
+  ``UsageAuthorized``-shaped JSON.
 
 It runs under the same uvicorn configuration as CostGraph itself (:mod:`bench.server`).
 """
@@ -37,6 +40,11 @@ from costgraph.auth.verify import InvalidToken, LocalKeys, TokenVerifier
 
 BARE_ME_PATH = "/bare/me"
 BARE_USAGE_PATH = "/bare/usage"
+BARE_AUTHORIZE_PATH = "/bare/authorize"
+#: The ceiling of ``authorizeUsage``: one primary-key lookup.
+ACCOUNT_BY_KEY_SQL = (
+    "SELECT id, customer_id, currency FROM accounts WHERE organization_id = $1 AND id = $2"
+)
 
 
 async def _healthz(request: Request) -> JSONResponse:
@@ -120,6 +128,37 @@ def usage_route(holder: dict[str, Any]) -> Route:
     return Route(BARE_USAGE_PATH, usage, methods=["POST"])
 
 
+def authorize_route(holder: dict[str, Any], organization_id: uuid.UUID) -> Route:
+    async def authorize(request: Request) -> JSONResponse:
+        estimate = json.loads(await request.body())["variables"]["input"]
+        async with holder["pool"].acquire() as connection:
+            account = await connection.fetchrow(
+                ACCOUNT_BY_KEY_SQL, organization_id, uuid.UUID(estimate["accountId"])
+            )
+        if account is None:
+            return JSONResponse(
+                {"data": {"authorizeUsage": {"__typename": "NotFound", "code": "NOT_FOUND"}}}
+            )
+        return JSONResponse(
+            {
+                "data": {
+                    "authorizeUsage": {
+                        "__typename": "UsageAuthorized",
+                        "replayed": False,
+                        "reservation": {
+                            "id": str(uuid.uuid4()),
+                            "state": "HELD",
+                            "aiCost": estimate.get("estimatedCost"),
+                            "currency": account["currency"],
+                        },
+                    }
+                }
+            }
+        )
+
+    return Route(BARE_AUTHORIZE_PATH, authorize, methods=["POST"])
+
+
 def bare_app(
     settings: Settings, database_url: str, organization_id: uuid.UUID, currency: str
 ) -> Starlette:
@@ -145,6 +184,7 @@ def bare_app(
         routes=[
             me_route(app_verifier(settings)),
             usage_route(holder),
+            authorize_route(holder, organization_id),
             Route("/healthz", _healthz),
         ],
         lifespan=lifespan,

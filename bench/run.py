@@ -5,6 +5,7 @@ file.
     python -m bench --only ingest     # some of them (repeatable)
     python -m bench --quick           # shorter, for a first look
     python -m bench --tuning org-cache,token-cache   # what-if (see bench/tuning.py)
+    python -m bench --only pnl --pnl-entries 10000000  # P&L at the full size (see bench/pnl.py)
 
 One fresh database and one pair of servers (CostGraph's, the bare ceiling's) serve every
 workload of the run; the database is on the embedded PostgreSQL unless
@@ -20,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from bench import ingest, single_usage, trivial_query
+from bench import authorize, ingest, pnl, single_usage, trivial_query
 from bench.db import postgres_server
 from bench.env import BenchEnv, bench_env
 from bench.httpbench import HttpConfig, tuning_argument
@@ -30,18 +31,23 @@ from bench.stats import Comparison, render_table
 from bench.tuning import parse as parse_tuning
 
 Bench = Callable[[BenchEnv], Awaitable[list[Comparison]]]
-NAMES = ("ingest", "single_usage", "trivial_query")
+NAMES = ("ingest", "single_usage", "trivial_query", "authorize", "pnl")
 
 
-def suite(quick: bool) -> dict[str, Bench]:
-    http, batches = HttpConfig(), IngestConfig()
+def suite(quick: bool, pnl_entries: int | None = None) -> dict[str, Bench]:
+    http, batches, books = HttpConfig(), IngestConfig(), pnl.PnLConfig()
     if quick:
         http = replace(http, duration=1.5, warmup=0.5)
         batches = replace(batches, batches=10, warmup_batches=1)
+        books = replace(books, entries=50_000, calls=100, warmup=10)
+    if pnl_entries is not None:  # opt-in: 10,000,000 is the size DESIGN.md's target names
+        books = replace(books, entries=pnl_entries)
     return {
         "ingest": lambda env: ingest.measure(env, batches),
         "single_usage": lambda env: single_usage.measure(env, http),
         "trivial_query": lambda env: trivial_query.measure(env, http),
+        "authorize": lambda env: authorize.measure(env, http),
+        "pnl": lambda env: pnl.measure_url(env.url, books),
     }
 
 
@@ -62,10 +68,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", choices=NAMES, help="repeatable")
     parser.add_argument("--quick", action="store_true", help="shorter slices and fewer batches")
+    parser.add_argument(
+        "--pnl-entries", type=int, help="ledger size of the P&L bench (default 200,000)"
+    )
     tuning_argument(parser)
     args = parser.parse_args()
     tuning = parse_tuning(args.tuning)
-    benches = suite(args.quick)
+    benches = suite(args.quick, args.pnl_entries)
     if args.only:
         benches = {name: bench for name, bench in benches.items() if name in args.only}
     started_at = time.perf_counter()

@@ -232,8 +232,7 @@ async def apply_spend(
     """
     if not spends:
         return []
-    scopes = {scope for spend in spends for scope in spend.attribution.scopes()}
-    budgets = await repo.budgets_for_scopes(session, scopes)
+    budgets = await repo.list_budgets(session, None)  # a handful per organisation
     if not budgets:
         return []
     rates = await rates_for(session, org, spends, budgets)

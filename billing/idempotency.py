@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import uuid
 from datetime import datetime
@@ -15,26 +16,34 @@ from costgraph.billing.entries import Entry
 from costgraph.billing.errors import IdempotencyConflict
 
 
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
 def _canonical(value: Any) -> Any:
+    """What orjson does not write itself: dataclasses as sorted dicts, decimals normalised."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: getattr(value, name) for name in _field_names(type(value))}
     if isinstance(value, Decimal):
         return format(value.normalize(), "f") if value != 0 else "0"
+    if isinstance(value, uuid.UUID):  # asyncpg's UUID subclass is not native to orjson
+        return str(value)
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    return value
+    raise TypeError(f"{type(value).__name__} cannot be fingerprinted")
 
 
 def request_hash(operation: str, request: object) -> bytes:
-    """SHA-256 over the operation name and the normalised request (``1.50`` equals ``1.5``)."""
+    """SHA-256 over the operation name and the normalised request (``1.50`` equals ``1.5``).
+
+    orjson walks the request natively (UUIDs, datetimes, tuples, dicts) and calls back only
+    for dataclasses and decimals; keys are sorted, so field order never matters.
+    """
     payload = orjson.dumps(
-        {"op": operation, "request": _canonical(request)}, option=orjson.OPT_SORT_KEYS
+        {"op": operation, "request": request},
+        default=_canonical,
+        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS,
     )
     return hashlib.sha256(payload).digest()
 

@@ -248,11 +248,14 @@ async def _record_usage(
     # Lock the allowance cycles first, then tell replays from new events, then draw: two
     # writers of one event cannot both draw on the allowance.
     cycles = await drawdown.lock_cycles(session, org.id, entries)
-    known = await repo.find_by_keys(session, [e.idempotency_key for e in entries])
-    fresh = [e for e in entries if e.idempotency_key not in known]
-    charged, drawn = drawdown.draw(fresh, cycles)
-    by_key = {e.idempotency_key: e for e in charged}
-    entries = [by_key.get(e.idempotency_key, e) for e in entries]
+    if cycles:
+        known = await repo.find_by_keys(session, [e.idempotency_key for e in entries])
+        fresh = [e for e in entries if e.idempotency_key not in known]
+        charged, drawn = drawdown.draw(fresh, cycles)
+        by_key = {e.idempotency_key: e for e in charged}
+        entries = [by_key.get(e.idempotency_key, e) for e in entries]
+    else:
+        drawn = {}  # no allowance involved: every entry is charged in full to the balance
     prepaid = (
         frozenset(a.id for a in accounts.values() if not a.postpaid) if enforce else frozenset()
     )

@@ -11,6 +11,7 @@ the two. Months are closed oldest first from an organisation's first entry; each
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,9 +86,15 @@ async def close_month(
 
 
 async def close_months(
-    connection: Any, now: datetime, grace: timedelta, max_months: int = 24
+    connection: Any,
+    now: datetime,
+    grace: timedelta,
+    max_months: int = 24,
+    *,
+    only: Sequence[uuid.UUID] | None = None,
 ) -> list[Closed]:
-    """Close what is due, at most ``max_months`` (organisation, month) pairs per call."""
+    """Close what is due, at most ``max_months`` (organisation, month) pairs per call
+    (``only``: these organisations)."""
     cutoff = now.astimezone(UTC) - grace
     organizations = await connection.fetch(
         """SELECT o.id, o.reporting_currency,
@@ -95,7 +102,9 @@ async def close_months(
                    WHERE c.organization_id = o.id AND c.scope_kind = 'ORGANIZATION') AS closed,
                   (SELECT min(e.occurred_at) FROM ledger_entries e
                    WHERE e.organization_id = o.id) AS first
-           FROM organizations o ORDER BY o.id"""
+           FROM organizations o WHERE $1::uuid[] IS NULL OR o.id = ANY($1::uuid[])
+           ORDER BY o.id""",
+        None if only is None else list(only),
     )
     done: list[Closed] = []
     for org in organizations:

@@ -21,6 +21,7 @@ from costgraph.schema import results
 from costgraph.schema.allowances import Allowance
 from costgraph.schema.scopes import BudgetScopeInput
 from costgraph.schema.types import Info, LedgerEntry
+from costgraph.subscriptions import publish
 
 
 def decode_scope(value: BudgetScopeInput, organization_id: uuid.UUID, field: str) -> Scope:
@@ -133,6 +134,7 @@ class BudgetMutation:
                 entry = await reservations.settle(
                     session, org, ident, event, context.app.limits, utcnow()
                 )
+            publish.usage_recorded(context.app.bus, [entry])  # after commit; never raises
             return results.UsageRecorded(entry=LedgerEntry.of(entry), replayed=entry.replayed)
 
         return await result_of(run)

@@ -162,7 +162,9 @@ class LedgerMutation:
         async def run() -> results.LedgerEntryRecorded:
             payment = _payment(input)
             async with context.writing() as (session, org):
-                return _recorded(await ledger.deposit(session, org, payment, context.app.limits))
+                entry = await ledger.deposit(session, org, payment, context.app.limits)
+            publish.balance_changed(context.app.bus, [entry])  # after commit; never raises
+            return _recorded(entry)
 
         return await result_of(run)
 
@@ -178,6 +180,7 @@ class LedgerMutation:
                 entry = await ledger.record_subscription_payment(
                     session, org, payment, context.app.limits
                 )
+            publish.balance_changed(context.app.bus, [entry])  # after commit; never raises
             return _recorded(entry)
 
         return await result_of(run)
@@ -189,7 +192,9 @@ class LedgerMutation:
         async def run() -> results.LedgerEntryRecorded:
             payment = _payment(input)
             async with context.writing() as (session, org):
-                return _recorded(await ledger.adjust(session, org, payment, context.app.limits))
+                entry = await ledger.adjust(session, org, payment, context.app.limits)
+            publish.balance_changed(context.app.bus, [entry])  # after commit; never raises
+            return _recorded(entry)
 
         return await result_of(run)
 
@@ -205,7 +210,9 @@ class LedgerMutation:
                 reason=input.reason,
             )
             async with context.writing() as (session, org):
-                return _recorded(await ledger.refund(session, org, request, context.app.limits))
+                entry = await ledger.refund(session, org, request, context.app.limits)
+            publish.balance_changed(context.app.bus, [entry])  # after commit; never raises
+            return _recorded(entry)
 
         return await result_of(run)
 
@@ -225,6 +232,7 @@ class LedgerMutation:
             )
             async with context.writing() as (session, org):
                 entry = await ledger.record_platform_fee(session, org, fee, context.app.limits)
+            publish.balance_changed(context.app.bus, [entry])  # after commit; never raises
             return _recorded(entry)
 
         return await result_of(run)

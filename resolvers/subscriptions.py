@@ -8,17 +8,24 @@ operations, so nothing connection-long may hold a session.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import datetime
 
 import strawberry
 
 from costgraph.auth.permissions import Right
+from costgraph.billing import budgets
+from costgraph.billing.allowance_status import AllowanceStatus, allowance_status
 from costgraph.billing.budgets import require_scope
+from costgraph.billing.clock import utcnow
 from costgraph.billing.scopes import Scope, ScopeKind
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.budgets import decode_scope
 from costgraph.resolvers.context import Context
+from costgraph.resolvers.ids import decode_id
+from costgraph.schema.allowances import Allowance
+from costgraph.schema.budgets import BudgetStatus
 from costgraph.schema.scopes import BudgetScopeInput
 from costgraph.schema.subscriptions import Alert, UsageUpdate
 from costgraph.schema.types import Info
@@ -45,6 +52,42 @@ async def _alerts(context: Context) -> AsyncGenerator[Alert, None]:
     org = await context.org()
     async for notice in feeds.alert_feed(context.app.bus, org.id):
         yield Alert.of(notice)
+
+
+def _allowance_reader(
+    context: Context, account_id: uuid.UUID
+) -> Callable[[], Awaitable[AllowanceStatus]]:
+    async def read() -> AllowanceStatus:
+        async with context.reading() as session:
+            return await allowance_status(session, account_id, utcnow())
+
+    return read
+
+
+def _budget_reader(
+    context: Context, budget_id: uuid.UUID
+) -> Callable[[], Awaitable[budgets.BudgetStatus]]:
+    async def read() -> budgets.BudgetStatus:
+        async with context.reading() as session:
+            return await budgets.status(session, budget_id, utcnow(), context.app.limits.zone)
+
+    return read
+
+
+async def _allowances(context: Context, account_id: uuid.UUID) -> AsyncGenerator[Allowance, None]:
+    org = await context.org()
+    read = _allowance_reader(context, account_id)
+    async for status in feeds.allowance_feed(context.app.bus, org.id, account_id, read):
+        yield Allowance.of(status)
+
+
+async def _budget_statuses(
+    context: Context, budget_id: uuid.UUID, scope: Scope
+) -> AsyncGenerator[BudgetStatus, None]:
+    org = await context.org()
+    read = _budget_reader(context, budget_id)
+    async for status in feeds.budget_feed(context.app.bus, org.id, scope, read):
+        yield BudgetStatus.of(status)
 
 
 @strawberry.type
@@ -75,3 +118,31 @@ class Subscription:
     async def alert_raised(self, info: Info) -> AsyncGenerator[Alert, None]:
         await info.context.org()
         return _alerts(info.context)
+
+    @strawberry.subscription(
+        description="An account's allowance and prepaid balance: the current one, then again "
+        "whenever usage is recorded on the account or money moves on it (top-ups, refunds, "
+        "adjustments, fees).",
+        extensions=[needs(Right.READ_USAGE)],
+    )
+    async def allowance_changed(
+        self, info: Info, account_id: strawberry.ID
+    ) -> AsyncGenerator[Allowance, None]:
+        context = info.context
+        ident = decode_id(account_id, "account", "accountId")
+        await _allowance_reader(context, ident)()  # NOT_FOUND: unknown or another tenant's
+        return _allowances(context, ident)
+
+    @strawberry.subscription(
+        description="A budget's status: the current one, then again whenever usage is "
+        "recorded in the budget's scope.",
+        extensions=[needs(Right.READ_USAGE)],
+    )
+    async def budget_status_changed(
+        self, info: Info, budget_id: strawberry.ID
+    ) -> AsyncGenerator[BudgetStatus, None]:
+        context = info.context
+        ident = decode_id(budget_id, "budget", "budgetId")
+        status = await _budget_reader(context, ident)()  # NOT_FOUND: unknown or another's
+        scope = Scope(ScopeKind(status.budget.scope_kind), status.budget.scope_id)
+        return _budget_statuses(context, ident, scope)

@@ -15,3 +15,9 @@ def usage_channel(organization_id: uuid.UUID) -> str:
 def alerts_channel(organization_id: uuid.UUID) -> str:
     """Alerts raised in the organisation (:class:`~.events.AlertNotice`)."""
     return f"{PREFIX}.alerts.{organization_id}"
+
+
+def accounts_channel(organization_id: uuid.UUID) -> str:
+    """Money moved on accounts without usage: top-ups, refunds, adjustments, fees
+    (:class:`~.events.AccountNotice`). Usage itself travels on :func:`usage_channel` only."""
+    return f"{PREFIX}.accounts.{organization_id}"

@@ -93,6 +93,15 @@ class AlertNotice:
     currency: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AccountNotice:
+    """Accounts whose balance changed in one committed write that recorded no usage."""
+
+    organization_id: uuid.UUID
+    published_at: datetime
+    account_ids: tuple[uuid.UUID, ...]
+
+
 class MalformedNotice(ValueError):
     """A message on a channel that is not a notice of this version."""
 
@@ -156,6 +165,18 @@ def encode_alert(notice: AlertNotice) -> str:
             "spent": None if notice.spent is None else format(notice.spent, "f"),
             "limit": None if notice.limit is None else format(notice.limit, "f"),
             "cur": notice.currency,
+        }
+    ).decode()
+
+
+def encode_account(notice: AccountNotice) -> str:
+    return orjson.dumps(
+        {
+            "v": VERSION,
+            "kind": "account",
+            "org": str(notice.organization_id),
+            "at": notice.published_at.isoformat(),
+            "a": [str(a) for a in notice.account_ids],
         }
     ).decode()
 
@@ -281,4 +302,16 @@ def decode_alert(text: str) -> AlertNotice:
         spent=None if spent is None else _decimal(spent),
         limit=None if limit is None else _decimal(limit),
         currency=None if currency is None else _str(currency),
+    )
+
+
+def decode_account(text: str) -> AccountNotice:
+    body = _body(text, "account")
+    ids = body.get("a")
+    if not isinstance(ids, list):
+        raise MalformedNotice("no accounts")
+    return AccountNotice(
+        organization_id=_req_uuid(body.get("org")),
+        published_at=_time(body.get("at")),
+        account_ids=tuple(_req_uuid(a) for a in ids),
     )

@@ -9,24 +9,28 @@ against the subscriber's before anything is read: another tenant's event is drop
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from costgraph.billing.scopes import Scope
 from costgraph.subscriptions.bus import Bus
-from costgraph.subscriptions.channels import alerts_channel, usage_channel
+from costgraph.subscriptions.channels import accounts_channel, alerts_channel, usage_channel
 from costgraph.subscriptions.events import (
     AlertNotice,
     MalformedNotice,
     UsageDelta,
+    decode_account,
     decode_alert,
     decode_usage,
 )
-from costgraph.subscriptions.inbox import InboxClosed
+from costgraph.subscriptions.inbox import Inbox, InboxClosed
 from costgraph.subscriptions.signals import BusItem, BusSignal
 from costgraph.subscriptions.stats import ThrottledLog
 from costgraph.subscriptions.totals import UsageTotals, current_period
@@ -147,3 +151,117 @@ async def alert_feed(bus: Bus, organization_id: uuid.UUID) -> AsyncIterator[Aler
                     _log.warning("tenant", "dropped an alert notice of another organisation")
                     continue
                 yield notice
+
+
+# --- state feeds: the current state, then again whenever it may have changed ---
+
+T = TypeVar("T")
+#: Whether one message of a channel may have changed the watched state.
+Matters = Callable[[str], bool]
+
+
+async def _drain_any(inboxes: Sequence[Inbox[BusItem]]) -> list[list[BusItem]]:
+    """What every inbox holds, once at least one holds something (``InboxClosed`` when one
+    is closed: the bus is shutting down)."""
+    while True:
+        if any(len(inbox) or inbox.closed for inbox in inboxes):
+            return [await inbox.drain() if len(inbox) or inbox.closed else [] for inbox in inboxes]
+        waits = [asyncio.ensure_future(inbox.ready()) for inbox in inboxes]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+
+async def state_feed(
+    bus: Bus, channels: Sequence[tuple[str, Matters]], read: Callable[[], Awaitable[T]]
+) -> AsyncIterator[T]:
+    """``read()`` once at the start, then once per burst of messages of which at least one
+    matters (and after a gap or a resumption, when something may have been missed). An
+    interruption yields nothing: the state is the last one sent until the bus resumes."""
+    async with contextlib.AsyncExitStack() as stack:
+        inboxes = [
+            await stack.enter_async_context(bus.subscribe(channel, coalesce=True))
+            for channel, _ in channels
+        ]
+        yield await read()
+        while True:
+            try:
+                batches = await _drain_any(inboxes)
+            except InboxClosed:
+                return
+            changed = False
+            for (_, matters), items in zip(channels, batches, strict=True):
+                for item in items:
+                    if isinstance(item, BusSignal):
+                        changed = changed or item is not BusSignal.INTERRUPTED
+                    elif not changed and matters(item):
+                        changed = True
+            if changed:
+                yield await read()
+
+
+def _usage_matters(organization_id: uuid.UUID, touches: Callable[[UsageDelta], bool]) -> Matters:
+    def matters(item: str) -> bool:
+        try:
+            notice = decode_usage(item)
+        except MalformedNotice as exc:
+            _log.warning("malformed", "dropped a malformed usage notice: %s", exc)
+            return False
+        if notice.organization_id != organization_id:
+            _log.warning("tenant", "dropped a usage notice of another organisation")
+            return False
+        return any(touches(delta) for delta in notice.deltas)
+
+    return matters
+
+
+def _account_matters(organization_id: uuid.UUID, account_id: uuid.UUID) -> Matters:
+    def matters(item: str) -> bool:
+        try:
+            notice = decode_account(item)
+        except MalformedNotice as exc:
+            _log.warning("malformed", "dropped a malformed account notice: %s", exc)
+            return False
+        if notice.organization_id != organization_id:
+            _log.warning("tenant", "dropped an account notice of another organisation")
+            return False
+        return account_id in notice.account_ids
+
+    return matters
+
+
+def allowance_feed(
+    bus: Bus, organization_id: uuid.UUID, account_id: uuid.UUID, read: Callable[[], Awaitable[T]]
+) -> AsyncIterator[T]:
+    """An account's allowance: now, then after usage recorded on it (allowance used, prepaid
+    drawdown) and after money moved on it (top-ups, refunds, adjustments, fees)."""
+    return state_feed(
+        bus,
+        [
+            (
+                usage_channel(organization_id),
+                _usage_matters(organization_id, lambda d: d.account_id == account_id),
+            ),
+            (accounts_channel(organization_id), _account_matters(organization_id, account_id)),
+        ],
+        read,
+    )
+
+
+def budget_feed(
+    bus: Bus, organization_id: uuid.UUID, scope: Scope, read: Callable[[], Awaitable[T]]
+) -> AsyncIterator[T]:
+    """A budget's status: now, then after usage recorded in its scope."""
+    return state_feed(
+        bus,
+        [
+            (
+                usage_channel(organization_id),
+                _usage_matters(organization_id, lambda d: d.touches(scope, organization_id)),
+            )
+        ],
+        read,
+    )

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 
-from costgraph.auth.verify import InvalidToken, TokenVerifier
+from costgraph.auth.verify import InvalidToken, Verifier
 from costgraph.subscriptions.connections import Connections, TooManyConnections
 from costgraph.subscriptions.context import ConnectionContext
 
@@ -39,9 +39,7 @@ def _closer(websocket: object) -> Any:
     return close
 
 
-async def accept(
-    context: ConnectionContext, verifier: TokenVerifier, connections: Connections
-) -> None:
+async def accept(context: ConnectionContext, verifier: Verifier, connections: Connections) -> None:
     """Verify and count the connection, or raise :class:`ConnectionRejectionError`."""
     token = bearer_from(context.connection_params)
     if token is None:

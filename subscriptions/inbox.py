@@ -115,6 +115,16 @@ class Inbox(Generic[T]):
         self._items.clear()
         return items
 
+    async def ready(self) -> None:
+        """Wait until :meth:`drain` would not wait (an item is queued, or the inbox is no
+        longer open). Takes nothing, so it may be cancelled at any point without a loss."""
+        while not self._items and self._state is _State.OPEN:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)

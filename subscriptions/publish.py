@@ -8,6 +8,7 @@ logged and counted; the committed write is not affected.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,11 +16,13 @@ from typing import Protocol
 
 from costgraph.billing.entries import Entry
 from costgraph.models.ledger import EntryType
-from costgraph.subscriptions.channels import alerts_channel, usage_channel
+from costgraph.subscriptions.channels import accounts_channel, alerts_channel, usage_channel
 from costgraph.subscriptions.events import (
+    AccountNotice,
     AlertNotice,
     UsageDelta,
     UsageNotice,
+    encode_account,
     encode_alert,
     encode_usage,
 )
@@ -98,6 +101,31 @@ def usage_recorded(bus: Publisher, entries: Sequence[Entry]) -> None:
                 bus.publish(usage_channel(org_id), encode_usage(notice))
     except Exception:  # a notification must never fail a committed write
         logger.exception("could not publish usage notices")
+
+
+def balance_changed(bus: Publisher, entries: Sequence[Entry]) -> None:
+    """Announce committed money entries (top-ups, refunds, adjustments, fees) by account.
+
+    Replays change nothing and are skipped; entries without an account are skipped too.
+    """
+    try:
+        by_org: dict[uuid.UUID, dict[uuid.UUID, None]] = {}
+        for entry in entries:
+            if entry.replayed or entry.account_id is None:
+                continue
+            by_org.setdefault(entry.organization_id, {})[entry.account_id] = None
+        now = datetime.now(UTC)
+        for org_id, accounts in by_org.items():
+            ids = tuple(accounts)
+            for start in range(0, len(ids), MAX_DELTAS):
+                notice = AccountNotice(
+                    organization_id=org_id,
+                    published_at=now,
+                    account_ids=ids[start : start + MAX_DELTAS],
+                )
+                bus.publish(accounts_channel(org_id), encode_account(notice))
+    except Exception:  # a notification must never fail a committed write
+        logger.exception("could not publish balance notices")
 
 
 def alert_raised(bus: Publisher, notice: AlertNotice) -> None:

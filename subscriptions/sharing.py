@@ -20,7 +20,12 @@ from costgraph.auth.permissions import Right, rights_of
 from costgraph.auth.principal import Principal
 
 #: Shared fields, and whether a late joiner gets the latest update at once (stateful feeds).
-SHARED_FIELDS: Mapping[str, bool] = {"usageUpdates": True, "alertRaised": False}
+SHARED_FIELDS: Mapping[str, bool] = {
+    "usageUpdates": True,
+    "alertRaised": False,
+    "allowanceChanged": True,
+    "budgetStatusChanged": True,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,7 @@ class LiveTransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
         self._expiry: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._main: asyncio.Task[Any] | None = None
-        self._revocations = self.context.app.verifier.revocations
+        self._revocations = self.context.app.revocations
         self._aborted = False
 
     async def handle(self) -> None:

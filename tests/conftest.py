@@ -81,6 +81,9 @@ def settings(data_dir: Path, database_url: str) -> Settings:
         # Alert tests run their own delivery workers; their receivers listen on loopback.
         alerts_worker=False,
         alerts_allowed_networks=["127.0.0.0/8"],
+        # P&L tests run the rollup job themselves (answers are exact either way); a job in
+        # the background would write rollup rows while tests count rows.
+        rollup_interval_seconds=0,
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bench import ingest, single_usage, trivial_query
+from bench import authorize, ingest, single_usage, trivial_query
 from bench.env import BenchEnv, bench_env
 from bench.httpbench import HttpConfig
 from bench.ingest import IngestConfig
@@ -58,3 +58,11 @@ async def test_trivial_query_bench(env: BenchEnv) -> None:
     (row,) = await trivial_query.measure(env, TINY_HTTP)
     _well_formed(row)
     assert row.ours.operations <= TINY_HTTP.max_requests
+
+
+async def test_authorize_bench(env: BenchEnv) -> None:
+    (row,) = await authorize.measure(env, TINY_HTTP)
+    _well_formed(row)
+    checks = row.details["checks"]
+    assert checks["reservations"] == checks["requests_sent"] >= row.ours.operations > 0
+    assert checks["ceiling_requests_sent"] >= row.ceiling.operations > 0

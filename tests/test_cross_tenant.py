@@ -130,6 +130,8 @@ def channel(key: str) -> dict[str, Any]:
     return {"kind": "WEBHOOK", "target": f"http://127.0.0.1:9/xt-{key}"}
 
 
+WEEK = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-08T00:00:00Z"}
+
 BUILDERS: dict[str, Builder] = {
     # queries
     "accounts": lambda p, o, k: [{"customerId": p.customer}],
@@ -202,6 +204,25 @@ BUILDERS: dict[str, Builder] = {
             }
         }
     ],
+    # P&L and usage analytics
+    "accountPnl": lambda p, o, k: [{"accountId": p.account, "range": WEEK}],
+    "customerPnl": lambda p, o, k: [{"customerId": p.customer, "range": WEEK}],
+    "organizationPnl": lambda p, o, k: [{"range": WEEK}],
+    "platformPnl": lambda p, o, k: [{"range": WEEK}],
+    "pnlTimeline": lambda p, o, k: [
+        {"scope": {"kind": "ACCOUNT", "id": p.account}, "range": WEEK, "bucket": "DAY"},
+        {"scope": {"kind": "CUSTOMER", "id": p.customer}, "range": WEEK, "bucket": "DAY"},
+    ],
+    "usage": lambda p, o, k: [
+        {"range": WEEK, "groupBy": ["MODEL"], "filter": {"accountId": p.account}},
+        {"range": WEEK, "groupBy": ["MODEL"], "filter": {"customerId": p.customer}},
+        {"range": WEEK, "groupBy": ["MODEL"], "filter": {"userId": p.user}},
+        {"range": WEEK, "groupBy": ["MODEL"], "filter": {"departmentId": p.department}},
+    ],
+    "usersView": lambda p, o, k: [{"range": WEEK}],
+    "customersView": lambda p, o, k: [{"range": WEEK}],
+    "payerKpis": lambda p, o, k: [{"range": WEEK}],
+    "monthlyCloses": lambda p, o, k: [{"month": "2026-01-01T00:00:00Z"}],
 }
 
 

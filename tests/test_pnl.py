@@ -559,3 +559,30 @@ async def test_platform_pnl(state: Any, client: Any, mint: Any) -> None:
     assert D(totals["revenue"]) == sum(D(o["revenue"]) for o in platform["organizations"])
     assert totals["eventCount"] == sum(o["eventCount"] for o in platform["organizations"])
     assert D(totals["revenue"]) >= D("79.00")
+
+
+async def test_inside_a_transaction_the_same_figures(books: Books, state: Any) -> None:
+    """A session already in a transaction cannot take the repeatable-read path: the one-
+    statement form answers, with the same figures."""
+    from sqlalchemy import text
+
+    from costgraph.billing import pnl
+    from costgraph.billing.pnl_ranges import ReportLimits
+    from costgraph.models.scoping import bind_tenant
+
+    tenant = books.tenant
+    start = datetime(2026, 10, 5, 10, 10, tzinfo=UTC)
+    end = datetime(2026, 10, 6, 12, 50, tzinfo=UTC)
+    results = []
+    for begun in (False, True):
+        async with state.sessions() as session:
+            bind_tenant(session.sync_session, tenant.org.id)
+            if begun:
+                await session.execute(text("SELECT 1"))
+            scope = pnl.Scope(pnl.ScopeKind.ORGANIZATION)
+            report = await pnl.open_report(
+                session, tenant.org, scope, start, end, "EUR", ReportLimits()
+            )
+            results.append(await pnl.totals(session, report))
+    assert results[0] == results[1]
+    assert results[0].events == 4
