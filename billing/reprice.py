@@ -107,9 +107,8 @@ async def reprice(
         raise ValidationFailed("range end must be after its start", "input.range")
     if request.reason is not None and len(request.reason) > 2_000:
         raise ValidationFailed("reason is limited to 2000 characters", "input.reason")
-    if (
-        request.account_id is not None
-        and request.account_id not in await get_many(session, Account, [request.account_id])
+    if request.account_id is not None and request.account_id not in await get_many(
+        session, Account, [request.account_id]
     ):
         raise NotFound("account", request.account_id, "input.accountId")
     await repo.lock_organization(session, org.id)
