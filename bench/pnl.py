@@ -413,7 +413,9 @@ async def measure_url(url: str, config: PnLConfig) -> list[Comparison]:
                     f"{theirs.p50_ms:.2f}/{theirs.p99_ms:.2f} ms",
                     flush=True,
                 )
-            # A tail the job has not folded in yet: fresh entries spread over the last weeks.
+            # A tail the job has not folded in yet: fresh entries spread over the last weeks
+            # (ids of their own on every run, for a kept dataset).
+            tail_first = TAIL_FIRST + (time.time_ns() // 1_000_000 % 10**9) * TAIL
             await raw.execute(
                 _ENTRIES_SQL,
                 data.org.id,
@@ -424,9 +426,9 @@ async def measure_url(url: str, config: PnLConfig) -> list[Comparison]:
                 data.users,
                 len(data.users),
                 len(data.accounts),
-                TAIL_FIRST,
-                TAIL_FIRST + TAIL - 1,
-                TAIL_FIRST,
+                tail_first,
+                tail_first + TAIL - 1,
+                tail_first,
             )
             mine, theirs = await _alternate(account_pnl, account_ceiling, data, config, True)
             tail_details = {**details, "unrolled_tail_entries": TAIL}

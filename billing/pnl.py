@@ -61,7 +61,9 @@ class Report:
     end: datetime
     currency: str
     filters: tuple[tuple[str, Any], ...]
-    customer_accounts: tuple[uuid.UUID, ...] = ()
+    #: The scope's account or customer, checked (and a customer's accounts looked up) by
+    #: the read itself, in its first round trip.
+    verify: tuple[str, uuid.UUID, str] | None = None
 
     def query(self, **changes: Any) -> repo.MeasureQuery:
         base = repo.MeasureQuery(
@@ -69,7 +71,7 @@ class Report:
             start=self.start,
             end=self.end,
             filters=self.filters,
-            customer_accounts=self.customer_accounts,
+            verify=self.verify,
         )
         return replace(base, **changes)
 
@@ -136,10 +138,24 @@ async def open_report(
     *,
     scope_field: str = "scope",
 ) -> Report:
+    """A validated request. The scope's account or customer is checked by each read in its
+    first round trip (an unknown one, or another tenant's, is ``NOT_FOUND``), so a report
+    costs no extra query; ``session`` is kept for reads that need it."""
     start, end = require_range(start, end, limits)
     target = require_report_currency(currency, org.reporting_currency, "currency")
-    filters, accounts = await scope_filters(session, org.id, scope, scope_field)
-    return Report(org, scope, start, end, target, filters, accounts)
+    filters: list[tuple[str, Any]] = []
+    verify = None
+    if scope.kind is not ScopeKind.ORGANIZATION:
+        kind = scope.kind.value.lower()
+        if scope.id is None:
+            raise NotFound(kind, None, scope_field)
+        filters.append((kind, scope.id))
+        verify = (kind, scope.id, scope_field)
+    if scope.agent is not None:
+        if not 0 < len(scope.agent) <= TAG_MAX:
+            raise ValidationFailed(f"agent must be 1 to {TAG_MAX} characters", "agent")
+        filters.append(("agent", scope.agent))
+    return Report(org, scope, start, end, target, tuple(filters), verify)
 
 
 async def _converted(session: AsyncSession, report: Report, query: repo.MeasureQuery) -> list[Any]:

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from costgraph.billing.errors import NotFound
 from costgraph.billing.pnl_measures import MEASURE_NAMES, MEASURES
 from costgraph.models.rollups import NIL_UUID
 
@@ -108,6 +109,10 @@ class MeasureQuery:
     bucket: str | None = None
     #: Rate changes (ascending, inside the range): also group by the segment between them.
     instants: tuple[datetime, ...] = ()
+    #: ``(kind, id, field)``: the account or customer the query is scoped to must be the
+    #: (first) organisation's, else ``NOT_FOUND`` naming ``field``; checked in the read's
+    #: first round trip, where a customer's accounts are also looked up.
+    verify: tuple[str, uuid.UUID, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,9 +283,12 @@ def _grouped(query: MeasureQuery, branches: list[str], p: _Params) -> str:
     )
 
 
-def build(query: MeasureQuery, xmin: int, *, tail: bool = True) -> tuple[str, list[Any]] | None:
-    """The statement over the rollups and the raw edges (and, with ``tail``, the tail, the
-    mark read in the same statement; ``xmin`` is then a lower bound of the mark's xmin).
+def build(
+    query: MeasureQuery, xmin: int, *, tail: bool = True, snapshot: str | None = None
+) -> tuple[str, list[Any]] | None:
+    """The statement over the rollups and the raw edges, and with ``tail`` the tail: not
+    visible in ``snapshot`` (the mark, read earlier in the same transaction), or without it
+    in the mark read by the statement itself (``xmin`` is then a lower bound of its xmin).
     ``None``: nothing to read."""
     shape = plan(query)
     p = _Params()
@@ -310,7 +318,7 @@ def build(query: MeasureQuery, xmin: int, *, tail: bool = True) -> tuple[str, li
             f"SELECT {', '.join(rolled)} FROM {table.name} r WHERE {' AND '.join(where)}"
         )
         if tail:
-            branches.append(_tail_branch(query, shape, p, xmin, None))
+            branches.append(_tail_branch(query, shape, p, xmin, snapshot))
     if shape.raw:
         ranges = " OR ".join(
             f"(e.occurred_at >= {p(lower)} AND e.occurred_at < {p(upper)})"
@@ -406,35 +414,68 @@ def tail_possible(mark: str, job_txid: int, reader: str) -> bool:
     return any(t < r_xmin or (t < r_xmax and t not in r_xip) for t in unseen)
 
 
-_MARK_SQL = "SELECT snapshot, txid, txid_current_snapshot()::text FROM rollup_state WHERE name = $1"
+def _mark_sql(verify: tuple[str, uuid.UUID, str] | None) -> str:
+    found, accounts = "true", "NULL::uuid[]"
+    if verify is not None:
+        table = _OWNED[verify[0]]
+        found = f"EXISTS (SELECT 1 FROM {table} WHERE organization_id = $2 AND id = $3)"
+        if verify[0] == "customer":
+            accounts = (
+                "ARRAY(SELECT id FROM accounts WHERE organization_id = $2 "
+                "AND customer_id = $3 ORDER BY id)"
+            )
+    return (
+        f"SELECT snapshot, txid, txid_current_snapshot()::text, {found}, {accounts} "
+        "FROM rollup_state WHERE name = $1"
+    )
+
+
+def _verified(query: MeasureQuery, found: bool, accounts: Any) -> MeasureQuery:
+    if query.verify is None:
+        return query
+    kind, ident, field = query.verify
+    if not found:
+        raise NotFound(kind, ident, field)
+    if kind == "customer":
+        return replace(query, customer_accounts=tuple(accounts))
+    return query
 
 
 #: One round trip: the read's transaction, and generic plans (the statements above are
 #: shaped so that the generic plan is the right one; re-planning per call would cost more
-#: than the read itself).
+#: than the read itself), without parallel workers (a generic plan guesses the tail at a
+#: third of the rows and would start workers to read what is nearly always nothing),
+#: without JIT (its estimate-driven compilation costs tens of milliseconds per call here),
+#: and hashing rather than sorting the groups (a generic plan cannot know how few there are).
 _BEGIN = (
     "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-    "SET LOCAL plan_cache_mode = force_generic_plan"
+    "SET LOCAL plan_cache_mode = force_generic_plan; "
+    "SET LOCAL max_parallel_workers_per_gather = 0; "
+    "SET LOCAL jit = off; "
+    "SET LOCAL enable_sort = off"
 )
 
 
 async def measure(connection: Any, query: MeasureQuery) -> list[MeasureRow]:
     """Run one query on an asyncpg connection (see the module's docstring)."""
+    check = [] if query.verify is None else [query.organizations[0], query.verify[1]]
     if connection.is_in_transaction():
-        built = build(query, snapshot_xmin(await read_mark(connection)))
+        row = await connection.fetchrow(_mark_sql(query.verify), STATE_NAME, *check)
+        query = _verified(query, row[3], row[4])
+        built = build(query, snapshot_xmin(row[0]))
         return [] if built is None else _rows(query, await connection.fetch(*_flat(built)))
     records: list[Any] = []
     await connection.execute(_BEGIN)
     done = False
     try:
-        mark, job_txid, reader = await connection.fetchrow(_MARK_SQL, STATE_NAME)
-        built = build(query, 0, tail=False)
+        mark, job_txid, reader, found, accounts = await connection.fetchrow(
+            _mark_sql(query.verify), STATE_NAME, *check
+        )
+        query = _verified(query, found, accounts)
+        tail = tail_possible(mark, job_txid, reader)
+        built = build(query, snapshot_xmin(mark), tail=tail, snapshot=mark)
         if built is not None:
             records.extend(await connection.fetch(*_flat(built)))
-        if tail_possible(mark, job_txid, reader):
-            tail = build_tail(query, mark)
-            if tail is not None:
-                records.extend(await connection.fetch(*_flat(tail)))
         done = True
     finally:
         if connection.is_in_transaction():

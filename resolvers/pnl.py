@@ -22,12 +22,14 @@ from costgraph.schema.scalars import CurrencyCode
 from costgraph.schema.types import Info
 
 
-async def _pnl(info: Info, scope: Scope, range: DateRange, currency: str | None) -> types.PnL:
+async def _pnl(
+    info: Info, scope: Scope, range: DateRange, currency: str | None, field: str = "scope"
+) -> types.PnL:
     org = await info.context.org()
     limits = types.report_limits(info)
     async with info.context.reading() as session:
         report = await pnl.open_report(
-            session, org, scope, range.start, range.end, currency, limits
+            session, org, scope, range.start, range.end, currency, limits, scope_field=field
         )
         figures = await pnl.totals(session, report)
     return types.PnL.of(report, figures)
@@ -60,7 +62,7 @@ class PnLQuery:
         currency: CurrencyCode | None = None,
     ) -> types.PnL:
         ident = decode_id(account_id, "account", "accountId")
-        return await _pnl(info, Scope(ScopeKind.ACCOUNT, ident), range, currency)
+        return await _pnl(info, Scope(ScopeKind.ACCOUNT, ident), range, currency, "accountId")
 
     @strawberry.field(
         description="A customer's P&L (all its accounts) over a range.",
@@ -74,7 +76,7 @@ class PnLQuery:
         currency: CurrencyCode | None = None,
     ) -> types.PnL:
         ident = decode_id(customer_id, "customer", "customerId")
-        return await _pnl(info, Scope(ScopeKind.CUSTOMER, ident), range, currency)
+        return await _pnl(info, Scope(ScopeKind.CUSTOMER, ident), range, currency, "customerId")
 
     @strawberry.field(
         description="The organisation's P&L; with `agent`, that agent's entries only.",
@@ -121,7 +123,14 @@ class PnLQuery:
         limits = types.report_limits(info)
         async with info.context.reading() as session:
             report = await pnl.open_report(
-                session, org, _scope(scope), range.start, range.end, currency, limits
+                session,
+                org,
+                _scope(scope),
+                range.start,
+                range.end,
+                currency,
+                limits,
+                scope_field="scope.id",
             )
             points = await pnl.timeline(session, report, bucket, limits)
         return [types.PnLPoint.of(point) for point in points]

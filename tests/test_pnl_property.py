@@ -118,7 +118,7 @@ async def make_org(connection: asyncpg.Connection, rate_changes: list[int]) -> O
         )
         users.append(user)
     # EUR->USD from before the window, changing at random minutes (mostly mid-hour).
-    for index, minute in enumerate([-10_000, *rate_changes]):
+    for index, minute in enumerate([-10_000, *sorted(set(rate_changes))]):
         await connection.execute(
             "INSERT INTO exchange_rates (organization_id, base, quote, rate, effective_from) "
             "VALUES ($1, 'EUR', 'USD', $2, $3)",
