@@ -47,7 +47,6 @@ STAGES: tuple[tuple[Any, str], ...] = (
     (ledger, "validate_usage"),
     (ledger, "request_hash"),
     (ledger, "get_many"),
-    (ledger, "price_usage"),
     (ledger, "price_events"),
     (ledger, "Entry"),
     (ledger, "_append"),

@@ -2,7 +2,7 @@
 
 Events are *caller-priced* by default (``providerCost`` in the account's currency), so no
 catalog or exchange rate is needed and the workload keeps working whatever
-``billing.pricing.price_usage`` grows into. ``Pricing.CATALOG`` leaves the cost out so the
+the catalog holds. ``Pricing.CATALOG`` leaves the cost out so the
 catalog prices the event; it needs :func:`seed_catalog` to be wired to the catalog API once
 that lands (one place to change).
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from decimal import Decimal
 
 
@@ -143,7 +142,3 @@ class RefundExceedsPayment(ValidationFailed):
 
 def join_path(*parts: str | int | None) -> str:
     return ".".join(str(p) for p in parts if p is not None)
-
-
-def first_field(errors: Sequence[ValidationFailed]) -> str | None:
-    return errors[0].field if errors else None

@@ -33,7 +33,7 @@ from costgraph.billing.cost_formula import (
     provider_cost,
     with_markup,
 )
-from costgraph.billing.errors import PriceMissing, RateMissing, ValidationFailed, join_path
+from costgraph.billing.errors import PriceMissing, ValidationFailed, join_path
 from costgraph.billing.money import INTEGER_DIGITS, quantize_stored
 
 #: The largest amount a NUMERIC(38, 12) column holds.
@@ -174,27 +174,3 @@ async def price_one(
     """One event, exactly as a batch would price it (e.g. an estimate before a call)."""
     request = PricingRequest(event, account_currency, customer_id, path)
     return (await price_events(session, organization_id, [request]))[0]
-
-
-def price_usage(event: UsageEvent, account_currency: str, path: str) -> PricedUsage:
-    """Deprecated: prices only a caller-priced event in the account's own currency, with no
-    catalog, rate or markup (the behaviour before the catalog). Kept so existing callers keep
-    working until they move to :func:`price_one`."""
-    if event.provider_cost is None or event.provider_currency is None:
-        raise PriceMissing(
-            event.provider, event.model, format_rfc3339(event.occurred_at), join_path(path, "model")
-        )
-    if event.provider_currency != account_currency:
-        raise RateMissing(
-            event.provider_currency, account_currency, format_rfc3339(event.occurred_at)
-        )
-    cost = quantize_stored(event.provider_cost)
-    return PricedUsage(
-        provider_cost=cost,
-        provider_currency=event.provider_currency,
-        fx_rate=Decimal(1),
-        ai_cost=cost,
-        billed=cost,
-        markup_percent=Decimal(0),
-        caller_priced=True,
-    )
