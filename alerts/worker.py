@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -34,6 +34,10 @@ from costgraph.alerts.ssrf import GuardedClients
 from costgraph.models.scoping import bind_platform
 
 logger = logging.getLogger("costgraph.alerts.worker")
+
+#: Told of every attempt: the channel's kind (None: the channel is gone) and its outcome
+#: (DELIVERED, HTTP_STATUS, TIMEOUT, …). The app counts them for /metrics.
+OutcomeListener = Callable[[ChannelKind | None, str], None]
 
 
 class Wakeup:
@@ -59,8 +63,10 @@ class DeliveryWorker:
         *,
         wakeup: Wakeup | None = None,
         notifiers: Mapping[ChannelKind, Notifier] | None = None,
+        on_outcome: OutcomeListener | None = None,
     ) -> None:
         self._sessions = sessions
+        self._on_outcome = on_outcome
         self._config = config
         self._delivery = config.delivery
         self.wakeup = wakeup or Wakeup()
@@ -133,12 +139,19 @@ class DeliveryWorker:
         clock = time.monotonic()
         if isinstance(job, outbox.Claim):
             item = job
+            kind = None
             result = outbox.Outcome(
                 "ERROR", started, 0, error="the alert or channel no longer exists", permanent=True
             )
         else:
             item = job.claim
+            kind = job.kind
             result = await self._send(job, started, clock)
+        if self._on_outcome is not None:
+            try:
+                self._on_outcome(kind, result.outcome)
+            except Exception:  # counting must never stop a delivery from being recorded
+                logger.exception("the delivery outcome listener failed")
         backoff = self._delivery.backoff(item.attempt)
         if result.retry_after is not None:
             backoff = max(

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from costgraph.alerts.config import AlertsConfig, DeliveryConfig, SmsConfig, SmtpConfig
 from costgraph.alerts.ssrf import TargetPolicy, parse_networks
-from costgraph.alerts.worker import DeliveryWorker, Wakeup, running
+from costgraph.alerts.worker import DeliveryWorker, OutcomeListener, Wakeup, running
 from costgraph.app.settings import Settings
 
 
@@ -50,11 +50,14 @@ def alerts_config(settings: Settings) -> AlertsConfig:
 
 @contextlib.asynccontextmanager
 async def deliveries_running(
-    sessions: async_sessionmaker[AsyncSession], config: AlertsConfig, wakeup: Wakeup
+    sessions: async_sessionmaker[AsyncSession],
+    config: AlertsConfig,
+    wakeup: Wakeup,
+    on_outcome: OutcomeListener | None = None,
 ) -> AsyncIterator[None]:
     """The delivery worker for the app's lifetime, when this process runs one."""
     if not config.run_worker:
         yield
         return
-    async with running(DeliveryWorker(sessions, config, wakeup=wakeup)):
+    async with running(DeliveryWorker(sessions, config, wakeup=wakeup, on_outcome=on_outcome)):
         yield

@@ -13,6 +13,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 
 from costgraph.app import main
+from costgraph.app.observability.logging import configure_logging
 from costgraph.app.settings import Settings
 
 
@@ -20,4 +21,5 @@ def create_app() -> Starlette:
     settings = Settings()
     if not settings.database_url:
         raise SystemExit("costgraph.app.asgi needs COSTGRAPH_DATABASE_URL (a migrated database)")
+    configure_logging(settings)  # COSTGRAPH_LOG_FORMAT/LEVEL; uvicorn's lines through it too
     return main.create_app(settings, settings.database_url)

@@ -1,4 +1,4 @@
-"""The ``costgraph`` command: serve, demo, token, migrate, catalog, worker."""
+"""The ``costgraph`` command: serve, demo, token, migrate, catalog, worker, reports."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import math
 import os
 import sys
 from datetime import timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -21,6 +23,17 @@ def _settings() -> Settings:
     except ValidationError as exc:
         lines = [f"  {'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
         sys.exit("costgraph: invalid settings (COSTGRAPH_* variables):\n" + "\n".join(lines))
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What ``costgraph serve`` sets on uvicorn from the settings."""
+    return {
+        # In-flight requests get this long to finish after SIGTERM (whole seconds, >= 1).
+        "timeout_graceful_shutdown": math.ceil(settings.shutdown_timeout_seconds),
+        # A websocket message is bounded as a request body is (uvicorn's own default is
+        # 16 MiB): a mutation over the socket may be a whole usage batch, no more.
+        "ws_max_size": settings.request_body_limit,
+    }
 
 
 def _is_loopback(host: str) -> bool:
@@ -75,9 +88,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
         # On a developer's own machine the IDE and introspection default to on.
         os.environ.setdefault("COSTGRAPH_GRAPHQL_IDE", "true")
         os.environ.setdefault("COSTGRAPH_INTROSPECTION", "true")
+        os.environ.setdefault("COSTGRAPH_LOG_FORMAT", "text")
+    from costgraph.app.observability.logging import configure_logging
     from costgraph.app.pricing_setup import load_catalog
 
     settings = _settings()
+    configure_logging(settings, args.log_level)
     with database(settings) as url:
         asyncio.run(migrate(url))
         asyncio.run(load_catalog(url, settings))
@@ -87,8 +103,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
             app,
             host=args.host,
             port=args.port,
-            log_level=args.log_level,
-            timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
+            # Our root handler writes uvicorn's lines too (log_config=None: none of its own);
+            # the access line comes from the app's middleware, with the request id.
+            log_config=None,
+            access_log=False,
+            log_level=(args.log_level or settings.log_level).lower(),
+            **uvicorn_options(settings),
         )
 
 
@@ -216,9 +236,11 @@ async def _worker(settings: Settings, url: str, once: bool) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> None:
     from costgraph.app.migrate import migrate
+    from costgraph.app.observability.logging import configure_logging
     from costgraph.app.runtime import database
 
     settings = _settings()
+    configure_logging(settings)
     with database(settings) as url:
         asyncio.run(migrate(url))
         asyncio.run(_worker(settings, url, args.once))
@@ -246,6 +268,53 @@ def cmd_keys(args: argparse.Namespace) -> None:
         print(f"{key.kid}{'  (signs)' if key.kid == store.active.kid else ''}")
 
 
+async def _reports_run_due(settings: Settings, url: str, now: str | None) -> None:
+    from costgraph.app.alerting import alerts_config
+    from costgraph.app.database import create_engine, create_sessionmaker
+    from costgraph.app.report_scheduler import ReportScheduler
+    from costgraph.app.state import AppState
+    from costgraph.auth.keys import KeyStore
+    from costgraph.billing.clock import parse_rfc3339
+
+    at = None
+    if now is not None:
+        try:
+            at = parse_rfc3339(now)
+        except ValueError as exc:
+            sys.exit(f"costgraph: --now: {exc}")
+    engine = create_engine(url, settings)
+    keys = KeyStore(settings.key_dir, settings.signing_key_path)
+    keys.ensure()
+    limits = AppState.limits_of(settings)
+    scheduler = ReportScheduler(
+        create_sessionmaker(engine),
+        settings,
+        keys,
+        alerts_config(settings),
+        max_page_size=limits.max_page_size,
+        zone_name=limits.budget_timezone,
+    )
+    try:
+        done = await scheduler.run_due(at)
+    finally:
+        await scheduler.aclose()
+        await engine.dispose()
+    print(
+        f"reports for {done.month}: {done.created} run(s) created, "
+        f"{done.attempted} attempted, {done.delivered} delivered"
+    )
+
+
+def cmd_reports_run_due(args: argparse.Namespace) -> None:
+    from costgraph.app.migrate import migrate
+    from costgraph.app.runtime import database
+
+    settings = _settings()
+    with database(settings) as url:
+        asyncio.run(migrate(url))
+        asyncio.run(_reports_run_due(settings, url, args.now))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="costgraph", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -253,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add_serve_options(command: argparse.ArgumentParser) -> None:
         command.add_argument("--host", default="127.0.0.1")
         command.add_argument("--port", type=int, default=8000)
-        command.add_argument("--log-level", default="info")
+        command.add_argument(
+            "--log-level", default=None, help="default: COSTGRAPH_LOG_LEVEL (INFO)"
+        )
 
     serve = commands.add_parser("serve", help="migrate, then serve the API")
     add_serve_options(serve)
@@ -293,6 +364,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     catalog_load.add_argument("--file", help="a CSV in the starter catalog's format")
     catalog_load.set_defaults(func=cmd_catalog_load)
+
+    reports = commands.add_parser("reports", help="saved report templates and their schedule")
+    reports_commands = reports.add_subparsers(dest="reports_command", required=True)
+    run_due = reports_commands.add_parser(
+        "run-due",
+        help="deliver last month's scheduled reports that are due (once per template and month)",
+    )
+    run_due.add_argument(
+        "--now", help="act as if it were this RFC 3339 time (e.g. 2026-12-01T00:00:00Z)"
+    )
+    run_due.set_defaults(func=cmd_reports_run_due)
     return parser
 
 

@@ -1,8 +1,9 @@
 """``/graphql``: the bearer-token gate, the strawberry view and the error contract.
 
 Errors leave in one shape: a domain failure keeps its code and message; a malformed query or
-bad variable is ``VALIDATION_FAILED``; anything unexpected is logged here and reaches the
-client only as ``INTERNAL`` with a generic message — never a stack trace or SQL.
+bad variable is ``VALIDATION_FAILED``; anything unexpected reaches the client only as
+``INTERNAL`` with a generic message — never a stack trace or SQL. Formatting logs nothing:
+each error is logged once, when strawberry processes it (app/error_log.py).
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
+from costgraph.app.observability import context as observability
+from costgraph.app.rate_limit import rate_limited
 from costgraph.app.state import AppState
 from costgraph.auth.principal import Principal
 from costgraph.auth.verify import InvalidToken
-from costgraph.billing.errors import DomainError, ErrorCode
+from costgraph.billing.errors import DomainError, ErrorCode, Unavailable
+from costgraph.billing.retry import unavailable as db_fault
 from costgraph.resolvers.context import Context
 from costgraph.subscriptions import handshake
 from costgraph.subscriptions.context import ConnectionContext
@@ -37,11 +42,16 @@ PRINCIPAL_KEY = "costgraph.principal"
 
 def format_error(error: GraphQLError) -> dict[str, Any]:
     original = error.original_error
+    fault = None if isinstance(original, DomainError) or original is None else db_fault(original)
+    if fault is not None:  # the database away or busy: a retryable UNAVAILABLE, not INTERNAL
+        original = fault
     formatted = error.formatted
     extensions = dict(formatted.get("extensions") or {})
     if isinstance(original, DomainError):
         formatted["message"] = original.message
         extensions["code"] = original.code.value
+        if isinstance(original, Unavailable):
+            extensions["retryAfter"] = original.retry_after_seconds
         field = getattr(original, "field", None)
         if field:
             extensions["field"] = field
@@ -49,15 +59,35 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
         pass  # set deliberately, e.g. by a permission
     elif error.path is None:
         extensions["code"] = ErrorCode.VALIDATION_FAILED.value
-    else:
-        logger.error(
-            "unexpected error in %s", ".".join(map(str, error.path)), exc_info=original or error
-        )
+    else:  # a bug: logged with its traceback by app/error_log.py, never shown
         formatted["message"] = "Internal server error"
         formatted.pop("locations", None)
         extensions = {"code": ErrorCode.INTERNAL.value}
     formatted["extensions"] = extensions
     return dict(formatted)
+
+
+def _posts_json(scope: Scope) -> bool:
+    """CSRF-safe bodies only: a browser sends JSON cross-site only after a CORS preflight,
+    unlike text/plain and form posts (refused here with 415)."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            mime: bytes = value.split(b";", 1)[0].strip().lower()
+            return mime == b"application/json"
+    return False
+
+
+def unsupported_media_type() -> Response:
+    message = "POST /graphql takes a JSON body (Content-Type: application/json)"
+    return JSONResponse(
+        {
+            "errors": [
+                {"message": message, "extensions": {"code": ErrorCode.VALIDATION_FAILED.value}}
+            ]
+        },
+        status_code=415,
+        headers={"Accept": "application/json"},
+    )
 
 
 def _bearer(header: str | None) -> str | None:
@@ -95,6 +125,9 @@ class GraphQLApp(GraphQL[Context, None]):
         return self.state.live
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not _posts_json(scope):
+            await unsupported_media_type()(scope, receive, send)
+            return
         if scope["type"] == "http" and self._needs_token(scope):
             request = Request(scope, receive)
             token = _bearer(request.headers.get("authorization"))
@@ -112,6 +145,12 @@ class GraphQLApp(GraphQL[Context, None]):
                 )
                 return
             scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
+            observability.bind_principal(principal)  # who, on every later log line
+            limiter = self.state.rate_limiter
+            if limiter is not None and (refusal := await limiter.check(principal)):
+                logger.info("rate limited: %s budget of %s", refusal.budget, principal.subject)
+                await rate_limited(refusal)(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
     def _needs_token(self, scope: Scope) -> bool:
@@ -133,7 +172,15 @@ class GraphQLApp(GraphQL[Context, None]):
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """``connection_init``: verify its token and count the connection, or refuse (4403)."""
         assert isinstance(context, ConnectionContext)
-        await handshake.accept(context, self.state.verifier, self.state.live.connections)
+        try:
+            await handshake.accept(context, self.state.verifier, self.state.live.connections)
+        except ConnectionRejectionError:
+            self.state.metrics.websocket_connections.labels("refused").inc()
+            raise
+        self.state.metrics.websocket_connections.labels("accepted").inc()
+        if context.principal is not None:
+            observability.bind_principal(context.principal)
+            logger.info("websocket connected")
         unset: UnsetType = UNSET
         return unset
 

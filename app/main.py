@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -17,25 +18,40 @@ from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from costgraph.app.alerting import alerts_config, deliveries_running
+from costgraph.app.body_limit import BodySizeLimit
 from costgraph.app.database import create_engine, create_sessionmaker
+from costgraph.app.exports_route import exports_route
 from costgraph.app.graphql import GraphQLApp, format_error
+from costgraph.app.heap import tune_garbage_collector
 from costgraph.app.identity import build_oauth, build_verifier, revocations_kept_fresh
 from costgraph.app.live import build_bus, build_live, live_running
 from costgraph.app.oauth_routes import oauth_routes
+from costgraph.app.observability.wiring import Observability
+from costgraph.app.query_limits import QueryLimits
+from costgraph.app.rate_limit import RateLimiter
+from costgraph.app.report_scheduler import reports_scheduled
+from costgraph.app.reports_route import reports_routes
 from costgraph.app.rollup_runner import rollups_running
 from costgraph.app.settings import Settings
+from costgraph.app.shutdown import AnswerCancelledRequests
 from costgraph.app.state import AppState
 from costgraph.app.stripe_webhook import stripe_webhook_route
 from costgraph.app.token_cache import CachedTokenVerifier
 from costgraph.auth.keys import KeyStore
 from costgraph.auth.revocation import RevocationList
+from costgraph.billing import tenant_cache
 from costgraph.schema.build import build_schema
 
 logger = logging.getLogger("costgraph")
 
 
-def create_app(settings: Settings, database_url: str) -> Starlette:
-    """Build the app for a database that is already migrated."""
+def create_app(settings: Settings, database_url: str, *, tracer_provider: Any = None) -> Starlette:
+    """Build the app for a database that is already migrated.
+
+    ``tracer_provider`` (an OpenTelemetry SDK provider) turns tracing on with it (tests);
+    otherwise ``COSTGRAPH_OTEL_ENABLED`` builds one from the ``OTEL_*`` variables.
+    """
+    observability = Observability(settings, tracer_provider)
     keys = KeyStore(settings.key_dir, settings.signing_key_path)
     holder: dict[str, AppState] = {}
     revocations = RevocationList()
@@ -44,6 +60,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         keys.ensure()
+        tenant_cache.configure(settings.tenant_cache_ttl_seconds)
         engine = create_engine(database_url, settings)
         state = AppState(
             settings=settings,
@@ -57,25 +74,48 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             live=build_live(settings, format_error),
             revocations=revocations,
             alerts=alerts_config(settings),
+            metrics=observability.metrics,
+            rate_limiter=RateLimiter.from_settings(settings),
         )
         holder["state"] = state
         graphql.state = state
         try:
             async with (
+                observability.running(state),
                 revocations_kept_fresh(
                     revocations, state.sessions, settings.revocation_refresh_seconds
                 ),
                 live_running(state.bus, state.live, settings.shutdown_timeout_seconds),
-                deliveries_running(state.sessions, state.alerts, state.alert_wakeup),
+                deliveries_running(
+                    state.sessions,
+                    state.alerts,
+                    state.alert_wakeup,
+                    on_outcome=state.metrics.delivery_outcome,
+                ),
                 rollups_running(engine, settings),
+                reports_scheduled(
+                    state.sessions,
+                    settings,
+                    keys,
+                    state.alerts,
+                    max_page_size=state.limits.max_page_size,
+                    zone_name=state.limits.budget_timezone,
+                ),
             ):
+                tune_garbage_collector()  # startup heap frozen, fewer young collections
                 yield
         finally:
+            if state.rate_limiter is not None:
+                await state.rate_limiter.close()
             await engine.dispose()
 
     graphql = GraphQLApp(
         state=None,  # type: ignore[arg-type]  # set by the lifespan before any request
-        schema=build_schema(introspection=settings.introspection),
+        schema=build_schema(
+            introspection=settings.introspection,
+            extra_extensions=observability.schema_extensions(),
+            limits=QueryLimits.of(settings),
+        ),
         graphql_ide="graphiql" if settings.graphql_ide else None,
         allow_queries_via_get=True,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # the legacy graphql-ws: 4406
@@ -93,13 +133,17 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
                 await connection.execute(text("SELECT 1"))
         except Exception:  # any failure means not ready; the reason goes to the log
             logger.warning("readiness check failed", exc_info=True)
-            return JSONResponse({"status": "unavailable"}, status_code=503)
+            return JSONResponse(
+                {"status": "unavailable"}, status_code=503, headers={"Retry-After": "2"}
+            )
         return JSONResponse({"status": "ready"})
 
     async def jwks(request: Request) -> JSONResponse:
         return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
-    middleware = []
+    middleware = observability.middleware()  # outermost: request ids, access log, metrics
+    # A request that shutdown cut off is answered 503 UNAVAILABLE, not 500 (app/shutdown.py).
+    middleware.append(Middleware(AnswerCancelledRequests))
     if settings.allowed_origins:
         middleware.append(
             Middleware(
@@ -109,6 +153,10 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
                 allow_headers=["Authorization", "Content-Type"],
             )
         )
+    # Bodies over COSTGRAPH_MAX_REQUEST_BYTES: 413 PAYLOAD_TOO_LARGE (app/body_limit.py).
+    # Innermost, so the refusal is still counted and logged, and carries the CORS headers a
+    # browser needs to read it.
+    middleware.append(Middleware(BodySizeLimit, max_bytes=settings.request_body_limit))
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
@@ -117,7 +165,10 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             Route("/readyz", readyz),
             Route("/.well-known/jwks.json", jwks),
             *oauth_routes(oauth, lambda: holder["state"]),
+            *reports_routes(lambda: holder["state"]),
             stripe_webhook_route(lambda: holder["state"]),
+            exports_route(lambda: holder["state"]),
+            *observability.routes(),
         ],
         middleware=middleware,
         lifespan=lifespan,

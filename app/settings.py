@@ -15,6 +15,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+#: The most COSTGRAPH_MAX_REQUEST_BYTES may be, and the most its derived default comes to.
+MAX_REQUEST_BYTES_CEILING = 256 * 1024 * 1024
+#: Per usage event, besides its metadata: the other fields of ``UsageEventInput`` as JSON
+#: (an idempotency key of 255 characters, ids, names, token counts, a few units) with room.
+REQUEST_BYTES_PER_EVENT = 2_048
+#: The query document and the request's JSON envelope.
+REQUEST_BYTES_ENVELOPE = 64 * 1024
+
 
 def _default_data_dir() -> Path:
     return platformdirs.user_data_path("costgraph")
@@ -43,10 +51,80 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     statement_timeout_ms: int = Field(default=15_000, ge=100)
     lock_timeout_ms: int = Field(default=5_000, ge=10)
+    idle_in_transaction_timeout_ms: int = Field(
+        default=60_000,
+        ge=0,
+        le=3_600_000,
+        description="A session idle inside an open transaction is ended (0: never).",
+    )
+    db_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=120, description="Opening one database connection."
+    )
+    db_pool_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=300, description="Waiting for a free pooled connection."
+    )
     max_batch_events: int = Field(default=1_000, ge=1, le=10_000)
     max_page_size: int = Field(default=200, ge=1, le=10_000)
     max_metadata_bytes: int = Field(default=8_192, ge=64)
     max_idempotency_key_length: int = Field(default=255, ge=8, le=1024)
+    max_request_bytes: int | None = Field(
+        default=None,
+        ge=4_096,
+        le=MAX_REQUEST_BYTES_CEILING,
+        description="The largest HTTP request body (and websocket message) taken, in bytes; "
+        "a larger one is refused with 413 PAYLOAD_TOO_LARGE (app/body_limit.py). Default: "
+        "room for a full recordUsageBatch, see `request_body_limit`.",
+    )
+    tenant_cache_ttl_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long one process keeps an organisation, its markup rules and catalog "
+        "names (billing/tenant_cache.py): other processes see such a change within this. 0: off.",
+    )
+
+    # --- GraphQL limits, checked before anything runs (app/query_limits.py) ---
+    graphql_max_depth: int = Field(
+        default=12, ge=2, le=100, description="Nesting of fields, through fragments."
+    )
+    graphql_max_aliases: int = Field(
+        default=50, ge=0, le=10_000, description="Aliased fields, each fragment spread counted."
+    )
+    graphql_max_tokens: int = Field(
+        default=2_000, ge=100, le=1_000_000, description="Lexical tokens of a query document."
+    )
+    graphql_max_cost: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="The estimated cost of an operation (app/query_cost.py).",
+    )
+    graphql_max_list_size: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Items of any list argument or list variable; recordUsageBatch's input "
+        "is bounded by twice COSTGRAPH_MAX_BATCH_EVENTS instead (its own limit answers typed).",
+    )
+
+    # --- rate limiting of GraphQL requests (app/rate_limit.py) ---
+    rate_limit_url: str | None = Field(
+        default=None,
+        description="redis://… shares the counts between instances; memory:// counts in "
+        "this process only. Default: the broadcast URL when it is redis://, else memory://.",
+    )
+    rate_limit_principal_per_minute: int = Field(
+        default=1_200, ge=0, le=100_000_000, description="Requests per token subject (0: off)."
+    )
+    rate_limit_client_per_minute: int = Field(
+        default=6_000,
+        ge=0,
+        le=100_000_000,
+        description="Requests per OAuth client, all its tokens together (0: off).",
+    )
+    rate_limit_key_prefix: str = Field(
+        default="costgraph-rl", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$"
+    )
 
     # --- identity: CostGraph's OAuth2 server and an optional external identity provider ---
     oauth_token_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
@@ -168,6 +246,40 @@ class Settings(BaseSettings):
         default=24.0, ge=0, le=24 * 62, description="Wait after a month ends before closing it."
     )
 
+    # --- CSV exports (GET /exports/{report}.csv, createExportLink) ---
+    export_max_range_days: int = Field(
+        default=400, ge=1, le=3_660, description="The longest range one CSV export may cover."
+    )
+    export_link_ttl_seconds: int = Field(
+        default=300, ge=10, le=86_400, description="How long a signed download link works."
+    )
+    export_chunk_rows: int = Field(
+        default=5_000, ge=100, le=100_000, description="Ledger rows read and sent per chunk."
+    )
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s?#]+$",
+        description="Base of download links (e.g. https://costgraph.example.com); unset: the "
+        "request's own base URL.",
+    )
+
+    # --- reports: xlsx/PDF summaries, saved templates, the monthly schedule ---
+    reports_scheduler: bool = Field(
+        default=True,
+        description="Run the monthly report schedule in the API process (several processes "
+        "may: each month's run of a template is claimed once in PostgreSQL).",
+    )
+    reports_schedule_interval_seconds: float = Field(
+        default=60.0, gt=0, le=3_600, description="How often the schedule looks for due runs."
+    )
+    reports_delivery_link_ttl_seconds: int = Field(
+        default=7 * 86_400,
+        ge=60,
+        le=31 * 86_400,
+        description="How long the signed link in a scheduled webhook, Slack or Teams message "
+        "works.",
+    )
+
     # --- forecasts and usage patterns ---
     forecast_history_days: int = Field(
         default=84, ge=14, le=366, description="Days of history a period forecast looks back."
@@ -175,6 +287,37 @@ class Settings(BaseSettings):
     patterns_max_range_days: int = Field(
         default=93, ge=1, le=366, description="The longest range usagePatterns may cover."
     )
+
+    # --- observability: logs, /metrics, tracing (app/observability/) ---
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="json: one JSON object per line; text: for a person at a terminal "
+        "(`costgraph serve` on loopback defaults to text).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    access_log: bool = Field(
+        default=True, description="One INFO line per HTTP request (method, route, status, time)."
+    )
+    metrics_enabled: bool = Field(default=True, description="Serve GET /metrics.")
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, /metrics answers only `Authorization: Bearer <token>`.",
+    )
+    otel_enabled: bool = Field(
+        default=False,
+        description="OpenTelemetry tracing; the exporter is set by the standard OTEL_* "
+        "variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, …).",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod
@@ -198,6 +341,15 @@ class Settings(BaseSettings):
         scheme = value.split("://", 1)[0]
         if scheme not in {"memory", "redis", "rediss", "postgres", "postgresql"}:
             raise ValueError("COSTGRAPH_BROADCAST_URL must be memory://, redis://… or postgres://…")
+        return value
+
+    @field_validator("rate_limit_url")
+    @classmethod
+    def _check_rate_limit_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if value.split("://", 1)[0] not in {"memory", "redis", "rediss"}:
+            raise ValueError("COSTGRAPH_RATE_LIMIT_URL must be memory:// or redis://…")
         return value
 
     @field_validator("allowed_origins", mode="before")
@@ -253,6 +405,18 @@ class Settings(BaseSettings):
         if self.idp_issuer and self.idp_issuer == self.issuer:
             raise ValueError("COSTGRAPH_IDP_ISSUER must differ from COSTGRAPH_ISSUER")
         return self
+
+    @property
+    def request_body_limit(self) -> int:
+        """COSTGRAPH_MAX_REQUEST_BYTES, or by default what the largest valid
+        ``recordUsageBatch`` needs: COSTGRAPH_MAX_BATCH_EVENTS events, each with
+        COSTGRAPH_MAX_METADATA_BYTES of metadata and its other fields, plus the document
+        (about 9.8 MiB with the defaults; never over 256 MiB)."""
+        if self.max_request_bytes is not None:
+            return self.max_request_bytes
+        per_event = self.max_metadata_bytes + REQUEST_BYTES_PER_EVENT
+        derived = self.max_batch_events * per_event + REQUEST_BYTES_ENVELOPE
+        return min(derived, MAX_REQUEST_BYTES_CEILING)
 
     @property
     def key_dir(self) -> Path:

@@ -8,6 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from costgraph.alerts.config import AlertsConfig
 from costgraph.alerts.worker import Wakeup
+from costgraph.app.observability.metrics import Metrics
+from costgraph.app.rate_limit import RateLimiter
 from costgraph.app.settings import Settings
 from costgraph.auth.keys import KeyStore
 from costgraph.auth.revocation import RevocationList
@@ -35,6 +37,10 @@ class AppState:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     #: Set after a commit that raised alerts: this process's delivery worker starts at once.
     alert_wakeup: Wakeup = field(default_factory=Wakeup)
+    #: This app's Prometheus registry and instruments (app/observability/metrics.py).
+    metrics: Metrics = field(default_factory=Metrics)
+    #: Request budgets per principal and OAuth client (app/rate_limit.py); None: off.
+    rate_limiter: RateLimiter | None = None
 
     @classmethod
     def limits_of(cls, settings: Settings) -> Limits:

@@ -38,6 +38,7 @@ from bench.workload import (
     to_usage_event,
 )
 from costgraph.app.database import create_engine, create_sessionmaker, plain_url
+from costgraph.app.heap import tune_garbage_collector
 from costgraph.app.state import AppState
 from costgraph.billing import ledger
 from costgraph.billing.commands import Limits
@@ -190,6 +191,9 @@ async def measure(env: BenchEnv, config: IngestConfig) -> list[Comparison]:
                 # Planner statistics as autovacuum keeps them in steady state: on a fresh
                 # table a lookup by key would scan all of the tenant's rows.
                 await raw.execute("ANALYZE")
+                # The collector as the server tunes it once started (app/heap.py), for
+                # both writers alike (one process).
+                tune_garbage_collector()
             await writers.round(builder, measured=index >= config.warmup_batches)
         after = await _rows(raw, env.tenant.org.id)
     finally:

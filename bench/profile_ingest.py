@@ -48,14 +48,22 @@ STAGES: tuple[tuple[Any, str], ...] = (
     (ledger, "request_hash"),
     (ledger, "get_many"),
     (ledger, "price_events"),
+    (ledger, "prepare_pricing"),
+    (ledger, "_usage_entries"),
     (ledger, "Entry"),
     (ledger, "_append"),
+    (ledger, "_append_pipelined"),
+    (ledger, "_settle"),
     (ledger, "_as_stored"),
     (ledger, "replay_or_conflict"),
     (ledger, "record_usage_batch"),
     (repo, "_column_arrays"),
+    (repo, "usage_parties"),
     (repo, "insert_entries"),
+    (repo, "insert_entries_moving_balance"),
+    (repo, "insert_on"),
     (repo, "find_by_keys"),
+    (getattr(ledger, "balance_repository", None), "move_balances"),
     (getattr(ledger, "budgets", None), "apply_spend"),
     (getattr(ledger, "drawdown", None), "lock_cycles"),
     (getattr(ledger, "drawdown", None), "draw"),
@@ -154,7 +162,8 @@ async def _stages(sessions: Any, org: Any, work: Sequence[Any], limits: Any) -> 
     print(f"   {'whole transaction (domain_batch)':36s} {per_batch(wall, len(work))}")
     for label, seconds in sorted(totals.items(), key=lambda item: -item[1]):
         print(f"   {label:36s} {per_batch(seconds, len(work))}")
-    print("   (nested stages overlap: _append holds insert_entries and find_by_keys)")
+    print("   (nested stages overlap: _append/_append_pipelined hold the inserts and _settle;")
+    print("    in a pipelined batch insert_on runs while _usage_entries builds the next chunk)")
     return entries
 
 

@@ -171,13 +171,15 @@ def _array_plan(columns: tuple[tuple[str, str], ...]) -> tuple[Any, int, tuple[i
 def fast_column_arrays(entries: Sequence[Entry]) -> list[list[Any]]:
     """``ledger_repository._column_arrays`` (identical arrays): one C-level ``attrgetter``
     per entry and a transpose, instead of a Python loop over every column of every entry."""
-    from costgraph.billing.ledger_repository import _INSERT_COLUMNS
+    from costgraph.billing.ledger_repository import _INSERT_COLUMNS, _TEXT_INDEXES
 
     getter, type_index, json_indexes = _array_plan(tuple(_INSERT_COLUMNS))
     columns = [list(column) for column in zip(*map(getter, entries), strict=True)]
     columns[type_index] = [kind.value for kind in columns[type_index]]
     for index in json_indexes:
         columns[index] = [None if v is None else orjson.dumps(v).decode() for v in columns[index]]
+    for index in _TEXT_INDEXES:  # numerics travel as text (see ledger_repository)
+        columns[index] = [None if v is None else str(v) for v in columns[index]]
     return columns
 
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from bench import authorize, ingest, pnl, single_usage, trivial_query
+from bench import authorize, export_csv, ingest, pnl, single_usage, trivial_query
 from bench.db import postgres_server
 from bench.env import BenchEnv, bench_env
 from bench.httpbench import HttpConfig, tuning_argument
@@ -31,7 +31,7 @@ from bench.stats import Comparison, render_table
 from bench.tuning import parse as parse_tuning
 
 Bench = Callable[[BenchEnv], Awaitable[list[Comparison]]]
-NAMES = ("ingest", "single_usage", "trivial_query", "authorize", "pnl")
+NAMES = ("ingest", "single_usage", "trivial_query", "authorize", "pnl", "export_csv")
 
 
 def suite(quick: bool, pnl_entries: int | None = None) -> dict[str, Bench]:
@@ -48,6 +48,10 @@ def suite(quick: bool, pnl_entries: int | None = None) -> dict[str, Bench]:
         "trivial_query": lambda env: trivial_query.measure(env, http),
         "authorize": lambda env: authorize.measure(env, http),
         "pnl": lambda env: pnl.measure_url(env.url, books),
+        # 1,000,000 entries with python -m bench.export_csv; the suite keeps it short.
+        "export_csv": lambda env: export_csv.measure_url(
+            env.url, export_csv.ExportConfig(entries=50_000 if quick else 200_000), env.data_dir
+        ),
     }
 
 

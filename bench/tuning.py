@@ -10,6 +10,7 @@ where the real change would go.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -131,6 +132,51 @@ def _fast_arrays() -> None:
     _patch(repo, "_column_arrays", fast_column_arrays)
 
 
+def _json_logs() -> None:
+    """Production logging: the JSON handler at INFO (an access line and an operation line per
+    request), written to /dev/null (``app/observability/logging.py``)."""
+    import logging
+
+    from costgraph.app.observability.logging import log_handler
+
+    sink = open(os.devnull, "w")  # noqa: SIM115  # for the server process's lifetime
+    root = logging.getLogger()
+    root.addHandler(log_handler("json", sink))
+    root.setLevel(logging.INFO)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _no_graphql_hardening() -> None:
+    """What the query limits and the rate limiter cost: strawberry's plain ParserCache and
+    ValidationCache in ``schema/build.py`` instead of ``app/query_caches.limited_caches``, and
+    no ``RateLimiter`` (``app/main.py``)."""
+    from strawberry.extensions import ParserCache, ValidationCache
+
+    import costgraph.app.main as main
+    import costgraph.schema.build as build
+
+    def plain_caches(limits: Any, maxsize: int = 1024) -> list[Any]:
+        return [lambda: ParserCache(maxsize=maxsize), lambda: ValidationCache(maxsize=maxsize)]
+
+    class NoLimiter:
+        @staticmethod
+        def from_settings(settings: Any) -> None:
+            return None
+
+    _patch(build, "limited_caches", plain_caches)
+    _patch(main, "RateLimiter", NoLimiter)
+
+
+def _no_observability() -> None:
+    """The app without its observability layers (request-id/metrics middleware, operation
+    observer), to see what they cost (``app/observability/wiring.py``)."""
+    from costgraph.app.observability import wiring
+
+    _patch(wiring.Observability, "middleware", lambda self: [])
+    _patch(wiring.Observability, "schema_extensions", lambda self: [])
+
+
 EXPERIMENTS: dict[str, Callable[[], None]] = {
     "token-cache": _token_cache,
     "orjson": _orjson,
@@ -140,6 +186,9 @@ EXPERIMENTS: dict[str, Callable[[], None]] = {
     "raw-replay-lookup": _raw_replay_lookup,
     "fast-replace": _fast_replace,
     "fast-arrays": _fast_arrays,
+    "json-logs": _json_logs,
+    "no-observability": _no_observability,
+    "no-graphql-hardening": _no_graphql_hardening,
 }
 
 

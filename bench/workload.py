@@ -174,12 +174,33 @@ def to_graphql_input(spec: EventSpec) -> dict[str, Any]:
 
 
 async def seed_catalog(database_url: str, tenant: BenchTenant) -> None:
-    """Prices for every model in :data:`MODELS`, for ``Pricing.CATALOG`` runs.
+    """Prices for every model in :data:`MODELS`, for ``Pricing.CATALOG`` runs: the tenant's
+    own versions (which win over any platform version), in force since 2024, through the
+    catalog's domain function as ``setModelPrice`` would add them."""
+    from costgraph.app.database import create_engine, create_sessionmaker
+    from costgraph.app.settings import Settings
+    from costgraph.billing import catalog
+    from costgraph.models.scoping import bind_tenant
 
-    The catalog API is being written; wire it here (through the domain function that adds a
-    price version) and every bench can run catalog-priced with ``--pricing catalog``.
-    """
-    raise NotImplementedError(
-        "catalog pricing is not wired into the bench yet: implement bench.workload.seed_catalog "
-        "with the catalog's domain API, then run with --pricing catalog"
-    )
+    settings = Settings(database_url=database_url)
+    engine = create_engine(database_url, settings)
+    try:
+        sessions = create_sessionmaker(engine)
+        async with sessions() as session, session.begin():
+            bind_tenant(session.sync_session, tenant.org.id)
+            for provider, model, per_input, per_output in MODELS:
+                await catalog.set_model_price(
+                    session,
+                    tenant.org.id,
+                    catalog.NewPriceVersion(
+                        provider=provider,
+                        model=model,
+                        currency=tenant.currency,
+                        effective_from=datetime(2024, 1, 1, tzinfo=UTC),
+                        input_per_million=per_input,
+                        output_per_million=per_output,
+                    ),
+                    actor="bench",
+                )
+    finally:
+        await engine.dispose()

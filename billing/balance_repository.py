@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from costgraph.billing.raw_connection import driver_connection
 from costgraph.models.balance import AccountBalance, AllowanceCounter
 from costgraph.models.pricing import AccountSubscription
+
+_Term = TypeVar("_Term", AccountSubscription, "SubscriptionTerm")
 
 
 async def add_to_balance(
@@ -46,6 +51,71 @@ async def add_to_balance(
     return value
 
 
+_ENSURE_BALANCES_SQL = (
+    "INSERT INTO account_balances (organization_id, account_id, balance) "
+    "SELECT $1, a, 0 FROM unnest($2::uuid[]) AS a ON CONFLICT DO NOTHING"
+)
+_MOVE_ONE_SQL = (
+    "UPDATE account_balances SET balance = balance + $3 "
+    "WHERE organization_id = $1 AND account_id = $2 AND (NOT $4 OR balance + $3 >= 0) "
+    "RETURNING balance"
+)
+_LOCK_BALANCES_SQL = (
+    "SELECT account_id, balance FROM account_balances "
+    "WHERE organization_id = $1 AND account_id = ANY($2::uuid[]) ORDER BY account_id FOR UPDATE"
+)
+_MOVE_MANY_SQL = (
+    "UPDATE account_balances b SET balance = b.balance + d.delta "
+    "FROM unnest($2::uuid[], $3::numeric[]) AS d(account_id, delta) "
+    "WHERE b.organization_id = $1 AND b.account_id = d.account_id"
+)
+
+
+async def move_balances(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    deltas: Mapping[uuid.UUID, Decimal],
+    floored: Iterable[uuid.UUID],
+) -> tuple[uuid.UUID, Decimal] | None:
+    """Add each account's delta; an account in ``floored`` may not end below zero.
+
+    All or nothing: returns ``(account, its balance)`` for the first account (in id order)
+    whose floor refused, having changed nothing; else None. Row locks are taken in account-id
+    order, so writers moving several balances cannot deadlock; with one account the
+    conditional UPDATE is check, lock and write in one statement.
+    """
+    connection = await driver_connection(session)
+    floors = set(floored)
+    accounts = sorted(deltas)
+    if len(accounts) == 1:
+        account = accounts[0]
+        args = (organization_id, account, deltas[account], account in floors)
+        moved = await connection.fetchval(_MOVE_ONE_SQL, *args)
+        if moved is None:  # no balance row yet, or the floor refused
+            await connection.execute(_ENSURE_BALANCES_SQL, organization_id, accounts)
+            moved = await connection.fetchval(_MOVE_ONE_SQL, *args)
+        if moved is None:
+            balance = await connection.fetchval(
+                "SELECT balance FROM account_balances WHERE organization_id = $1 "
+                "AND account_id = $2",
+                organization_id,
+                account,
+            )
+            return account, balance
+        return None
+    locked = dict(await connection.fetch(_LOCK_BALANCES_SQL, organization_id, accounts))
+    if len(locked) < len(accounts):
+        await connection.execute(_ENSURE_BALANCES_SQL, organization_id, accounts)
+        locked = dict(await connection.fetch(_LOCK_BALANCES_SQL, organization_id, accounts))
+    for account in accounts:
+        if account in floors and locked[account] < deltas[account].copy_negate():  # exact
+            return account, locked[account]
+    await connection.execute(
+        _MOVE_MANY_SQL, organization_id, accounts, [deltas[a] for a in accounts]
+    )
+    return None
+
+
 async def balances(
     session: AsyncSession, account_ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, Decimal]:
@@ -77,7 +147,37 @@ async def subscriptions_of(
     return found
 
 
-def in_force(subscriptions: list[AccountSubscription], at: datetime) -> AccountSubscription | None:
+@dataclass(frozen=True, slots=True)
+class SubscriptionTerm:
+    """What drawing on an allowance needs of a subscription."""
+
+    account_id: uuid.UUID
+    starts_at: datetime
+    ends_at: datetime | None
+    included_tokens: int
+
+
+async def subscription_terms(
+    session: AsyncSession, organization_id: uuid.UUID, account_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, list[SubscriptionTerm]]:
+    """Like :func:`subscriptions_of`, in one raw statement (the usage write path)."""
+    wanted = list(set(account_ids))
+    found: dict[uuid.UUID, list[SubscriptionTerm]] = {a: [] for a in wanted}
+    if not wanted:
+        return found
+    connection = await driver_connection(session)
+    rows = await connection.fetch(
+        "SELECT account_id, starts_at, ends_at, included_tokens FROM account_subscriptions "
+        "WHERE organization_id = $1 AND account_id = ANY($2::uuid[]) ORDER BY starts_at",
+        organization_id,
+        wanted,
+    )
+    for row in rows:
+        found[row[0]].append(SubscriptionTerm(*row))
+    return found
+
+
+def in_force(subscriptions: Sequence[_Term], at: datetime) -> _Term | None:
     current = None
     for subscription in subscriptions:
         if subscription.starts_at <= at and (

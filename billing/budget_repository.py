@@ -130,21 +130,6 @@ async def lock_reservation(session: AsyncSession, reservation_id: uuid.UUID) -> 
     )
 
 
-async def lock_expired(
-    session: AsyncSession, now: datetime, limit: int = 500
-) -> Sequence[Reservation]:
-    """Held reservations past their expiry, locked; SKIP LOCKED lets sweepers run in parallel."""
-    return (
-        await session.scalars(
-            select(Reservation)
-            .where(Reservation.state == "HELD", Reservation.expires_at <= now)
-            .order_by(Reservation.expires_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
-
-
 async def budgets_for_ids(
     session: AsyncSession, ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, Budget]:

@@ -24,6 +24,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import catalog_repository as repo
+from costgraph.billing import tenant_cache
 from costgraph.billing.clock import EARLIEST_EVENT, format_rfc3339, utcnow
 from costgraph.billing.cost_formula import PriceSheet
 from costgraph.billing.errors import ValidationFailed, join_path
@@ -136,6 +137,47 @@ async def load_view(
     for row in await repo.versions_between(session, organization_id, models, start, end):
         versions.setdefault((row.provider, row.model), []).append(PriceVersion.of(row))
     return CatalogView(canonical=canonical, versions=versions)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogName:
+    """What the catalog holds for one (provider, name) as one organisation sees it: the model
+    the name is an alias of (None: not an alias), and every version of the model it names."""
+
+    canonical: str | None
+    versions: tuple[PriceVersion, ...]
+
+
+async def cached_view(
+    session: AsyncSession, organization_id: uuid.UUID, keys: Iterable[tuple[str, str]]
+) -> CatalogView:
+    """:func:`load_view` for any instants, from this process's catalog cache
+    (:data:`costgraph.billing.tenant_cache.CATALOG`); names it lacks cost two queries."""
+    cache = tenant_cache.CATALOG
+    found: dict[tuple[str, str], CatalogName] = {}
+    missing: list[tuple[str, str]] = []
+    for key in set(keys):
+        hit = cache.get((organization_id, *key))
+        if hit is None:
+            missing.append(key)
+        else:
+            found[key] = hit
+    if missing:
+        generation = cache.generation
+        canonical = await repo.resolve_aliases(session, organization_id, missing)
+        models = {(provider, canonical.get((provider, name), name)) for provider, name in missing}
+        versions: dict[tuple[str, str], list[PriceVersion]] = {}
+        for row in await repo.all_versions(session, organization_id, models):
+            versions.setdefault((row.provider, row.model), []).append(PriceVersion.of(row))
+        for provider, name in missing:
+            target = canonical.get((provider, name))
+            entry = CatalogName(target, tuple(versions.get((provider, target or name), ())))
+            cache.put((organization_id, provider, name), entry, generation=generation)
+            found[(provider, name)] = entry
+    return CatalogView(
+        canonical={key: e.canonical for key, e in found.items() if e.canonical is not None},
+        versions={(key[0], e.canonical or key[1]): e.versions for key, e in found.items()},
+    )
 
 
 # --- writing ---

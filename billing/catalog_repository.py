@@ -12,6 +12,7 @@ from sqlalchemy import and_, or_, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from costgraph.billing import tenant_cache
 from costgraph.billing.catalog_scope import visible_to
 from costgraph.billing.cost_formula import PriceSheet
 from costgraph.billing.errors import ValidationFailed
@@ -74,7 +75,14 @@ async def series(
     return rows.all()
 
 
+def _catalog_changed(session: AsyncSession) -> None:
+    """Every write to prices or aliases drops this process's cached catalog (now and again
+    at commit): a version or alias set here prices this process's next event."""
+    tenant_cache.after_commit(session, tenant_cache.CATALOG.clear)
+
+
 async def close_version(session: AsyncSession, version_id: uuid.UUID, at: datetime) -> None:
+    _catalog_changed(session)
     await session.execute(
         update(ModelPrice)
         .where(ModelPrice.id == version_id, ModelPrice.effective_to.is_(None))
@@ -83,6 +91,7 @@ async def close_version(session: AsyncSession, version_id: uuid.UUID, at: dateti
 
 
 async def insert_version(session: AsyncSession, values: dict[str, Any]) -> ModelPrice:
+    _catalog_changed(session)
     row = ModelPrice(**values)
     session.add(row)
     try:
@@ -141,6 +150,7 @@ async def add_aliases(
     model: str,
     aliases: Iterable[str],
 ) -> None:
+    _catalog_changed(session)
     for alias in aliases:
         session.add(ModelAlias(organization_id=owner, provider=provider, alias=alias, model=model))
     await session.flush()
@@ -207,6 +217,22 @@ async def versions_between(
             tuple_(ModelPrice.provider, ModelPrice.model).in_(wanted),
             ModelPrice.effective_from <= end,
             or_(ModelPrice.effective_to.is_(None), ModelPrice.effective_to > start),
+        )
+    )
+    return rows.all()
+
+
+async def all_versions(
+    session: AsyncSession, organization_id: uuid.UUID | None, keys: Iterable[tuple[str, str]]
+) -> Sequence[ModelPrice]:
+    """Every version, at any time, of these (provider, model) that the caller sees."""
+    wanted = list(set(keys))
+    if not wanted:
+        return []
+    rows = await session.scalars(
+        select(ModelPrice).where(
+            visible_to(ModelPrice.organization_id, organization_id),
+            tuple_(ModelPrice.provider, ModelPrice.model).in_(wanted),
         )
     )
     return rows.all()

@@ -130,7 +130,16 @@ def convert(amount: Decimal, rate: Decimal) -> Decimal:
     return _rounded(EXACT.multiply(amount, rate))
 
 
+def markup_factor(percent: Decimal) -> Decimal:
+    """``1 + percent / 100``: what :func:`with_markup` multiplies by."""
+    return EXACT.add(Decimal(1), EXACT.divide(percent, HUNDRED))
+
+
+def with_factor(ai_cost: Decimal, factor: Decimal) -> Decimal:
+    """:func:`with_markup` with the factor computed once (a batch shares a few)."""
+    return _rounded(EXACT.multiply(ai_cost, factor))
+
+
 def with_markup(ai_cost: Decimal, percent: Decimal) -> Decimal:
     """Billed usage: ``ai_cost * (1 + percent / 100)``, 12 places."""
-    factor = EXACT.add(Decimal(1), EXACT.divide(percent, HUNDRED))
-    return _rounded(EXACT.multiply(ai_cost, factor))
+    return with_factor(ai_cost, markup_factor(percent))

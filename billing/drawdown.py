@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -40,11 +40,19 @@ def tokens_of(entry: Entry) -> int:
 
 
 async def lock_cycles(
-    session: AsyncSession, organization_id: uuid.UUID, entries: Sequence[Entry]
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    entries: Sequence[Entry],
+    subscriptions: Mapping[uuid.UUID, Sequence[repo.SubscriptionTerm]] | None = None,
 ) -> dict[tuple[uuid.UUID, datetime], Cycle]:
-    """Lock the allowance counter of every (account, cycle) the entries fall in."""
-    accounts = {e.account_id for e in entries if e.account_id is not None}
-    subscriptions = await repo.subscriptions_of(session, accounts)
+    """Lock the allowance counter of every (account, cycle) the entries fall in.
+
+    ``subscriptions``: the accounts' subscriptions when the caller has read them already
+    (in this transaction); else they are read here.
+    """
+    if subscriptions is None:
+        accounts = {e.account_id for e in entries if e.account_id is not None}
+        subscriptions = await repo.subscription_terms(session, organization_id, accounts)
     wanted: dict[tuple[uuid.UUID, datetime], tuple[datetime, datetime, int]] = {}
     for entry in entries:
         if entry.account_id is None:

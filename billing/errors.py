@@ -18,6 +18,11 @@ class ErrorCode(enum.StrEnum):
     RATE_MISSING = "RATE_MISSING"
     PRICE_MISSING = "PRICE_MISSING"
     RATE_LIMITED = "RATE_LIMITED"
+    #: A GraphQL document over a limit (depth, aliases, tokens, cost, list size).
+    QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+    #: A request body (or websocket message) over ``COSTGRAPH_MAX_REQUEST_BYTES``: HTTP 413.
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
 
@@ -37,6 +42,21 @@ class Forbidden(DomainError):
 
 class Unauthenticated(DomainError):
     code = ErrorCode.UNAUTHENTICATED
+
+
+class Unavailable(DomainError):
+    """The database failed the request (down, busy, or conflicting writes beyond the retries).
+
+    Retryable: the client waits ``retry_after_seconds`` and sends the same request again, with
+    the same idempotency key (see :mod:`costgraph.billing.retry`).
+    """
+
+    code = ErrorCode.UNAVAILABLE
+
+    def __init__(self, message: str, *, reason: str, retry_after_seconds: int = 1) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after_seconds = retry_after_seconds
 
 
 class ValidationFailed(DomainError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import operator
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -21,10 +22,24 @@ def _field_names(kind: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(kind))
 
 
+#: Per dataclass type: its field names and one C-level getter of all their values.
+_READERS: dict[type, tuple[tuple[str, ...], Any]] = {}
+
+
 def _canonical(value: Any) -> Any:
     """What orjson does not write itself: dataclasses as sorted dicts, decimals normalised."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: getattr(value, name) for name in _field_names(type(value))}
+    reader = _READERS.get(type(value))
+    if reader is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _field_names(type(value))
+        getter = operator.attrgetter(*names)
+        # attrgetter of one name returns the value itself, not a 1-tuple
+        reader = _READERS[type(value)] = (
+            names,
+            getter if len(names) > 1 else lambda item: (getter(item),),
+        )
+    if reader is not None:
+        names, values = reader
+        return dict(zip(names, values(value), strict=True))
     if isinstance(value, Decimal):
         return format(value.normalize(), "f") if value != 0 else "0"
     if isinstance(value, uuid.UUID):  # asyncpg's UUID subclass is not native to orjson

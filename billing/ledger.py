@@ -8,9 +8,12 @@ A failure raises, and the caller's transaction rolls back: a failed request writ
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -34,10 +37,10 @@ from costgraph.billing.errors import (
 )
 from costgraph.billing.idempotency import replay_or_conflict, request_hash
 from costgraph.billing.money import quantize_stored, require_currency, require_payment_amount
-from costgraph.billing.pricing import PricingRequest, price_events
+from costgraph.billing.pricing import PreparedPricing, PricingRequest, prepare_pricing
 from costgraph.billing.scopes import Attribution
 from costgraph.billing.validation import require_key, require_metadata, validate_usage
-from costgraph.models import Account, User
+from costgraph.models import Account
 from costgraph.models.ledger import EntryType
 
 REFUNDABLE = frozenset({EntryType.DEPOSIT, EntryType.SUBSCRIPTION_PAYMENT})
@@ -54,42 +57,103 @@ async def _append(
 
     The accounts' balances move by what was written. An account in ``prepaid`` may not go
     below zero: that is ``ALLOWANCE_EXHAUSTED``, and the caller's transaction rolls back.
+    An entry that already carries its money at the stored scale and the ``recorded_at`` the
+    database gave it (see :func:`_record_usage`) is returned as it is.
     """
-    inserted = await repo.insert_entries(session, entries)
+    accounts = {e.account_id for e in entries}
+    moved: set[uuid.UUID] = set()
+    if len(accounts) == 1 and None not in accounts:  # one row lock: move it while inserting
+        (account_id,) = accounts
+        inserted, moved = await repo.insert_entries_moving_balance(
+            session, entries, entries[0].organization_id, account_id in prepaid
+        )
+    else:
+        inserted = await repo.insert_entries(session, entries)
+    return await _settle(session, entries, paths, inserted, prepaid, moved)
+
+
+async def _append_pipelined(
+    session: AsyncSession,
+    chunks: Iterator[tuple[list[Entry], list[str]]],
+    *,
+    prepaid: frozenset[uuid.UUID],
+) -> list[Entry]:
+    """:func:`_append` for a large batch, one insert per chunk: the next chunk is built (by
+    ``chunks``) here while the database inserts the one before (PostgreSQL and this process
+    work at the same time). Same result, same transaction; an error while building waits
+    for the statement in flight, then rolls everything back as usual."""
+    connection = await repo.driver_connection(session)
+    inserted: dict[str, datetime] = {}
+    entries: list[Entry] = []
+    paths: list[str] = []
+    in_flight: asyncio.Task[dict[str, datetime]] | None = None
+    try:
+        for chunk, chunk_paths in chunks:
+            if in_flight is not None:
+                inserted.update(await in_flight)
+                in_flight = None
+            entries.extend(chunk)
+            paths.extend(chunk_paths)
+            in_flight = asyncio.ensure_future(repo.insert_on(connection, chunk))
+            await asyncio.sleep(0)  # let it send the statement before building the next chunk
+        if in_flight is not None:
+            inserted.update(await in_flight)
+            in_flight = None
+    finally:
+        if in_flight is not None:  # leave the connection idle for the rollback
+            with contextlib.suppress(Exception):
+                await in_flight
+    return await _settle(session, entries, paths, inserted, prepaid, set())
+
+
+async def _settle(
+    session: AsyncSession,
+    entries: Sequence[Entry],
+    paths: Sequence[str],
+    inserted: dict[str, datetime],
+    prepaid: frozenset[uuid.UUID],
+    moved: set[uuid.UUID],
+) -> list[Entry]:
+    """After the insert: replays told from conflicts, the result in order, balances moved."""
     pending = [e.idempotency_key for e in entries if e.idempotency_key not in inserted]
     existing = await repo.find_by_keys(session, pending) if pending else {}
     result: list[Entry] = []
     for entry, path in zip(entries, paths, strict=True):
         recorded_at = inserted.get(entry.idempotency_key)
         if recorded_at is not None:
-            result.append(_as_stored(entry, recorded_at))
+            stored = entry.recorded_at == recorded_at  # built as stored: nothing to redo
+            result.append(entry if stored else _as_stored(entry, recorded_at))
         else:
             field = join_path(path, "idempotencyKey")
             result.append(
                 replay_or_conflict(existing[entry.idempotency_key], entry.request_hash, field)
             )
-    await _move_balances(session, [e for e in result if not e.replayed], prepaid)
+    await _move_balances(session, [e for e in result if not e.replayed], prepaid, moved)
     return result
 
 
 async def _move_balances(
-    session: AsyncSession, written: Sequence[Entry], prepaid: frozenset[uuid.UUID]
+    session: AsyncSession,
+    written: Sequence[Entry],
+    prepaid: frozenset[uuid.UUID],
+    moved: set[uuid.UUID],
 ) -> None:
+    """Move the balances by what was written, except those the insert ``moved`` already."""
     deltas: dict[uuid.UUID, Decimal] = defaultdict(Decimal)
     for entry in written:
         if entry.account_id is not None and entry.balance_delta:
             deltas[entry.account_id] += entry.balance_delta
-    for account_id in sorted(deltas):
-        floor = Decimal(0) if account_id in prepaid and deltas[account_id] < 0 else None
-        organization_id = written[0].organization_id
-        moved = await balance_repository.add_to_balance(
-            session, organization_id, account_id, deltas[account_id], floor=floor
-        )
-        if moved is None:
-            balance = (await balance_repository.balances(session, [account_id])).get(
-                account_id, Decimal(0)
-            )
-            raise AllowanceExhausted(str(account_id), -deltas[account_id], balance)
+    for account_id in moved:
+        deltas.pop(account_id, None)
+    if not deltas:
+        return
+    floored = {a for a, delta in deltas.items() if a in prepaid and delta < 0}
+    refused = await balance_repository.move_balances(
+        session, written[0].organization_id, deltas, floored
+    )
+    if refused is not None:
+        account_id, balance = refused
+        raise AllowanceExhausted(str(account_id), -deltas[account_id], balance)
 
 
 def _as_stored(entry: Entry, recorded_at: datetime) -> Entry:
@@ -136,6 +200,73 @@ def spend_of(entry: Entry) -> budgets.Spend:
     )
 
 
+#: Events per insert statement in a large batch (see :func:`_append_pipelined`).
+PIPELINE_CHUNK = 250
+
+_Unique = tuple[UsageEvent, bytes, str, repo.UsageAccount, uuid.UUID | None]
+
+
+def _usage_entries(
+    org: OrgContext,
+    unique: Sequence[_Unique],
+    pricing: PreparedPricing,
+    now: datetime,
+    start: int = 0,
+    stop: int | None = None,
+) -> tuple[list[Entry], list[str]]:
+    """The entries of ``unique[start:stop]`` (and their input paths), built as the database
+    will hold them: money at the stored scale (as :meth:`PreparedPricing.priced` gives every
+    amount) and the transaction's ``recorded_at``, so the insert needs no second copy."""
+    entries: list[Entry] = []
+    paths: list[str] = []
+    chosen = unique[start:stop]
+    random = os.urandom(16 * len(chosen))  # the ids' randomness in one call, not one per id
+    for index, ((event, fingerprint, path, account, department_id), priced) in enumerate(
+        zip(chosen, pricing.priced(start, stop), strict=True)
+    ):
+        billed = priced.billed
+        entries.append(
+            Entry(
+                organization_id=org.id,
+                id=uuid.UUID(bytes=random[16 * index : 16 * index + 16], version=4),
+                type=EntryType.USAGE_CHARGE,
+                account_id=account.id,
+                customer_id=account.customer_id,
+                occurred_at=event.occurred_at,
+                currency=account.currency,
+                amount=billed,
+                balance_delta=-billed,
+                ai_cost=priced.ai_cost,
+                provider_cost=priced.provider_cost,
+                provider_currency=priced.provider_currency,
+                fx_rate=priced.fx_rate,
+                price_version_id=priced.price_version_id,
+                caller_priced=priced.caller_priced,
+                provider=event.provider,
+                model=event.model,
+                input_tokens=event.input_tokens,
+                output_tokens=event.output_tokens,
+                cached_input_tokens=event.cached_input_tokens,
+                reasoning_tokens=event.reasoning_tokens,
+                cache_write_tokens=event.cache_write_tokens,
+                markup_percent=priced.markup_percent,
+                units=[{"kind": u.kind, "quantity": format(u.quantity, "f")} for u in event.units]
+                or None,
+                user_id=event.user_id,
+                department_id=department_id,
+                feature=event.feature,
+                agent=event.agent,
+                request_id=event.request_id,
+                metadata=event.metadata,
+                idempotency_key=event.idempotency_key,
+                request_hash=fingerprint,
+                recorded_at=now,
+            )
+        )
+        paths.append(path)
+    return entries, paths
+
+
 async def record_usage(
     session: AsyncSession,
     org: OrgContext,
@@ -170,8 +301,9 @@ async def _record_usage(
     enforce: bool,
 ) -> list[Entry]:
     paths = ["input" if single else f"input.{i}" for i in range(len(events))]
+    now = utcnow()
     for event, path in zip(events, paths, strict=True):
-        validate_usage(event, limits, path)
+        validate_usage(event, limits, path, now)
     fingerprints = [request_hash("usage", event) for event in events]
 
     # The same key twice in one batch: one entry if the bodies agree, else a conflict.
@@ -183,9 +315,13 @@ async def _record_usage(
                 event.idempotency_key, join_path(paths[index], "idempotencyKey")
             )
 
-    accounts = await get_many(session, Account, {e.account_id for e in events})
-    users = await get_many(session, User, {e.user_id for e in events if e.user_id is not None})
-    unique: list[tuple[UsageEvent, bytes, str, Account, User | None]] = []
+    parties = await repo.usage_parties(
+        session,
+        {e.account_id for e in events},
+        {e.user_id for e in events if e.user_id is not None},
+    )
+    accounts = parties.accounts
+    unique: list[_Unique] = []
     for index, (event, fingerprint, path) in enumerate(
         zip(events, fingerprints, paths, strict=True)
     ):
@@ -194,77 +330,47 @@ async def _record_usage(
         account = accounts.get(event.account_id)
         if account is None:
             raise NotFound("account", event.account_id, join_path(path, "accountId"))
-        user = None if event.user_id is None else users.get(event.user_id)
-        if event.user_id is not None and user is None:
-            raise NotFound("user", event.user_id, join_path(path, "userId"))
-        unique.append((event, fingerprint, path, account, user))
+        department_id = None
+        if event.user_id is not None:
+            if event.user_id not in parties.departments:
+                raise NotFound("user", event.user_id, join_path(path, "userId"))
+            department_id = parties.departments[event.user_id]
+        unique.append((event, fingerprint, path, account, department_id))
     # One batch of catalog, rate and markup lookups for all events (never a query per event).
-    prices = await price_events(
+    pricing = await prepare_pricing(
         session,
         org.id,
         [PricingRequest(e, a.currency, a.customer_id, p) for e, _, p, a, _ in unique],
     )
-    entries: list[Entry] = []
-    unique_paths: list[str] = []
-    for (event, fingerprint, path, account, user), priced in zip(unique, prices, strict=True):
-        entries.append(
-            Entry(
-                organization_id=org.id,
-                id=uuid.uuid4(),
-                type=EntryType.USAGE_CHARGE,
-                account_id=account.id,
-                customer_id=account.customer_id,
-                occurred_at=event.occurred_at,
-                currency=account.currency,
-                amount=priced.billed,
-                balance_delta=-priced.billed,
-                ai_cost=priced.ai_cost,
-                provider_cost=priced.provider_cost,
-                provider_currency=priced.provider_currency,
-                fx_rate=priced.fx_rate,
-                price_version_id=priced.price_version_id,
-                caller_priced=priced.caller_priced,
-                provider=event.provider,
-                model=event.model,
-                input_tokens=event.input_tokens,
-                output_tokens=event.output_tokens,
-                cached_input_tokens=event.cached_input_tokens,
-                reasoning_tokens=event.reasoning_tokens,
-                cache_write_tokens=event.cache_write_tokens,
-                markup_percent=priced.markup_percent,
-                units=[{"kind": u.kind, "quantity": format(u.quantity, "f")} for u in event.units]
-                or None,
-                user_id=event.user_id,
-                department_id=None if user is None else user.department_id,
-                feature=event.feature,
-                agent=event.agent,
-                request_id=event.request_id,
-                metadata=event.metadata,
-                idempotency_key=event.idempotency_key,
-                request_hash=fingerprint,
-            )
-        )
-        unique_paths.append(path)
-    # Lock the allowance cycles first, then tell replays from new events, then draw: two
-    # writers of one event cannot both draw on the allowance.
-    cycles = await drawdown.lock_cycles(session, org.id, entries)
-    if cycles:
-        known = await repo.find_by_keys(session, [e.idempotency_key for e in entries])
-        fresh = [e for e in entries if e.idempotency_key not in known]
-        charged, drawn = drawdown.draw(fresh, cycles)
-        by_key = {e.idempotency_key: e for e in charged}
-        entries = [by_key.get(e.idempotency_key, e) for e in entries]
-    else:
-        drawn = {}  # no allowance involved: every entry is charged in full to the balance
     prepaid = (
         frozenset(a.id for a in accounts.values() if not a.postpaid) if enforce else frozenset()
     )
-    written = await _append(session, entries, unique_paths, prepaid=prepaid)
+    if len(unique) > PIPELINE_CHUNK and not any(parties.subscriptions.values()):
+        chunks = (
+            _usage_entries(org, unique, pricing, parties.now, start, start + PIPELINE_CHUNK)
+            for start in range(0, len(unique), PIPELINE_CHUNK)
+        )
+        written = await _append_pipelined(session, chunks, prepaid=prepaid)
+        drawn: dict[tuple[uuid.UUID, datetime], int] = {}  # no subscription: no allowance
+    else:
+        entries, unique_paths = _usage_entries(org, unique, pricing, parties.now)
+        # Lock the allowance cycles first, then tell replays from new events, then draw: two
+        # writers of one event cannot both draw on the allowance.
+        cycles = await drawdown.lock_cycles(session, org.id, entries, parties.subscriptions)
+        if cycles:
+            known = await repo.known_keys(session, [e.idempotency_key for e in entries])
+            fresh = [e for e in entries if e.idempotency_key not in known]
+            charged, drawn = drawdown.draw(fresh, cycles)
+            by_key = {e.idempotency_key: e for e in charged}
+            entries = [by_key.get(e.idempotency_key, e) for e in entries]
+        else:
+            drawn = {}  # no allowance involved: every entry is charged in full to the balance
+        written = await _append(session, entries, unique_paths, prepaid=prepaid)
     await drawdown.apply_draws(session, drawn)
     # Budgets count what this call wrote, never replays; a refusal rolls the entries back.
-    await budgets.apply_spend(
-        session, org, [spend_of(e) for e in written if not e.replayed], limits.zone, enforce=enforce
-    )
+    if parties.has_budgets:  # (apply_spend does nothing for a tenant without budgets)
+        spends = [spend_of(e) for e in written if not e.replayed]
+        await budgets.apply_spend(session, org, spends, limits.zone, enforce=enforce)
     recorded = {e.idempotency_key: e for e in written}
     return [
         recorded[event.idempotency_key]

@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from costgraph.billing import tenant_cache
+from costgraph.billing.raw_connection import driver_connection, plain_uuid
 from costgraph.models.pricing import MarkupRule
 
 RuleRow = tuple[uuid.UUID, uuid.UUID | None, str | None, str | None, Decimal]
@@ -28,6 +30,21 @@ async def all_rules(session: AsyncSession) -> list[RuleRow]:
     return [tuple(row) for row in rows.all()]  # type: ignore[misc]
 
 
+async def rules_of(session: AsyncSession, organization_id: uuid.UUID) -> list[RuleRow]:
+    """:func:`all_rules` of one organisation, from this process's cache when it has them."""
+
+    async def load() -> list[RuleRow]:
+        connection = await driver_connection(session)
+        rows = await connection.fetch(
+            "SELECT id, customer_id, provider, model, percent FROM markup_rules "
+            "WHERE organization_id = $1",
+            organization_id,
+        )
+        return [(plain_uuid(r[0]), plain_uuid(r[1]), r[2], r[3], r[4]) for r in rows]
+
+    return await tenant_cache.MARKUP_RULES.get_or_load(organization_id, load)
+
+
 async def upsert_rule(
     session: AsyncSession,
     organization_id: uuid.UUID,
@@ -36,6 +53,9 @@ async def upsert_rule(
     model: str | None,
     percent: Decimal,
 ) -> MarkupRule:
+    tenant_cache.after_commit(
+        session, lambda: tenant_cache.MARKUP_RULES.invalidate(organization_id)
+    )
     statement = (
         insert(MarkupRule)
         .values(

@@ -23,15 +23,16 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.billing import catalog, fx, markup
+from costgraph.billing import catalog, fx, markup, markup_repository
 from costgraph.billing.clock import format_rfc3339
 from costgraph.billing.commands import UsageEvent
 from costgraph.billing.cost_formula import (
     Metered,
     MissingComponent,
     convert,
+    markup_factor,
     provider_cost,
-    with_markup,
+    with_factor,
 )
 from costgraph.billing.errors import PriceMissing, ValidationFailed, join_path
 from costgraph.billing.money import INTEGER_DIGITS, quantize_stored
@@ -42,6 +43,8 @@ LARGEST = Decimal(10) ** INTEGER_DIGITS
 
 @dataclass(frozen=True, slots=True)
 class PricedUsage:
+    """One event priced; every amount, rate and percent at the stored scale (12 places)."""
+
     provider_cost: Decimal
     provider_currency: str
     fx_rate: Decimal
@@ -115,16 +118,91 @@ def _provider_cost(request: PricingRequest, view: catalog.CatalogView) -> _Cost:
     return _Cost(amount, version.currency, version.id, canonical)
 
 
-async def price_events(
-    session: AsyncSession, organization_id: uuid.UUID, requests: Sequence[PricingRequest]
-) -> list[PricedUsage]:
-    """Price every request of a batch, in order. Raises on the first one that cannot be."""
+@dataclass(slots=True)
+class PreparedPricing:
+    """A batch's pricing with everything loaded and every provider cost known (so a missing
+    price has been raised already); :meth:`priced` finishes any slice of it."""
+
+    requests: Sequence[PricingRequest]
+    costs: list[_Cost]
+    rates: fx.RateBook
+    book: markup.MarkupBook
+
+    def priced(self, start: int = 0, stop: int | None = None) -> list[PricedUsage]:
+        """The requests ``[start:stop]`` priced, in order; raises on the first that cannot be."""
+        rates, book = self.rates, self.book
+        priced: list[PricedUsage] = []
+        # A batch has a handful of distinct markups, rates and percents: each rule lookup,
+        # markup factor and stored-scale copy is computed once per distinct value.
+        percents: dict[tuple[uuid.UUID | None, str, str, str], Decimal] = {}
+        factors: dict[Decimal, Decimal | None] = {}
+        stored: dict[Decimal, Decimal] = {}
+        for cost, request in zip(self.costs[start:stop], self.requests[start:stop], strict=True):
+            event = request.event
+            rate = rates.rate_at(cost.currency, request.account_currency, event.occurred_at)
+            # cost.amount is at the stored scale already: at rate one it is its own result.
+            ai_cost = cost.amount if rate is fx.ONE else convert(cost.amount, rate)
+            percent = request.markup_percent
+            if percent is None:
+                key = (request.customer_id, event.provider, cost.canonical, event.model)
+                percent = percents.get(key)
+                if percent is None:
+                    provider = catalog.lookup_provider(event.provider)
+                    models = (cost.canonical, event.model)
+                    percent = book.percent_for(request.customer_id, provider, models)
+                    percents[key] = percent
+            if percent not in factors:
+                factor = markup_factor(percent)
+                factors[percent] = None if factor == 1 else factor  # None: billed = AI cost
+            factor_or_none = factors[percent]
+            billed = ai_cost if factor_or_none is None else with_factor(ai_cost, factor_or_none)
+            if max(cost.amount, ai_cost, billed) >= LARGEST:
+                raise ValidationFailed("this event's cost is too large to record", request.path)
+            fx_rate = stored.get(rate)
+            if fx_rate is None:
+                fx_rate = stored[rate] = quantize_stored(rate)
+            markup_percent = stored.get(percent)
+            if markup_percent is None:
+                markup_percent = stored[percent] = quantize_stored(percent)
+            priced.append(
+                PricedUsage(
+                    provider_cost=cost.amount,
+                    provider_currency=cost.currency,
+                    fx_rate=fx_rate,
+                    ai_cost=ai_cost,
+                    billed=billed,
+                    markup_percent=markup_percent,
+                    caller_priced=cost.version_id is None,
+                    price_version_id=cost.version_id,
+                )
+            )
+        return priced
+
+
+async def prepare_pricing(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    requests: Sequence[PricingRequest],
+    *,
+    fresh: bool = False,
+) -> PreparedPricing:
+    """Load what the batch needs (catalog, rates, markup: a fixed handful of queries, none
+    when the caches hold them) and compute every provider cost.
+
+    The catalog and markup rules come from this process's short-lived cache
+    (:mod:`costgraph.billing.tenant_cache`); ``fresh`` reads the catalog from the database
+    (a reprice must price with what is committed now, whichever instance wrote it).
+    """
     if not requests:
-        return []
+        return PreparedPricing(requests, [], fx.RateBook(), markup.MarkupBook([]))
     times = [r.event.occurred_at for r in requests]
     start, end = min(times), max(times)
     keys = {(catalog.lookup_provider(r.event.provider), r.event.model) for r in requests}
-    view = await catalog.load_view(session, organization_id, keys, start, end)
+    view = (
+        await catalog.load_view(session, organization_id, keys, start, end)
+        if fresh
+        else await catalog.cached_view(session, organization_id, keys)
+    )
     costs = [_provider_cost(request, view) for request in requests]
     pairs = {
         (cost.currency, request.account_currency)
@@ -135,32 +213,21 @@ async def price_events(
         await fx.load_book(session, organization_id, pairs, start, end) if pairs else fx.RateBook()
     )
     needs_rules = any(request.markup_percent is None for request in requests)
-    book = await markup.load_book(session) if needs_rules else markup.MarkupBook([])
-    priced: list[PricedUsage] = []
-    for cost, request in zip(costs, requests, strict=True):
-        event = request.event
-        rate = rates.rate_at(cost.currency, request.account_currency, event.occurred_at)
-        ai_cost = convert(cost.amount, rate)
-        percent = request.markup_percent
-        if percent is None:
-            provider = catalog.lookup_provider(event.provider)
-            percent = book.percent_for(request.customer_id, provider, (cost.canonical, event.model))
-        billed = with_markup(ai_cost, percent)
-        if max(cost.amount, ai_cost, billed) >= LARGEST:
-            raise ValidationFailed("this event's cost is too large to record", request.path)
-        priced.append(
-            PricedUsage(
-                provider_cost=cost.amount,
-                provider_currency=cost.currency,
-                fx_rate=quantize_stored(rate),
-                ai_cost=ai_cost,
-                billed=billed,
-                markup_percent=quantize_stored(percent),
-                caller_priced=cost.version_id is None,
-                price_version_id=cost.version_id,
-            )
-        )
-    return priced
+    book = markup.MarkupBook(
+        await markup_repository.rules_of(session, organization_id) if needs_rules else []
+    )
+    return PreparedPricing(requests, costs, rates, book)
+
+
+async def price_events(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    requests: Sequence[PricingRequest],
+    *,
+    fresh: bool = False,
+) -> list[PricedUsage]:
+    """Price every request of a batch, in order. Raises on the first one that cannot be."""
+    return (await prepare_pricing(session, organization_id, requests, fresh=fresh)).priced()
 
 
 async def price_one(

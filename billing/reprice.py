@@ -144,6 +144,7 @@ async def reprice(
             )
             for e in entries
         ],
+        fresh=True,
     )
     run_id = uuid.uuid4()
     adjustments: list[Entry] = []

@@ -1,10 +1,14 @@
 """Reservations: hold an estimated cost before an AI call, settle the actual usage after it.
 
-``reserve`` raises each applicable budget's ``reserved`` under its cap (refused with
+``authorize`` raises each applicable budget's ``reserved`` under its cap (refused with
 BUDGET_LIMIT_REACHED when it cannot fit); ``settle`` gives the hold back and records the
 actual usage, which is charged even past a cap — the call has already happened and its cost
 is real; ``release`` gives the hold back unused. Holds left by a caller that crashed expire:
-any later reservation of the organisation sweeps them first, so they stop counting.
+every authorisation of the organisation expires the overdue ones in the same statement
+before it counts what is held, so they stop counting.
+
+The authorisation's writes are one statement (``reservation_repository.reserve``) so that
+concurrent authorisations of one budget queue only for as long as that statement runs.
 """
 
 from __future__ import annotations
@@ -13,28 +17,36 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Final
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from costgraph.billing import budget_repository as repo
 from costgraph.billing import ledger
+from costgraph.billing import reservation_repository as holds
 from costgraph.billing.budgets import Spend, convert_for_budget, period_of, rates_for
 from costgraph.billing.clock import format_rfc3339
 from costgraph.billing.commands import Limits, UsageEvent
-from costgraph.billing.directory import OrgContext, get_many
+from costgraph.billing.directory import OrgContext
 from costgraph.billing.entries import Entry
 from costgraph.billing.errors import (
     BudgetLimitReached,
+    DomainError,
     IdempotencyConflict,
     NotFound,
+    Unavailable,
     ValidationFailed,
 )
 from costgraph.billing.idempotency import request_hash
 from costgraph.billing.pricing import price_one
 from costgraph.billing.scopes import Attribution
 from costgraph.billing.validation import validate_usage
-from costgraph.models import Account, User
-from costgraph.models.budget import Reservation
+from costgraph.models.budget import Budget, Reservation
+
+#: Tries of one authorisation when the budgets change under it (each reloads them).
+MAX_ATTEMPTS: Final = 4
+#: ``session.info`` key: how many overdue reservations this session's authorisations expired.
+EXPIRED_KEY: Final = "costgraph.reservations_expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +82,18 @@ class EstimateRequest:
         )
 
 
+def held_budgets(reservation: Reservation) -> list[uuid.UUID]:
+    """The budgets a reservation holds (or held) an amount on."""
+    return [uuid.UUID(hold["budget_id"]) for hold in reservation.holds]
+
+
 async def _release_holds(session: AsyncSession, reservation: Reservation) -> None:
     budgets = await repo.budgets_for_ids(
         session, [uuid.UUID(h["budget_id"]) for h in reservation.holds]
     )
-    for hold in reservation.holds:
+    for hold in sorted(
+        reservation.holds, key=lambda h: (uuid.UUID(h["budget_id"]), h["period_start"])
+    ):
         budget = budgets.get(uuid.UUID(hold["budget_id"]))
         if budget is not None:
             await repo.add_to_counter(
@@ -86,55 +105,87 @@ async def _release_holds(session: AsyncSession, reservation: Reservation) -> Non
             )
 
 
-async def sweep_expired(session: AsyncSession, now: datetime) -> int:
-    expired = await repo.lock_expired(session, now)
-    for reservation in expired:
-        await _release_holds(session, reservation)
-        reservation.state = "EXPIRED"
-        reservation.closed_at = now
-    await session.flush()
-    return len(expired)
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """An authorisation worked out before anything is locked."""
+
+    hold: holds.HoldRequest
+    budgets: dict[uuid.UUID, Budget]
+    spans: dict[uuid.UUID, tuple[datetime, datetime]]
+
+    def refused(self, refusal: holds.CapRefused) -> BudgetLimitReached:
+        budget = self.budgets[refusal.budget_id]
+        return BudgetLimitReached(
+            str(budget.id),
+            budget.limit_amount,
+            budget.currency,
+            refusal.held,
+            format_rfc3339(self.spans[budget.id][1]),
+        )
+
+    def reservation(self, outcome: holds.HoldOutcome) -> Reservation:
+        """The row the hold inserted (detached: built from what was written)."""
+        hold = self.hold
+        return Reservation(
+            organization_id=hold.organization_id,
+            id=outcome.reservation_id,
+            idempotency_key=hold.idempotency_key,
+            request_hash=hold.request_hash,
+            account_id=hold.account_id,
+            user_id=hold.user_id,
+            provider=hold.provider,
+            model=hold.model,
+            currency=hold.currency,
+            ai_cost=hold.ai_cost,
+            billed=hold.billed,
+            holds=hold.holds_json(),
+            state="HELD",
+            expires_at=hold.expires_at,
+            settled_entry_id=None,
+            created_at=outcome.created_at,
+            closed_at=None,
+        )
 
 
-async def authorize(
+async def _plan(
     session: AsyncSession,
     org: OrgContext,
     request: EstimateRequest,
+    fingerprint: bytes,
     limits: Limits,
     now: datetime,
-) -> tuple[Reservation, bool]:
-    """Hold the estimate against every applicable budget; ``(reservation, replayed)``."""
-    validate_usage(request.as_usage(now), limits, "input")
-    fingerprint = request_hash("authorize", request)
-    existing = await repo.reservation_by_key(session, request.idempotency_key)
-    if existing is not None:
-        if existing.request_hash != fingerprint:
-            raise IdempotencyConflict(request.idempotency_key, "input.idempotencyKey")
-        return existing, True
-    await sweep_expired(session, now)
-    account = (await get_many(session, Account, [request.account_id])).get(request.account_id)
+    *,
+    fresh_budgets: bool,
+) -> _Plan:
+    """Price the estimate and work out the hold on every applicable budget (no locks)."""
+    account = await holds.account_terms(session, org.id, request.account_id)
     if account is None:
         raise NotFound("account", request.account_id, "input.accountId")
     priced = await price_one(
         session, org.id, request.as_usage(now), account.currency, account.customer_id
     )
-    user = None
+    department_id = None
     if request.user_id is not None:
-        user = (await get_many(session, User, [request.user_id])).get(request.user_id)
+        user = await holds.user_terms(session, org.id, request.user_id)
         if user is None:
             raise NotFound("user", request.user_id, "input.userId")
+        department_id = user.department_id
     attribution = Attribution(
-        org.id,
-        account.customer_id,
-        account.id,
-        None if user is None else user.department_id,
-        request.user_id,
+        org.id, account.customer_id, request.account_id, department_id, request.user_id
     )
+    scopes = attribution.scopes()
+    wanted = {(s.kind.value, s.id) for s in scopes}
+    applicable = [
+        b
+        for b in await holds.organization_budgets(session, org.id, fresh=fresh_budgets)
+        if (b.budget.scope_kind, b.budget.scope_id) in wanted
+    ]
+    budgets = [b.budget for b in applicable]
     spend = Spend(attribution, now, account.currency, priced.ai_cost, priced.billed)
-    zone = limits.zone
-    budgets = await repo.budgets_for_scopes(session, attribution.scopes())
     rates = await rates_for(session, org, [spend], budgets)
-    holds: list[dict[str, str]] = []
+    zone = limits.zone
+    counter_holds: list[holds.CounterHold] = []
+    spans: dict[uuid.UUID, tuple[datetime, datetime]] = {}
     for budget in budgets:
         span = period_of(budget, now, zone)
         if span is None:
@@ -146,41 +197,93 @@ async def authorize(
                 f"could ever allow ({budget.limit_amount} {budget.currency})",
                 "input",
             )
-        await repo.ensure_counter(session, org.id, budget.id, span)
+        spans[budget.id] = span
         cap = budget.limit_amount if budget.hard_cap else None
-        if await repo.add_to_counter(session, budget, span[0], reserved=amount, cap=cap) is None:
-            spent, reserved = await repo.read_counter(session, budget.id, span[0])
-            raise BudgetLimitReached(
-                str(budget.id),
-                budget.limit_amount,
-                budget.currency,
-                spent + reserved,
-                format_rfc3339(span[1]),
-            )
-        holds.append(
-            {
-                "budget_id": str(budget.id),
-                "period_start": span[0].isoformat(),
-                "amount": str(amount),
-            }
-        )
-    reservation = Reservation(
+        counter_holds.append(holds.CounterHold(budget.id, span[0], span[1], amount, cap))
+    hold = holds.HoldRequest(
         organization_id=org.id,
+        now=now,
         idempotency_key=request.idempotency_key,
         request_hash=fingerprint,
-        account_id=account.id,
+        account_id=request.account_id,
         user_id=request.user_id,
         provider=request.provider,
         model=request.model,
         currency=account.currency,
         ai_cost=priced.ai_cost,
         billed=priced.billed,
-        holds=holds,
         expires_at=now + timedelta(seconds=limits.reservation_ttl_seconds),
+        scopes=scopes,
+        budget_versions=[b.version for b in applicable],
+        holds=counter_holds,
     )
-    session.add(reservation)
-    await session.flush()
-    return reservation, False
+    return _Plan(hold, {b.id: b for b in budgets}, spans)
+
+
+async def _replay(session: AsyncSession, key: str, fingerprint: bytes) -> Reservation | None:
+    """The reservation already made with this key (a conflict if its request differed)."""
+    existing = await repo.reservation_by_key(session, key)
+    if existing is not None and existing.request_hash != fingerprint:
+        raise IdempotencyConflict(key, "input.idempotencyKey")
+    return existing
+
+
+async def authorize(
+    session: AsyncSession,
+    org: OrgContext,
+    request: EstimateRequest,
+    limits: Limits,
+    now: datetime,
+    *,
+    engine: AsyncEngine | None = None,
+) -> tuple[Reservation, bool]:
+    """Hold the estimate against every applicable budget; ``(reservation, replayed)``.
+
+    Lookups and pricing come first, through ``session``, outside any lock; then one statement
+    replays the key or expires the organisation's overdue holds, raises every counter under
+    its cap and inserts the reservation. With ``engine`` that statement is its own transaction
+    on a connection of its own (the counters' locks last only as long as it runs), and the
+    session, used for reading only, has its transaction ended first; without, the statement
+    joins the session's transaction.
+    """
+    validate_usage(request.as_usage(now), limits, "input")
+    fingerprint = request_hash("authorize", request)
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            plan = await _plan(
+                session, org, request, fingerprint, limits, now, fresh_budgets=attempt > 0
+            )
+        except DomainError:
+            # A retried request answers as before, whatever changed since (as it always has).
+            existing = await _replay(session, request.idempotency_key, fingerprint)
+            if existing is not None:
+                return existing, True
+            raise
+        if engine is not None and session.in_transaction():
+            await session.rollback()  # it only read: give its connection back before the hold
+        try:
+            outcome = await holds.reserve(session, plan.hold, engine)
+        except holds.BudgetsChanged:
+            continue  # a budget was set elsewhere since the copy was read: recompute
+        except holds.KeyTaken:
+            existing = await _replay(session, request.idempotency_key, fingerprint)
+            if existing is not None:
+                return existing, True
+            continue
+        except holds.CapRefused as refusal:
+            raise plan.refused(refusal) from None
+        if outcome.replayed:
+            if outcome.request_hash != fingerprint:
+                raise IdempotencyConflict(request.idempotency_key, "input.idempotencyKey")
+            existing = await repo.reservation_by_key(session, request.idempotency_key)
+            assert existing is not None  # reservations are never deleted
+            return existing, True
+        session.info[EXPIRED_KEY] = session.info.get(EXPIRED_KEY, 0) + outcome.expired
+        return plan.reservation(outcome), False
+    raise Unavailable(
+        "the budgets kept changing while this authorisation was worked out; retry it",
+        reason="conflict",
+    )
 
 
 async def settle(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -47,9 +48,12 @@ def require_tag(value: str | None, path: str, name: str) -> None:
         raise ValidationFailed(f"must be 1 to {TAG_MAX} characters", join_path(path, name))
 
 
-def validate_usage(event: UsageEvent, limits: Limits, path: str) -> None:
+def validate_usage(
+    event: UsageEvent, limits: Limits, path: str, now: datetime | None = None
+) -> None:
+    """``now``: the clock the event's time is checked against (a batch reads it once)."""
     require_key(event.idempotency_key, limits, path)
-    require_event_time(event.occurred_at, join_path(path, "occurredAt"))
+    require_event_time(event.occurred_at, join_path(path, "occurredAt"), now)
     for name in ("provider", "model"):
         value = getattr(event, name)
         if not value or not value.strip():

@@ -17,6 +17,7 @@ from costgraph.models.pricing import (
     Plan,
     RepriceRun,
 )
+from costgraph.models.reports import ReportRun, ReportTemplate
 from costgraph.models.rollups import (
     AccountHourly,
     AgentHourly,
@@ -60,6 +61,8 @@ __all__ = [
     "OrgHourly",
     "Organization",
     "Plan",
+    "ReportRun",
+    "ReportTemplate",
     "RepriceRun",
     "Reservation",
     "RevokedToken",

@@ -6,8 +6,9 @@ import uuid
 
 import strawberry
 
+from costgraph.app.observability import counting
 from costgraph.auth.permissions import Right
-from costgraph.billing import budget_repository, budgets, reservations
+from costgraph.billing import budget_repository, budgets, reservation_repository, reservations
 from costgraph.billing.allowance_status import allowance_status
 from costgraph.billing.clock import utcnow
 from costgraph.billing.errors import ValidationFailed
@@ -83,6 +84,8 @@ class BudgetMutation:
         )
         async with info.context.writing() as (session, org):
             row = await budgets.set_budget(session, org, spec)
+        reservation_repository.forget_budgets(org.id)  # this process's copy; others re-check
+        publish.budgets_changed(info.context.app.bus, org.id, [row.id])  # after commit
         return types.Budget.of(row)
 
     @strawberry.mutation(
@@ -110,13 +113,22 @@ class BudgetMutation:
                 estimated_cost=input.estimated_cost,
                 estimated_cost_currency=input.estimated_cost_currency,
             )
-            async with context.writing() as (session, org):
+            org = await context.org()
+            # Lookups through a reading session; the hold is one statement on a connection of
+            # its own, so the budget counters stay locked only while it runs.
+            async with context.reading() as session:
                 held, replayed = await reservations.authorize(
-                    session, org, request, context.app.limits, utcnow()
+                    session, org, request, context.app.limits, utcnow(), engine=context.app.engine
                 )
+                swept = session.info.get(reservations.EXPIRED_KEY, 0)
+            counting.expired(context.app.metrics, swept)  # overdue holds this call released
+            if not replayed:  # after commit; never raises
+                publish.budgets_changed(context.app.bus, org.id, reservations.held_budgets(held))
             return types.UsageAuthorized(reservation=types.Reservation.of(held), replayed=replayed)
 
-        return await result_of(run)
+        result = await result_of(run)
+        counting.authorization(context.app.metrics, result)
+        return result
 
     @strawberry.mutation(
         description="Record the actual usage of a reservation and give back the rest.",
@@ -137,7 +149,10 @@ class BudgetMutation:
             publish.usage_recorded(context.app.bus, [entry])  # after commit; never raises
             return results.UsageRecorded(entry=LedgerEntry.of(entry), replayed=entry.replayed)
 
-        return await result_of(run)
+        result = await result_of(run)
+        counting.usage(context.app.metrics, "settleUsage", result)
+        counting.settlement(context.app.metrics, result)
+        return result
 
     @strawberry.mutation(
         description="Give a reservation's hold back unused.",
@@ -145,6 +160,11 @@ class BudgetMutation:
     )
     async def release_reservation(self, info: Info, id: strawberry.ID) -> types.Reservation:
         ident = decode_id(id, "reservation", "id")
+        now = utcnow()
         async with info.context.writing() as (session, org):
-            row = await reservations.release(session, org, ident, utcnow())
+            row = await reservations.release(session, org, ident, now)
+        # closed by this call (not an earlier one): RELEASED, or EXPIRED when it had run out
+        counting.release(info.context.app.metrics, row.state, closed_now=row.closed_at == now)
+        if row.closed_at == now:  # its holds were given back by this call
+            publish.budgets_changed(info.context.app.bus, org.id, reservations.held_budgets(row))
         return types.Reservation.of(row)

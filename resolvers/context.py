@@ -13,8 +13,10 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from costgraph.alerts import evaluation as alert_evaluation
+from costgraph.app.observability import counting
 from costgraph.app.state import AppState
 from costgraph.auth.principal import Principal
+from costgraph.billing import tenant_cache
 from costgraph.billing.directory import OrgContext, get_organization
 from costgraph.billing.errors import Forbidden, Unauthenticated
 from costgraph.models.scoping import bind_tenant
@@ -41,11 +43,17 @@ class Context:
             principal = self.require_principal()
             if principal.organization_id is None:
                 raise Forbidden("this token is not bound to an organisation")
-            async with self.app.sessions() as session:
-                org = await get_organization(session, principal.organization_id)
-            if org is None:
-                raise Forbidden("the token's organisation does not exist")
-            self._org = OrgContext.of(org)
+            org_id = principal.organization_id
+            cached = tenant_cache.ORGS.get(org_id)
+            if cached is None:
+                generation = tenant_cache.ORGS.generation
+                async with self.app.sessions() as session:
+                    org = await get_organization(session, org_id)
+                if org is None:
+                    raise Forbidden("the token's organisation does not exist")
+                cached = OrgContext.of(org)
+                tenant_cache.ORGS.put(org_id, cached, generation=generation)
+            self._org = cached
         return self._org
 
     async def tenant_session(self) -> AsyncSession:
@@ -81,6 +89,7 @@ class Context:
             await session.close()
         if raised:
             announce(self.app.bus, self.app.alert_wakeup, raised)
+            counting.alerts(self.app.metrics, [alert.kind.code for alert in raised])
 
     @cached_property
     def loaders(self) -> Loaders:

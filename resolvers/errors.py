@@ -7,8 +7,10 @@ from typing import Any, TypeVar
 
 import strawberry
 
+from costgraph.app.observability.context import note_error_code
 from costgraph.billing import errors as domain
 from costgraph.billing.clock import parse_rfc3339
+from costgraph.billing.retry import in_transaction
 from costgraph.schema import results
 from costgraph.schema.scalars import CurrencyCode
 
@@ -62,10 +64,16 @@ def as_user_error(exc: domain.DomainError) -> Any:
 
 
 async def result_of(action: Callable[[], Awaitable[T]]) -> T | Any:
-    """Run a mutation's action; an expected failure becomes its union member."""
+    """Run a mutation's action; an expected failure becomes its union member.
+
+    The action holds one write transaction: it runs again on a serialization failure or a
+    deadlock, and a database fault ends as ``UNAVAILABLE`` (see :mod:`costgraph.billing.retry`).
+    """
     try:
-        return await action()
+        return await in_transaction(action)
     except (domain.Forbidden, domain.Unauthenticated):
         raise
     except domain.DomainError as exc:
-        return as_user_error(exc)
+        answer = as_user_error(exc)
+        note_error_code(exc.code.value)  # the operation's outcome: rejected, with this code
+        return answer

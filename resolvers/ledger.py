@@ -6,6 +6,7 @@ from typing import Any
 
 import strawberry
 
+from costgraph.app.observability import counting
 from costgraph.auth.permissions import Right
 from costgraph.billing import commands, ledger, ledger_repository
 from costgraph.billing.errors import ValidationFailed
@@ -124,7 +125,9 @@ class LedgerMutation:
             publish.usage_recorded(context.app.bus, [entry])  # after commit; never raises
             return results.UsageRecorded(entry=LedgerEntry.of(entry), replayed=entry.replayed)
 
-        return await result_of(run)
+        result = await result_of(run)
+        counting.usage(context.app.metrics, "recordUsage", result)
+        return result
 
     @strawberry.mutation(
         description="Record up to the configured maximum of events (1,000) atomically.",
@@ -148,12 +151,14 @@ class LedgerMutation:
             publish.usage_recorded(context.app.bus, entries)  # after commit; never raises
             replayed = sum(1 for e in entries if e.replayed)
             return results.UsageBatchRecorded(
-                entries=[LedgerEntry.of(e) for e in entries],
+                recorded_entries=entries,
                 recorded=len(entries) - replayed,
                 replayed=replayed,
             )
 
-        return await result_of(run)
+        result = await result_of(run)
+        counting.usage(context.app.metrics, "recordUsageBatch", result, events=len(input))
+        return result
 
     @strawberry.mutation(description="A top-up.", extensions=[needs(Right.WRITE_BILLING)])
     async def deposit(self, info: Info, input: inputs.DepositInput) -> results.LedgerEntryResult:

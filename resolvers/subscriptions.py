@@ -86,7 +86,7 @@ async def _budget_statuses(
 ) -> AsyncGenerator[BudgetStatus, None]:
     org = await context.org()
     read = _budget_reader(context, budget_id)
-    async for status in feeds.budget_feed(context.app.bus, org.id, scope, read):
+    async for status in feeds.budget_feed(context.app.bus, org.id, scope, read, budget_id):
         yield BudgetStatus.of(status)
 
 
@@ -135,7 +135,8 @@ class Subscription:
 
     @strawberry.subscription(
         description="A budget's status: the current one, then again whenever usage is "
-        "recorded in the budget's scope.",
+        "recorded in the budget's scope, the budget is set, or holds on it are reserved or "
+        "released.",
         extensions=[needs(Right.READ_USAGE)],
     )
     async def budget_status_changed(

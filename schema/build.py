@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import strawberry
-from strawberry.extensions import DisableIntrospection, ParserCache, ValidationCache
+from graphql import GraphQLError
+from strawberry.extensions import DisableIntrospection
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
+from costgraph.app.error_log import log_error
+from costgraph.app.query_caches import limited_caches
+from costgraph.app.query_limits import QueryLimits, refine_error
 from costgraph.resolvers.alerts import AlertMutation, AlertQuery
 from costgraph.resolvers.budgets import BudgetMutation, BudgetQuery
 from costgraph.resolvers.directory import DirectoryMutation, DirectoryQuery
+from costgraph.resolvers.exports import ExportMutation
 from costgraph.resolvers.forecast import ForecastQuery
 from costgraph.resolvers.ledger import LedgerMutation, LedgerQuery
 from costgraph.resolvers.oauth import OAuthMutation, OAuthQuery
 from costgraph.resolvers.pnl import PnLMutation, PnLQuery
 from costgraph.resolvers.pricing import PricingMutation, PricingQuery
+from costgraph.resolvers.reports import ReportMutation, ReportQuery
 from costgraph.resolvers.subscriptions import Subscription
 from costgraph.schema.scalars import SCALAR_MAP
 
@@ -30,6 +38,7 @@ class Query(
     AlertQuery,
     PnLQuery,
     ForecastQuery,
+    ReportQuery,
 ):
     pass
 
@@ -43,21 +52,53 @@ class Mutation(
     PricingMutation,
     AlertMutation,
     PnLMutation,
+    ReportMutation,
+    ExportMutation,
 ):
     pass
 
 
-def build_schema(*, introspection: bool = True) -> strawberry.Schema:
-    """The schema; with ``introspection=False`` (production default) clients cannot list it."""
+class CostGraphSchema(strawberry.Schema):
+    """strawberry's schema, refining errors before they are logged and formatted: the token
+    limit gets its code, and "Did you mean …?" hints go when introspection is off.
+
+    Each error is then logged once, by app/error_log.py: expected ones at INFO without a
+    traceback, bugs at ERROR with one (strawberry's default logs all at ERROR)."""
+
+    def __init__(self, *args: Any, hide_suggestions: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hide_suggestions = hide_suggestions
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            refine_error(error, hide_suggestions=self.hide_suggestions)
+            log_error(error)
+
+
+def build_schema(
+    *,
+    introspection: bool = True,
+    extra_extensions: Sequence[Any] = (),
+    limits: QueryLimits | None = None,
+) -> strawberry.Schema:
+    """The schema; with ``introspection=False`` (production default) clients cannot list it.
+
+    ``limits`` (default: the settings' defaults) are checked before anything runs, see
+    app/query_limits.py and app/query_caches.py. ``extra_extensions`` come last, innermost:
+    the app's operation observer and tracing.
+    """
     # Factories, not instances: strawberry builds extensions per request; both caches live at
     # module level, keyed by maxsize, so they are shared by every request.
-    extensions: list[Any] = [
-        lambda: ParserCache(maxsize=1024),
-        lambda: ValidationCache(maxsize=1024),
-    ]
+    # ParserCache and ValidationCache, subclassed to check the limits (tokens, depth, aliases,
+    # cost, list sizes) on the way: a request over one is refused before it executes.
+    extensions: list[Any] = limited_caches(limits or QueryLimits(), maxsize=1024)
     if not introspection:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(
+    extensions.extend(extra_extensions)
+    return CostGraphSchema(
+        hide_suggestions=not introspection,
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

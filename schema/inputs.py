@@ -9,6 +9,7 @@ import enum
 import strawberry
 
 from costgraph.models.ledger import EntryType
+from costgraph.schema import fast_inputs
 from costgraph.schema.scalars import JSON, CurrencyCode
 
 
@@ -159,3 +160,7 @@ class LedgerFilter:
     model: str | None = None
     feature: str | None = None
     agent: str | None = None
+
+
+# The write path's hot input: built without strawberry's per-value conversion (same objects).
+fast_inputs.install(UsageEventInput)

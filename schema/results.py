@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from collections.abc import Sequence
 from typing import Annotated
 
 import strawberry
 
+from costgraph.billing.entries import Entry
 from costgraph.billing.errors import ErrorCode as DomainErrorCode
 from costgraph.schema.scalars import CurrencyCode
 from costgraph.schema.types import LedgerEntry
@@ -90,11 +92,17 @@ class UsageRecorded:
     replayed: bool
 
 
+def _batch_entries(root: UsageBatchRecorded) -> list[LedgerEntry]:
+    # Built when asked for: most batch writers select only the counts.
+    return [LedgerEntry.of(entry) for entry in root.recorded_entries]
+
+
 @strawberry.type
 class UsageBatchRecorded:
-    entries: list[LedgerEntry]
+    entries: list[LedgerEntry] = strawberry.field(resolver=_batch_entries)
     recorded: int = strawberry.field(description="Entries written by this call.")
     replayed: int = strawberry.field(description="Events that replayed an earlier write.")
+    recorded_entries: strawberry.Private[Sequence[Entry]] = ()
 
 
 LedgerEntryResult = Annotated[

@@ -21,3 +21,9 @@ def accounts_channel(organization_id: uuid.UUID) -> str:
     """Money moved on accounts without usage: top-ups, refunds, adjustments, fees
     (:class:`~.events.AccountNotice`). Usage itself travels on :func:`usage_channel` only."""
     return f"{PREFIX}.accounts.{organization_id}"
+
+
+def budgets_channel(organization_id: uuid.UUID) -> str:
+    """Budgets set or holds taken and given back, without usage
+    (:class:`~.events.BudgetNotice`). Usage itself travels on :func:`usage_channel` only."""
+    return f"{PREFIX}.budgets.{organization_id}"

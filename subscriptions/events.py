@@ -102,6 +102,16 @@ class AccountNotice:
     account_ids: tuple[uuid.UUID, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetNotice:
+    """Budgets whose terms or holds changed in one committed write that recorded no usage
+    (``setBudget``, ``authorizeUsage``, ``releaseReservation``)."""
+
+    organization_id: uuid.UUID
+    published_at: datetime
+    budget_ids: tuple[uuid.UUID, ...]
+
+
 class MalformedNotice(ValueError):
     """A message on a channel that is not a notice of this version."""
 
@@ -177,6 +187,18 @@ def encode_account(notice: AccountNotice) -> str:
             "org": str(notice.organization_id),
             "at": notice.published_at.isoformat(),
             "a": [str(a) for a in notice.account_ids],
+        }
+    ).decode()
+
+
+def encode_budget(notice: BudgetNotice) -> str:
+    return orjson.dumps(
+        {
+            "v": VERSION,
+            "kind": "budget",
+            "org": str(notice.organization_id),
+            "at": notice.published_at.isoformat(),
+            "b": [str(b) for b in notice.budget_ids],
         }
     ).decode()
 
@@ -314,4 +336,16 @@ def decode_account(text: str) -> AccountNotice:
         organization_id=_req_uuid(body.get("org")),
         published_at=_time(body.get("at")),
         account_ids=tuple(_req_uuid(a) for a in ids),
+    )
+
+
+def decode_budget(text: str) -> BudgetNotice:
+    body = _body(text, "budget")
+    ids = body.get("b")
+    if not isinstance(ids, list):
+        raise MalformedNotice("no budgets")
+    return BudgetNotice(
+        organization_id=_req_uuid(body.get("org")),
+        published_at=_time(body.get("at")),
+        budget_ids=tuple(_req_uuid(b) for b in ids),
     )

@@ -3,7 +3,9 @@
 ``usage_feed`` first yields a snapshot of the scope's totals for the current period (calendar
 month, UTC), then one update per burst of matching events: it takes everything waiting in its
 inbox at once and re-reads the totals once, so a thousand events in quick succession make a
-handful of updates, never a backlog (coalesced totals). Every notice's organisation is checked
+handful of updates, never a backlog (coalesced totals). Feeds of the same scope in one process
+share their reads (:mod:`costgraph.subscriptions.coalesced_reads`): one totals read per scope
+per burst, however many subscriptions watch it. Every notice's organisation is checked
 against the subscriber's before anything is read: another tenant's event is dropped.
 """
 
@@ -21,13 +23,20 @@ from typing import TypeVar
 
 from costgraph.billing.scopes import Scope
 from costgraph.subscriptions.bus import Bus
-from costgraph.subscriptions.channels import accounts_channel, alerts_channel, usage_channel
+from costgraph.subscriptions.channels import (
+    accounts_channel,
+    alerts_channel,
+    budgets_channel,
+    usage_channel,
+)
+from costgraph.subscriptions.coalesced_reads import CoalescedReads
 from costgraph.subscriptions.events import (
     AlertNotice,
     MalformedNotice,
     UsageDelta,
     decode_account,
     decode_alert,
+    decode_budget,
     decode_usage,
 )
 from costgraph.subscriptions.inbox import Inbox, InboxClosed
@@ -40,6 +49,9 @@ _log = ThrottledLog(logger)
 
 Period = tuple[datetime, datetime]
 ReadTotals = Callable[[Scope, Period], Awaitable[list[UsageTotals]]]
+
+#: The process's totals reads, keyed by (organisation, scope, period).
+TOTALS_READS: CoalescedReads[list[UsageTotals]] = CoalescedReads()
 
 
 class UpdateKind(enum.StrEnum):
@@ -93,15 +105,21 @@ def _matching(
 async def usage_feed(
     bus: Bus, organization_id: uuid.UUID, scope: Scope, read_totals: ReadTotals
 ) -> AsyncIterator[UsageUpdate]:
+    async def read(period: Period) -> tuple[UsageTotals, ...]:
+        rows = await TOTALS_READS.read(
+            (organization_id, scope, period), lambda: read_totals(scope, period)
+        )
+        return tuple(rows)
+
     async with bus.subscribe(usage_channel(organization_id), coalesce=True) as inbox:
         period = current_period()
-        totals = tuple(await read_totals(scope, period))
+        totals = await read(period)
         yield UsageUpdate(UpdateKind.SNAPSHOT, scope, period, totals, None, 0)
 
         async def update(kind: UpdateKind, changes: list[UsageChange]) -> UsageUpdate:
             nonlocal totals
             if kind is not UpdateKind.INTERRUPTED:
-                totals = tuple(await read_totals(scope, period))
+                totals = await read(period)
             entries = sum(c.delta.entries for c in changes)
             newest = max(changes, key=lambda c: c.delta.occurred_at) if changes else None
             return UsageUpdate(kind, scope, period, totals, newest, entries)
@@ -251,17 +269,38 @@ def allowance_feed(
     )
 
 
+def _budget_matters(organization_id: uuid.UUID, budget_id: uuid.UUID) -> Matters:
+    def matters(item: str) -> bool:
+        try:
+            notice = decode_budget(item)
+        except MalformedNotice as exc:
+            _log.warning("malformed", "dropped a malformed budget notice: %s", exc)
+            return False
+        if notice.organization_id != organization_id:
+            _log.warning("tenant", "dropped a budget notice of another organisation")
+            return False
+        return budget_id in notice.budget_ids
+
+    return matters
+
+
 def budget_feed(
-    bus: Bus, organization_id: uuid.UUID, scope: Scope, read: Callable[[], Awaitable[T]]
+    bus: Bus,
+    organization_id: uuid.UUID,
+    scope: Scope,
+    read: Callable[[], Awaitable[T]],
+    budget_id: uuid.UUID | None = None,
 ) -> AsyncIterator[T]:
-    """A budget's status: now, then after usage recorded in its scope."""
-    return state_feed(
-        bus,
-        [
-            (
-                usage_channel(organization_id),
-                _usage_matters(organization_id, lambda d: d.touches(scope, organization_id)),
-            )
-        ],
-        read,
-    )
+    """A budget's status: now, then after usage recorded in its scope, and (given its id)
+    after its terms were set or holds on it were taken or given back."""
+    channels: list[tuple[str, Matters]] = [
+        (
+            usage_channel(organization_id),
+            _usage_matters(organization_id, lambda d: d.touches(scope, organization_id)),
+        )
+    ]
+    if budget_id is not None:
+        channels.append(
+            (budgets_channel(organization_id), _budget_matters(organization_id, budget_id))
+        )
+    return state_feed(bus, channels, read)

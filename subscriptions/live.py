@@ -20,6 +20,8 @@ class LiveConfig:
 class LiveStats:
     slow_consumers: int = 0
     expired: int = 0
+    #: Subscription operations running now (the /metrics gauge).
+    subscribers: int = 0
 
 
 @dataclass(slots=True)

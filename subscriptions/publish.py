@@ -16,14 +16,21 @@ from typing import Protocol
 
 from costgraph.billing.entries import Entry
 from costgraph.models.ledger import EntryType
-from costgraph.subscriptions.channels import accounts_channel, alerts_channel, usage_channel
+from costgraph.subscriptions.channels import (
+    accounts_channel,
+    alerts_channel,
+    budgets_channel,
+    usage_channel,
+)
 from costgraph.subscriptions.events import (
     AccountNotice,
     AlertNotice,
+    BudgetNotice,
     UsageDelta,
     UsageNotice,
     encode_account,
     encode_alert,
+    encode_budget,
     encode_usage,
 )
 
@@ -134,3 +141,22 @@ def alert_raised(bus: Publisher, notice: AlertNotice) -> None:
         bus.publish(alerts_channel(notice.organization_id), encode_alert(notice))
     except Exception:  # a notification must never fail a committed write
         logger.exception("could not publish an alert notice")
+
+
+def budgets_changed(
+    bus: Publisher, organization_id: uuid.UUID, budget_ids: Iterable[uuid.UUID]
+) -> None:
+    """Announce budgets whose terms or holds a committed write changed (one notice per write:
+    subscribers re-read each budget once however many of its holds moved)."""
+    try:
+        ids = tuple(dict.fromkeys(budget_ids))
+        now = datetime.now(UTC)
+        for start in range(0, len(ids), MAX_DELTAS):
+            notice = BudgetNotice(
+                organization_id=organization_id,
+                published_at=now,
+                budget_ids=ids[start : start + MAX_DELTAS],
+            )
+            bus.publish(budgets_channel(organization_id), encode_budget(notice))
+    except Exception:  # a notification must never fail a committed write
+        logger.exception("could not publish budget notices")

@@ -135,6 +135,7 @@ class LiveTransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
         stream = self._live.hub.stream(key, start, replay=replay)
         member = stream.join(on_overflow=lambda: self._slow(operation))
+        self._live.stats.subscribers += 1
         id_json = orjson.dumps(operation.id).decode()
         # Usually the fan-out sends for us; this task only sends what had to queue.
         member.send = lambda frame: self._deliver(operation, frame, id_json)
@@ -154,6 +155,7 @@ class LiveTransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
         except RuntimeError:  # a send after the socket closed
             return
         finally:
+            self._live.stats.subscribers -= 1
             stream.leave(member)
 
     def _revoked(self) -> bool:

@@ -84,6 +84,12 @@ def settings(data_dir: Path, database_url: str) -> Settings:
         # P&L tests run the rollup job themselves (answers are exact either way); a job in
         # the background would write rollup rows while tests count rows.
         rollup_interval_seconds=0,
+        # Report schedule tests run their own scheduler rounds (`run_due`).
+        reports_scheduler=False,
+        # The limiter runs on every request of the suite, with budgets no test reaches;
+        # tests/test_rate_limit.py builds apps with small ones.
+        rate_limit_principal_per_minute=100_000_000,
+        rate_limit_client_per_minute=100_000_000,
     )
 
 

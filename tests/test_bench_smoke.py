@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bench import authorize, ingest, single_usage, trivial_query
+from bench import authorize, export_csv, ingest, loadtest, single_usage, trivial_query
 from bench.env import BenchEnv, bench_env
 from bench.httpbench import HttpConfig
 from bench.ingest import IngestConfig
@@ -66,3 +66,42 @@ async def test_authorize_bench(env: BenchEnv) -> None:
     checks = row.details["checks"]
     assert checks["reservations"] == checks["requests_sent"] >= row.ours.operations > 0
     assert checks["ceiling_requests_sent"] >= row.ceiling.operations > 0
+
+
+async def test_load_test(env: BenchEnv) -> None:
+    tiny = loadtest.LoadConfig(
+        duration=0.5,
+        warmup=0.0,
+        writers=1,
+        batch_writers=1,
+        batch_size=5,
+        readers=1,
+        subscribers=2,
+        max_requests=30,
+    ).checked()
+    report = await loadtest.run_against(
+        tiny, env.url, env.settings, env.tenant, env.ours_port, env.token
+    )
+    document = report.to_json()
+    operations = {op["operation"]: op for op in document["operations"]}
+    assert set(operations) >= {"recordUsage", "recordUsageBatch", "ledger page"}
+    for op in operations.values():
+        assert op["requests"] > 0 and op["errors"] == 0, op
+        assert op["p50_ms"] <= op["p95_ms"] <= op["p99_ms"]
+    # Every acknowledged event is in the ledger once, and every subscriber saw all of them.
+    checks = document["checks"]
+    assert checks["ledger_usage_rows"] == checks["events_acknowledged"] > 0
+    live = document["subscriptions"]
+    assert live["events_covered_min"] == checks["ledger_usage_rows"]
+    assert live["errors"] == 0
+    assert "recordUsageBatch" in loadtest.render(report)
+
+
+async def test_export_csv_bench(env: BenchEnv) -> None:
+    (row,) = await export_csv.measure_url(
+        env.url, export_csv.ExportConfig(entries=3_000), env.data_dir
+    )
+    _well_formed(row)
+    checks = row.details["checks"]
+    assert checks["rows_ours"] == checks["rows_ceiling"] == checks["entries"] == 3_000
+    assert row.details["server_rss_peak_mib"] >= row.details["server_rss_before_mib"] > 0

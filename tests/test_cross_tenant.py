@@ -58,6 +58,7 @@ class Ids:
     reservation: str
     alert: str
     channel: str
+    report_template: str
     plan_code: str = ""
     marker: str = ""
 
@@ -70,7 +71,7 @@ class Ids:
 
     @classmethod
     def nowhere(cls) -> Ids:
-        return cls(*(str(uuid.uuid4()) for _ in range(10)))
+        return cls(*(str(uuid.uuid4()) for _ in range(11)))
 
 
 # --- argument builders: (probe ids, the caller's own ids, a unique key) -> argument sets ---
@@ -128,6 +129,10 @@ def authorize(key: str, account: str, user: str | None = None) -> dict[str, Any]
 
 def channel(key: str) -> dict[str, Any]:
     return {"kind": "WEBHOOK", "target": f"http://127.0.0.1:9/xt-{key}"}
+
+
+def report_template(key: str, **extra: Any) -> dict[str, Any]:
+    return {"name": f"xt-{key}", "kind": "USAGE", "format": "CSV", **extra}
 
 
 WEEK = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-08T00:00:00Z"}
@@ -223,6 +228,24 @@ BUILDERS: dict[str, Builder] = {
     "customersView": lambda p, o, k: [{"range": WEEK}],
     "payerKpis": lambda p, o, k: [{"range": WEEK}],
     "monthlyCloses": lambda p, o, k: [{"month": "2026-01-01T00:00:00Z"}],
+    # CSV export links (checked like the download: another tenant's ids are NOT_FOUND)
+    "createExportLink": lambda p, o, k: [
+        {"input": {"report": "LEDGER", "range": WEEK, "filter": {"accountId": p.account}}},
+        {"input": {"report": "USAGE", "range": WEEK, "filter": {"customerId": p.customer}}},
+        {"input": {"report": "LEDGER", "range": WEEK, "filter": {"userId": p.user}}},
+        {"input": {"report": "USAGE", "range": WEEK, "filter": {"departmentId": p.department}}},
+    ],
+    # saved report templates
+    "saveReportTemplate": lambda p, o, k: [
+        {"input": report_template(k, id=p.report_template)},
+        {"input": report_template(k, filters={"customerId": p.customer})},
+        {"input": report_template(k, filters={"accountId": p.account})},
+        {"input": report_template(k, filters={"userId": p.user})},
+        {"input": report_template(k, filters={"departmentId": p.department})},
+        {"input": report_template(k, scheduleChannelId=p.channel)},
+    ],
+    "deleteReportTemplate": lambda p, o, k: [{"id": p.report_template}],
+    "runReportTemplate": lambda p, o, k: [{"id": p.report_template, "month": "2026-01"}],
 }
 
 
@@ -419,6 +442,20 @@ async def build_world(tenant: Tenant, label: str) -> Ids:
         "mutation($i: NotificationChannelInput!) { createNotificationChannel(input: $i) { id } }",
         {"i": channel(marker)},
     )
+    template = await _ok(
+        tenant,
+        "mutation($i: ReportTemplateInput!) { saveReportTemplate(input: $i) "
+        "{ __typename ... on ReportTemplateSaved { template { id } } } }",
+        {
+            "i": {
+                "name": marker,
+                "kind": "SUMMARY",
+                "format": "PDF",
+                "filters": {"customerId": str(tenant.customer_id)},
+            }
+        },
+    )
+    assert template["__typename"] == "ReportTemplateSaved", template
     plan = await _ok(
         tenant,
         "mutation($i: PlanInput!) { setPlan(input: $i) { code } }",
@@ -443,6 +480,7 @@ async def build_world(tenant: Tenant, label: str) -> Ids:
         reservation=reservation["reservation"]["id"],
         alert=alert["nodes"][0]["id"],
         channel=made_channel["id"],
+        report_template=template["template"]["id"],
         plan_code=plan["code"],
         marker=marker,
     )

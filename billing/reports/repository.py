@@ -1,0 +1,166 @@
+"""SQL of report templates (tenant-scoped ORM) and of their monthly runs (platform work)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import delete, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from costgraph.billing.errors import ValidationFailed
+from costgraph.models.reports import ReportTemplate
+
+MAX_ERROR_LENGTH = 1000
+
+
+# --- templates (a tenant-bound session) ---
+
+
+async def get_template(session: AsyncSession, template_id: uuid.UUID) -> ReportTemplate | None:
+    return await session.scalar(select(ReportTemplate).where(ReportTemplate.id == template_id))
+
+
+async def list_templates(session: AsyncSession) -> Sequence[ReportTemplate]:
+    statement = select(ReportTemplate).order_by(ReportTemplate.name, ReportTemplate.id)
+    return (await session.scalars(statement)).all()
+
+
+async def save_template(session: AsyncSession, row: ReportTemplate) -> ReportTemplate:
+    """Insert or update; a name already taken in the organisation is a validation error."""
+    session.add(row)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise ValidationFailed(
+            f"a report template named {row.name!r} exists", "input.name"
+        ) from exc
+    await session.refresh(row)
+    return row
+
+
+async def delete_template(session: AsyncSession, template_id: uuid.UUID) -> bool:
+    result = await session.execute(
+        delete(ReportTemplate)
+        .where(ReportTemplate.id == template_id)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+# --- runs: created by the schedule, claimed by any number of schedulers ---
+
+_ENQUEUE = text(
+    """INSERT INTO report_runs (organization_id, template_id, month, channel_id)
+       SELECT t.organization_id, t.id, :month, t.channel_id
+       FROM report_templates t
+       WHERE t.channel_id IS NOT NULL AND t.created_at < :month_end
+       ON CONFLICT (organization_id, template_id, month) DO NOTHING"""
+)
+
+_SWEEP = text(
+    """UPDATE report_runs
+       SET state = 'DEAD', claim_token = NULL,
+           last_error = coalesce(last_error, '') || ' (attempts exhausted)'
+       WHERE state = 'PENDING' AND next_attempt_at <= now() AND attempts >= :max_attempts"""
+)
+
+_CLAIM = text(
+    """WITH due AS (
+         SELECT organization_id, id FROM report_runs
+         WHERE state = 'PENDING' AND next_attempt_at <= now() AND attempts < :max_attempts
+         ORDER BY next_attempt_at
+         LIMIT :limit
+         FOR UPDATE SKIP LOCKED
+       )
+       UPDATE report_runs AS r
+       SET attempts = r.attempts + 1,
+           next_attempt_at = now() + make_interval(secs => :lease),
+           claim_token = :token
+       FROM due
+       WHERE r.organization_id = due.organization_id AND r.id = due.id
+       RETURNING r.organization_id, r.id, r.template_id, r.month, r.channel_id, r.attempts"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunClaim:
+    organization_id: uuid.UUID
+    run_id: uuid.UUID
+    template_id: uuid.UUID
+    month: date
+    channel_id: uuid.UUID
+    attempt: int
+    token: uuid.UUID
+
+
+async def enqueue_month(session: AsyncSession, month: date, month_end: datetime) -> int:
+    """One run per scheduled template for ``month`` (templates saved before the month ended);
+    a run that exists already is left alone — the unique key makes this idempotent."""
+    async with session.begin():
+        result = await session.execute(_ENQUEUE, {"month": month, "month_end": month_end})
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def claim_runs(
+    session: AsyncSession, limit: int, lease: float, max_attempts: int
+) -> list[RunClaim]:
+    token = uuid.uuid4()
+    async with session.begin():
+        await session.execute(_SWEEP, {"max_attempts": max_attempts})
+        rows = (
+            await session.execute(
+                _CLAIM,
+                {"max_attempts": max_attempts, "limit": limit, "lease": lease, "token": token},
+            )
+        ).all()
+    return [RunClaim(r[0], r[1], r[2], r[3], r[4], r[5], token) for r in rows]
+
+
+async def finish_run(
+    session: AsyncSession,
+    claim: RunClaim,
+    *,
+    delivered: bool,
+    error: str | None,
+    dead: bool,
+    backoff: timedelta,
+) -> str:
+    """Settle a claimed run: DELIVERED, DEAD, or PENDING again after ``backoff``; LOST when
+    the claim expired and another scheduler holds the row."""
+    params: dict[str, object] = {
+        "org": claim.organization_id,
+        "id": claim.run_id,
+        "token": claim.token,
+        "error": None if error is None else error[:MAX_ERROR_LENGTH],
+    }
+    if delivered:
+        state, sql = (
+            "DELIVERED",
+            """UPDATE report_runs SET state = 'DELIVERED', delivered_at = now(),
+                      claim_token = NULL, last_error = NULL
+               WHERE organization_id = :org AND id = :id AND claim_token = :token""",
+        )
+        del params["error"]
+    elif dead:
+        state, sql = (
+            "DEAD",
+            """UPDATE report_runs SET state = 'DEAD', claim_token = NULL, last_error = :error
+               WHERE organization_id = :org AND id = :id AND claim_token = :token""",
+        )
+    else:
+        state, sql = (
+            "PENDING",
+            """UPDATE report_runs
+               SET next_attempt_at = now() + make_interval(secs => :wait),
+                   claim_token = NULL, last_error = :error
+               WHERE organization_id = :org AND id = :id AND claim_token = :token""",
+        )
+        params["wait"] = backoff.total_seconds()
+    async with session.begin():
+        result = await session.execute(text(sql), params)
+    return state if getattr(result, "rowcount", 0) else "LOST"

@@ -1,0 +1,300 @@
+"""SQL of authorisations: the lookups before a hold, and the hold itself in one statement.
+
+Everything here talks to asyncpg directly on the session's connection, so that a session
+that has run nothing yet stays out of any transaction: the hold (``reserve_budget_holds``,
+migration 0009) is then a statement of its own, and the budget counters it locks are
+released the moment it ends — not one client round trip later.
+
+What is kept per process:
+
+- accounts (customer and currency) and users (department): never changed once created;
+- an organisation's budgets with their row versions (``xmin``). This copy is never trusted
+  on its own: the hold compares it with the table in the same statement and refuses a stale
+  one (:class:`BudgetsChanged`), after which the caller reloads it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from costgraph.billing.scopes import Scope
+from costgraph.billing.tenant_cache import TtlCache
+from costgraph.models.budget import Budget
+
+#: Held reservations one authorisation expires at most, on top of its own work.
+SWEEP_LIMIT = 500
+
+RESERVE_SQL = (
+    "SELECT o_id, o_replayed, o_request_hash, o_created_at, o_expired FROM reserve_budget_holds("
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14, $15, $16, $17,"
+    " $18, $19, $20, $21, $22)"
+)
+ACCOUNT_SQL = "SELECT customer_id, currency FROM accounts WHERE organization_id = $1 AND id = $2"
+USER_SQL = "SELECT department_id FROM users WHERE organization_id = $1 AND id = $2"
+BUDGETS_SQL = (
+    "SELECT id, scope_kind, scope_id, period, custom_start, custom_end, limit_amount, currency,"
+    " basis, hard_cap, thresholds, created_at, xmin::text AS version"
+    " FROM budgets WHERE organization_id = $1 ORDER BY id"
+)
+
+STALE_BUDGETS = "CGR01"
+LIMIT_REACHED = "CGR02"
+KEY_TAKEN = "CGR03"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountTerms:
+    customer_id: uuid.UUID
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserTerms:
+    department_id: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedBudget:
+    """A budget as read (a detached row: read its terms, never add it to a session)."""
+
+    budget: Budget
+    #: ``id@xmin``: changes whenever the row does.
+    version: str
+
+
+#: (organisation, account) -> terms. Immutable after creation, so kept long.
+ACCOUNTS: TtlCache[tuple[uuid.UUID, uuid.UUID], AccountTerms] = TtlCache(
+    "reservation_accounts", ttl=3_600.0
+)
+#: (organisation, user) -> terms. Immutable after creation, so kept long.
+USERS: TtlCache[tuple[uuid.UUID, uuid.UUID], UserTerms] = TtlCache("reservation_users", ttl=3_600.0)
+#: organisation -> every budget, in id order; verified by the hold before it counts.
+BUDGETS: TtlCache[uuid.UUID, tuple[VersionedBudget, ...]] = TtlCache(
+    "reservation_budgets", ttl=300.0
+)
+
+
+class BudgetsChanged(Exception):
+    """The budgets the hold was computed for are no longer the table's: reload, recompute."""
+
+
+class KeyTaken(Exception):
+    """A concurrent authorisation with the same idempotency key committed first."""
+
+
+class CapRefused(Exception):
+    """A hard cap refused the hold (nothing was written)."""
+
+    def __init__(self, budget_id: uuid.UUID, held: Decimal) -> None:
+        super().__init__(f"budget {budget_id} refused the hold ({held} spent or held)")
+        self.budget_id = budget_id
+        self.held = held
+
+
+@dataclass(frozen=True, slots=True)
+class CounterHold:
+    budget_id: uuid.UUID
+    period_start: datetime
+    period_end: datetime
+    amount: Decimal
+    #: The hard cap; None for a soft budget (held, never refused).
+    cap: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRequest:
+    """Everything the hold statement writes and checks."""
+
+    organization_id: uuid.UUID
+    now: datetime
+    idempotency_key: str
+    request_hash: bytes
+    account_id: uuid.UUID
+    user_id: uuid.UUID | None
+    provider: str
+    model: str
+    currency: str
+    ai_cost: Decimal
+    billed: Decimal
+    expires_at: datetime
+    scopes: Sequence[Scope]
+    #: Versions of every budget on ``scopes`` (applicable now or not), in id order.
+    budget_versions: Sequence[str]
+    #: In budget-id order.
+    holds: Sequence[CounterHold]
+
+    def holds_json(self) -> list[dict[str, str]]:
+        """The reservation's ``holds`` column, as settle and release read it back."""
+        return [
+            {
+                "budget_id": str(h.budget_id),
+                "period_start": h.period_start.isoformat(),
+                "amount": str(h.amount),
+            }
+            for h in self.holds
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class HoldOutcome:
+    reservation_id: uuid.UUID
+    replayed: bool
+    request_hash: bytes
+    created_at: datetime
+    #: Expired reservations this statement swept.
+    expired: int
+
+
+async def driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session (no BEGIN is sent by asking for it)."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
+async def account_terms(
+    session: AsyncSession, organization_id: uuid.UUID, account_id: uuid.UUID
+) -> AccountTerms | None:
+    key = (organization_id, account_id)
+    cached = ACCOUNTS.get(key)
+    if cached is not None:
+        return cached
+    row = await (await driver(session)).fetchrow(ACCOUNT_SQL, organization_id, account_id)
+    if row is None:
+        return None
+    terms = AccountTerms(row["customer_id"], row["currency"])
+    ACCOUNTS.put(key, terms)
+    return terms
+
+
+async def user_terms(
+    session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID
+) -> UserTerms | None:
+    key = (organization_id, user_id)
+    cached = USERS.get(key)
+    if cached is not None:
+        return cached
+    row = await (await driver(session)).fetchrow(USER_SQL, organization_id, user_id)
+    if row is None:
+        return None
+    terms = UserTerms(row["department_id"])
+    USERS.put(key, terms)
+    return terms
+
+
+def _budget_of(organization_id: uuid.UUID, row: Any) -> VersionedBudget:
+    budget = Budget(
+        organization_id=organization_id,
+        id=row["id"],
+        scope_kind=row["scope_kind"],
+        scope_id=row["scope_id"],
+        period=row["period"],
+        custom_start=row["custom_start"],
+        custom_end=row["custom_end"],
+        limit_amount=row["limit_amount"],
+        currency=row["currency"],
+        basis=row["basis"],
+        hard_cap=row["hard_cap"],
+        thresholds=list(row["thresholds"]),
+        created_at=row["created_at"],
+    )
+    return VersionedBudget(budget, f"{row['id']}@{row['version']}")
+
+
+async def organization_budgets(
+    session: AsyncSession, organization_id: uuid.UUID, *, fresh: bool = False
+) -> tuple[VersionedBudget, ...]:
+    """Every budget of the organisation (a handful), in id order; ``fresh`` skips the copy."""
+    if not fresh:
+        cached = BUDGETS.get(organization_id)
+        if cached is not None:
+            return cached
+    generation = BUDGETS.generation
+    rows = await (await driver(session)).fetch(BUDGETS_SQL, organization_id)
+    loaded = tuple(_budget_of(organization_id, row) for row in rows)
+    BUDGETS.put(organization_id, loaded, generation=generation)
+    return loaded
+
+
+def forget_budgets(organization_id: uuid.UUID) -> None:
+    """Drop this process's copy (after a budget was set here)."""
+    BUDGETS.invalidate(organization_id)
+
+
+def _arguments(hold: HoldRequest) -> tuple[object, ...]:
+    return (
+        hold.organization_id,
+        hold.now,
+        hold.idempotency_key,
+        hold.request_hash,
+        hold.account_id,
+        hold.user_id,
+        hold.provider,
+        hold.model,
+        hold.currency,
+        hold.ai_cost,
+        hold.billed,
+        hold.expires_at,
+        orjson.dumps(hold.holds_json()).decode(),
+        [s.kind.value for s in hold.scopes],
+        [s.id for s in hold.scopes],
+        list(hold.budget_versions),
+        [h.budget_id for h in hold.holds],
+        [h.period_start for h in hold.holds],
+        [h.period_end for h in hold.holds],
+        [h.amount for h in hold.holds],
+        [h.cap for h in hold.holds],
+        SWEEP_LIMIT,
+    )
+
+
+def _refusal(error: Any) -> CapRefused:
+    budget_id, _, held = str(error.detail or "").partition(" ")
+    return CapRefused(uuid.UUID(budget_id), Decimal(held or "0"))
+
+
+async def _run_hold(connection: Any, arguments: tuple[object, ...]) -> Any:
+    """The hold statement; under a savepoint when a transaction is already open."""
+    if connection.is_in_transaction():
+        async with connection.transaction():
+            return await connection.fetchrow(RESERVE_SQL, *arguments)
+    return await connection.fetchrow(RESERVE_SQL, *arguments)
+
+
+async def reserve(
+    session: AsyncSession, hold: HoldRequest, engine: AsyncEngine | None = None
+) -> HoldOutcome:
+    """Run the hold statement: a replay of the key, or every counter raised and the row in.
+
+    With ``engine`` it runs on a connection of its own, as its own transaction: the counter
+    locks last exactly as long as the statement. Without, it runs on the session's connection
+    — its own transaction too when the session has run nothing yet, else inside the caller's
+    transaction (under a savepoint, so a refusal leaves that transaction usable).
+    """
+    arguments = _arguments(hold)
+    try:
+        if engine is None:
+            row = await _run_hold(await driver(session), arguments)
+        else:
+            async with engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                row = await _run_hold(raw.driver_connection, arguments)
+    except asyncpg.PostgresError as error:
+        state = getattr(error, "sqlstate", None)
+        if state == STALE_BUDGETS:
+            raise BudgetsChanged() from error
+        if state == LIMIT_REACHED:
+            raise _refusal(error) from error
+        if state == KEY_TAKEN:
+            raise KeyTaken() from error
+        raise
+    return HoldOutcome(row[0], row[1], bytes(row[2]), row[3], row[4])

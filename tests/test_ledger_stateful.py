@@ -1,0 +1,1108 @@
+"""Stateful property test of the ledger: random sequences of deposits, subscription payments,
+adjustments, refunds, usage (single, batches, the same event twice at once, two events racing
+for the last of a balance or cap), reservations (authorize, two racing for the last of a
+cap, settle, release, expiry) and replays, on a real PostgreSQL, against a model.
+
+Each example is a fresh organisation (two customers, a prepaid and a postpaid account, a user
+in a department, maybe a plan allowance, a markup and up to three budgets). Every operation
+runs as the resolvers run it — the domain function inside one tenant-bound transaction with
+the alerts evaluation before commit — and the model predicts whether it is accepted and with
+which error. After every step the stored counters must equal the sums of the ledger entries
+they summarise, the model's figures, and the caps:
+
+* ``account_balances.balance`` = SUM(``balance_delta``) of the account's entries;
+* ``allowance_counters.used_tokens`` = min(included, tokens of the cycle's usage);
+* ``budget_counters.spent`` = SUM of the usage in the budget's scope and period (its basis),
+  ``reserved`` = SUM of the holds of HELD reservations, neither negative;
+* a hard cap holds: spent by enforced usage + reserved <= limit (settlements are charged past
+  the cap by design: the call has already happened);
+* a replay returns the first entry and writes nothing; a rejected operation writes nothing.
+
+The domain functions are called directly (the GraphQL layer has tests of its own; here the
+speed buys steps). Each rule runs its coroutine on the machine's own event loop and engine
+(hypothesis drives a synchronous state machine); ``-s`` prints how often each rule ended in
+each outcome. ``COSTGRAPH_STATEFUL_EXAMPLES`` / ``COSTGRAPH_STATEFUL_STEPS``
+raise the bounds for a longer hunt; the defaults keep the test well under a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+from typing import Any, ClassVar, TypeVar
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from costgraph.alerts import evaluation as alert_evaluation
+from costgraph.app.database import create_engine, create_sessionmaker
+from costgraph.app.settings import Settings
+from costgraph.app.state import AppState
+from costgraph.billing import budgets, directory, ledger, markup, plans, reservations
+from costgraph.billing.allowances import cycle_window
+from costgraph.billing.budgets import Basis, BudgetSpec
+from costgraph.billing.commands import Limits, Payment, Refund, UsageEvent
+from costgraph.billing.cost_formula import with_markup
+from costgraph.billing.directory import OrgContext
+from costgraph.billing.errors import (
+    AllowanceExhausted,
+    BudgetLimitReached,
+    DomainError,
+    IdempotencyConflict,
+    ValidationFailed,
+)
+from costgraph.billing.money import quantize_stored
+from costgraph.billing.periods import Period
+from costgraph.billing.plans import BillingCycle, PlanSpec
+from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.models.scoping import bind_tenant
+
+#: A Wednesday morning: every day/week/month window holds the whole example (the clock moves
+#: by at most a few hours), and no other test writes usage in March 2011.
+BASE = datetime(2011, 3, 16, 8, 0, tzinfo=UTC)
+TTL = timedelta(seconds=900)
+EXAMPLES = int(os.environ.get("COSTGRAPH_STATEFUL_EXAMPLES", "20"))
+STEPS = int(os.environ.get("COSTGRAPH_STATEFUL_STEPS", "25"))
+
+OK = "ok"
+#: (rule, outcome) counts of the run, printed with ``-s``: the rules must reach every outcome.
+OUTCOMES: Counter[tuple[str, str]] = Counter()
+
+
+def work_name() -> str:
+    """The rule running now (the caller of ``write`` two frames up)."""
+    return sys._getframe(2).f_code.co_name
+
+
+T = TypeVar("T")
+
+costs = st.decimals(min_value=0, max_value=4, places=3)
+payments = st.decimals(min_value=Decimal("0.01"), max_value=40, places=2)
+tokens = st.integers(min_value=0, max_value=600)
+
+
+def outcome_of(exc: BaseException | None) -> str:
+    """The error class a client would see, by its stable name (RefundExceeds… is a validation)."""
+    if exc is None:
+        return OK
+    for kind in (AllowanceExhausted, BudgetLimitReached, IdempotencyConflict, ValidationFailed):
+        if isinstance(exc, kind):
+            return kind.__name__
+    raise exc  # anything else is a bug in the code under test (or in this test)
+
+
+def only_sweeps(before: tuple[Any, ...], after: tuple[Any, ...]) -> None:
+    """Nothing changed but overdue holds expiring (HELD -> EXPIRED, reserved going down)."""
+    for index in (0, 1, 2, 3, 6):  # ledger, keys, balances, allowances, alerts
+        assert after[index] == before[index], "a refused write left rows behind"
+    counters_before = {row[:2]: row[2:] for row in before[4]}
+    counters_after = {row[:2]: row[2:] for row in after[4]}
+    assert counters_before.keys() == counters_after.keys(), "a refused write added counters"
+    for key, (spent, reserved) in counters_before.items():
+        assert counters_after[key][0] == spent, "a refused write moved spent"
+        assert Decimal(counters_after[key][1]) <= Decimal(reserved)
+    states_before = {row[0]: row[1:] for row in before[5]}
+    states_after = {row[0]: row[1:] for row in after[5]}
+    assert states_before.keys() == states_after.keys(), "a refused write added a reservation"
+    for key, (state, settled) in states_before.items():
+        if states_after[key] != (state, settled):
+            assert (state, states_after[key][0]) == ("HELD", "EXPIRED"), (key, states_after[key])
+
+
+# --- the model ---
+
+
+@dataclass
+class ModelEntry:
+    id: uuid.UUID
+    type: str
+    account: str
+    amount: Decimal
+    balance_delta: Decimal
+    #: What the same key must carry to replay (the command object as first sent).
+    command: Any = None
+    refunded: Decimal = Decimal(0)
+
+
+@dataclass
+class ModelBudget:
+    id: uuid.UUID
+    scope: tuple[str, str]  # (kind, model name of the scoped object)
+    limit: Decimal
+    hard: bool
+    basis: str
+    window: tuple[datetime, datetime]
+    spent: Decimal = Decimal(0)
+    reserved: Decimal = Decimal(0)
+    #: Spend recorded by settlements (charged past the cap by design).
+    settled: Decimal = Decimal(0)
+
+
+@dataclass
+class ModelReservation:
+    id: uuid.UUID
+    key: str
+    account: str
+    user: bool
+    request: reservations.EstimateRequest
+    expires_at: datetime
+    holds: dict[uuid.UUID, Decimal]
+    state: str = "HELD"
+    settled_key: str | None = None
+    settle_event: UsageEvent | None = None
+
+
+@dataclass(frozen=True)
+class UsageSpec:
+    account: str  # "P" (prepaid) or "Q" (postpaid)
+    cost: Decimal
+    tokens: int
+    user: bool
+
+
+@dataclass
+class Effects:
+    """What an accepted usage write changes, computed by the model before the call."""
+
+    entries: list[tuple[UsageEvent, Decimal, Decimal, Decimal]] = field(default_factory=list)
+    balance: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    allowance: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    spent: dict[uuid.UUID, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+
+
+usage_specs = st.builds(
+    UsageSpec,
+    account=st.sampled_from(["P", "Q"]),
+    cost=costs,
+    tokens=tokens,
+    user=st.booleans(),
+)
+budget_specs = st.lists(
+    st.tuples(
+        st.sampled_from(["ORG", "CUSTOMER_P", "CUSTOMER_Q", "P", "Q", "DEPARTMENT", "USER"]),
+        st.sampled_from([Period.DAY, Period.WEEK, Period.MONTH]),
+        st.sampled_from([Basis.AI_COST, Basis.BILLED_USAGE]),
+        st.decimals(min_value=1, max_value=15, places=2),
+        st.booleans(),
+    ),
+    max_size=3,
+    unique_by=lambda b: (b[0], b[1], b[2]),
+)
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    """One organisation per example; the rules are the write operations of the API."""
+
+    database_url: ClassVar[str]
+    app_settings: ClassVar[Settings]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.engine: AsyncEngine = create_engine(self.database_url, self.app_settings)
+        self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
+        self.limits: Limits = AppState.limits_of(self.app_settings)
+        self.now = BASE
+        self.serial = 0
+        self.org: OrgContext | None = None
+        self.ids: dict[str, uuid.UUID] = {}
+        self.postpaid = {"P": False, "Q": True}
+        self.included: dict[str, int] = {"P": 0, "Q": 0}
+        self.cycle_start: dict[str, datetime] = {}
+        self.markup = Decimal(0)
+        self.balance: dict[str, Decimal] = {"P": Decimal(0), "Q": Decimal(0)}
+        self.used: dict[str, int] = {"P": 0, "Q": 0}
+        self.entries: dict[str, ModelEntry] = {}
+        self.budgets: list[ModelBudget] = []
+        self.reservations: list[ModelReservation] = []
+
+    def teardown(self) -> None:
+        try:
+            self.loop.run_until_complete(self.engine.dispose())
+        finally:
+            self.loop.close()
+
+    # --- plumbing ---
+
+    def run(self, coroutine: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(coroutine)
+
+    def key(self, prefix: str) -> str:
+        self.serial += 1
+        return f"{prefix}-{self.serial}"
+
+    def tick(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+    async def _transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """As ``Context.writing()``: one tenant-bound transaction, alerts evaluated before
+        commit, rolled back on any error."""
+        assert self.org is not None
+        async with self.sessions() as session:
+            bind_tenant(session.sync_session, self.org.id)
+            async with session.begin():
+                result = await work(session)
+                await alert_evaluation.evaluate(session, self.org)
+        return result
+
+    def write(
+        self, work: Callable[[AsyncSession], Awaitable[T]], expected: str, *, sweeps: bool = False
+    ) -> T | None:
+        """Run one write; check the model's prediction; a refusal must leave no trace.
+
+        ``sweeps``: the operation may expire overdue holds as housekeeping, even when it
+        refuses (those are then read back by :meth:`sync_expired`); nothing else may change.
+        """
+        # Only a refusal is compared with the rows before it (an unexpected refusal fails anyway).
+        before = self.run(self.snapshot()) if expected != OK else None
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = self.run(self._transaction(work))
+        except DomainError as exc:
+            error = exc
+        got = outcome_of(error)
+        OUTCOMES[(work_name(), got)] += 1
+        assert got == expected, f"expected {expected}, got {got}: {error!r}"
+        if before is not None:
+            after = self.run(self.snapshot())
+            if sweeps:
+                only_sweeps(before, after)
+            else:
+                assert after == before, "a refused write left rows behind"
+        return result
+
+    def sync_expired(self) -> None:
+        """Holds the service expired (an overdue reservation, swept) stop counting."""
+        states = dict(
+            self.run(self.rows("SELECT id, state FROM reservations WHERE organization_id = :org"))
+        )
+        for reservation in self.reservations:
+            if reservation.state == "HELD" and states[reservation.id] == "EXPIRED":
+                assert reservation.expires_at <= self.now, "a hold expired before its time"
+                reservation.state = "EXPIRED"
+                for budget in self.budgets:
+                    budget.reserved -= reservation.holds.get(budget.id, Decimal(0))
+
+    # --- what the database holds ---
+
+    async def rows(self, sql: str) -> list[Any]:
+        assert self.org is not None
+        async with self.engine.connect() as connection:
+            result = await connection.execute(text(sql), {"org": self.org.id})
+            return list(result.all())
+
+    async def snapshot(self) -> tuple[Any, ...]:
+        """Every row a write could leave behind, in a comparable form."""
+        tables = (
+            "SELECT id, idempotency_key, amount, balance_delta FROM ledger_entries",
+            "SELECT idempotency_key, entry_id FROM ledger_keys",
+            "SELECT account_id, balance FROM account_balances",
+            "SELECT account_id, cycle_start, used_tokens FROM allowance_counters",
+            "SELECT budget_id, period_start, spent, reserved FROM budget_counters",
+            "SELECT id, state, settled_entry_id FROM reservations",
+            "SELECT id FROM alerts",
+        )
+        found = []
+        for sql in tables:
+            rows = await self.rows(f"{sql} WHERE organization_id = :org")
+            found.append(tuple(sorted(tuple(str(v) for v in row) for row in rows)))
+        return tuple(found)
+
+    # --- set-up: a fresh organisation per example ---
+
+    @initialize(
+        included=st.sampled_from([0, 0, 400, 1500]),
+        allowance_on=st.sampled_from(["P", "Q"]),
+        markup_percent=st.sampled_from([Decimal(0), Decimal(25)]),
+        wanted=budget_specs,
+        opening=st.sampled_from([Decimal(0), Decimal("6.00"), Decimal("30.00")]),
+    )
+    def organisation(
+        self,
+        included: int,
+        allowance_on: str,
+        markup_percent: Decimal,
+        wanted: list[tuple[str, Period, Basis, Decimal, bool]],
+        opening: Decimal,
+    ) -> None:
+        self.run(self._create(included, allowance_on, markup_percent, wanted))
+        if opening:  # the prepaid account's first top-up, so that usage has money to draw on
+            self._payment("DEPOSIT", "P", opening)
+
+    async def _create(
+        self,
+        included: int,
+        allowance_on: str,
+        markup_percent: Decimal,
+        wanted: list[tuple[str, Period, Basis, Decimal, bool]],
+    ) -> None:
+        slug = f"sm-{uuid.uuid4().hex[:16]}"
+        async with self.sessions() as session, session.begin():
+            org = OrgContext.of(
+                await directory.create_organization(session, f"Stateful {slug}", slug, "USD")
+            )
+            bind_tenant(session.sync_session, org.id)
+            first = await directory.create_customer(session, org, "Prepaid customer", None)
+            second = await directory.create_customer(session, org, "Postpaid customer", None)
+            prepaid = await directory.create_account(session, org, first.id, "P", False)
+            postpaid = await directory.create_account(session, org, second.id, "Q", True)
+            department = await directory.create_department(session, org, "Research")
+            user = await directory.create_user(
+                session, org, f"u@{slug}.example", "U", department.id
+            )
+            self.ids = {
+                "ORG": org.id,
+                "CUSTOMER_P": first.id,
+                "CUSTOMER_Q": second.id,
+                "P": prepaid.id,
+                "Q": postpaid.id,
+                "DEPARTMENT": department.id,
+                "USER": user.id,
+            }
+            if markup_percent:
+                await markup.set_markup(session, org, markup_percent)
+            if included:
+                spec = PlanSpec("sm", "Stateful", Decimal("10.00"), "USD", included)
+                await plans.set_plan(session, org, spec)
+                start = BASE - timedelta(days=3)
+                await plans.subscribe_account(
+                    session, org, self.ids[allowance_on], "sm", BillingCycle.MONTHLY, start
+                )
+                self.included[allowance_on] = included
+                self.cycle_start[allowance_on] = cycle_window(start, BASE)[0]
+            kinds = {
+                "ORG": ScopeKind.ORGANIZATION,
+                "CUSTOMER_P": ScopeKind.CUSTOMER,
+                "CUSTOMER_Q": ScopeKind.CUSTOMER,
+                "P": ScopeKind.ACCOUNT,
+                "Q": ScopeKind.ACCOUNT,
+                "DEPARTMENT": ScopeKind.DEPARTMENT,
+                "USER": ScopeKind.USER,
+            }
+            for name, period, basis, limit, hard in wanted:
+                scope = Scope(kinds[name], self.ids[name])
+                row = await budgets.set_budget(
+                    session, org, BudgetSpec(scope, period, limit, "USD", hard, basis)
+                )
+                span = budgets.period_of(row, BASE, self.limits.zone)
+                assert span is not None
+                self.budgets.append(
+                    ModelBudget(row.id, (name, name), limit, hard, basis.value, span)
+                )
+        self.org = org
+        self.markup = markup_percent
+        self.budgets.sort(key=lambda b: b.id)
+
+    # --- the model's view of scopes and prices ---
+
+    def scopes_of(self, account: str, user: bool) -> set[str]:
+        found = {"ORG", account, "CUSTOMER_P" if account == "P" else "CUSTOMER_Q"}
+        if user:
+            found |= {"USER", "DEPARTMENT"}
+        return found
+
+    def prices(self, cost: Decimal) -> tuple[Decimal, Decimal]:
+        ai_cost = quantize_stored(cost)
+        return ai_cost, with_markup(ai_cost, self.markup)
+
+    def usage_event(self, spec: UsageSpec, key: str) -> UsageEvent:
+        return UsageEvent(
+            idempotency_key=key,
+            account_id=self.ids[spec.account],
+            occurred_at=self.tick(),
+            provider="openai",
+            model="gpt-4o",
+            input_tokens=spec.tokens,
+            user_id=self.ids["USER"] if spec.user else None,
+            provider_cost=spec.cost,
+            provider_currency="USD",
+        )
+
+    def account_of(self, event: UsageEvent) -> str:
+        return "P" if event.account_id == self.ids["P"] else "Q"
+
+    def plan_usage(self, events: Sequence[UsageEvent], *, enforce: bool) -> tuple[str, Effects]:
+        """Predict a usage write (one event or a batch): its outcome and, if accepted, its
+        effects. Order of refusals as in the code: conflicts, then balances, then budgets."""
+        effects = Effects()
+        seen: dict[str, UsageEvent] = {}
+        fresh: list[UsageEvent] = []
+        for event in events:
+            first = seen.setdefault(event.idempotency_key, event)
+            recorded = self.entries.get(event.idempotency_key)
+            if first != event or (recorded is not None and recorded.command != event):
+                return IdempotencyConflict.__name__, effects
+            if recorded is None and event.idempotency_key not in {e.idempotency_key for e in fresh}:
+                fresh.append(event)
+        left = {a: self.included[a] - self.used[a] for a in ("P", "Q")}
+        for event in fresh:
+            account = self.account_of(event)
+            assert event.provider_cost is not None
+            ai_cost, billed = self.prices(event.provider_cost)
+            count = event.input_tokens
+            covered = min(count, max(0, left[account]))
+            left[account] -= covered
+            charge = billed if count == 0 else quantize_stored(billed * (count - covered) / count)
+            effects.entries.append((event, ai_cost, billed, -charge))
+            effects.balance[account] -= charge
+            effects.allowance[account] += covered
+            for budget in self.budgets:
+                if budget.scope[0] in self.scopes_of(account, event.user_id is not None):
+                    amount = billed if budget.basis == Basis.BILLED_USAGE else ai_cost
+                    effects.spent[budget.id] += amount
+        if enforce:
+            for account, delta in effects.balance.items():
+                if not self.postpaid[account] and delta < 0 and self.balance[account] + delta < 0:
+                    return AllowanceExhausted.__name__, effects
+            for budget in self.budgets:  # every budget in scope is checked, even for 0.00
+                if budget.id not in effects.spent or not budget.hard:
+                    continue
+                if budget.spent + budget.reserved + effects.spent[budget.id] > budget.limit:
+                    return BudgetLimitReached.__name__, effects
+        return OK, effects
+
+    def apply(self, effects: Effects, written: Sequence[Any], *, settled: bool = False) -> None:
+        by_key = {e.idempotency_key: e for e in written if not e.replayed}
+        assert set(by_key) == {event.idempotency_key for event, *_ in effects.entries}
+        for event, _ai_cost, billed, delta in effects.entries:
+            stored = by_key[event.idempotency_key]
+            assert stored.balance_delta == delta and stored.amount == billed
+            self.entries[event.idempotency_key] = ModelEntry(
+                stored.id, "USAGE_CHARGE", self.account_of(event), billed, delta, event
+            )
+        for account, delta in effects.balance.items():
+            self.balance[account] += delta
+        for account, covered in effects.allowance.items():
+            self.used[account] += covered
+        for budget in self.budgets:
+            amount = effects.spent.get(budget.id, Decimal(0))
+            budget.spent += amount
+            if settled:
+                budget.settled += amount
+
+    # --- money in and out ---
+
+    def _payment(self, kind: str, account: str, amount: Decimal) -> None:
+        payment = Payment(self.key(kind), self.ids[account], amount, "USD", self.tick())
+        operation = {
+            "DEPOSIT": ledger.deposit,
+            "SUBSCRIPTION_PAYMENT": ledger.record_subscription_payment,
+            "ADJUSTMENT": ledger.adjust,
+        }[kind]
+        org = self.org
+        assert org is not None
+        entry = self.write(lambda s: operation(s, org, payment, self.limits), OK)
+        assert entry is not None and not entry.replayed
+        delta = Decimal(0) if kind == "SUBSCRIPTION_PAYMENT" else amount
+        self.entries[payment.idempotency_key] = ModelEntry(
+            entry.id, kind, account, amount, delta, payment
+        )
+        self.balance[account] += delta
+
+    @rule(
+        kind=st.sampled_from(["DEPOSIT", "DEPOSIT", "SUBSCRIPTION_PAYMENT", "ADJUSTMENT"]),
+        account=st.sampled_from(["P", "Q"]),
+        amount=payments,
+        negative=st.booleans(),
+    )
+    def money(self, kind: str, account: str, amount: Decimal, negative: bool) -> None:
+        """A top-up, a plan's fee received, or a signed adjustment (one rule, so that money
+        in takes no more of the steps than any other operation)."""
+        self._payment(kind, account, -amount if kind == "ADJUSTMENT" and negative else amount)
+
+    def refundable(self) -> list[ModelEntry]:
+        return [e for e in self.entries.values() if e.type in ("DEPOSIT", "SUBSCRIPTION_PAYMENT")]
+
+    @precondition(lambda self: self.refundable())
+    @rule(pick=st.integers(min_value=0), amount=payments)
+    def refund(self, pick: int, amount: Decimal) -> None:
+        candidates = self.refundable()
+        original = candidates[pick % len(candidates)]
+        request = Refund(self.key("refund"), original.id, amount, "changed my mind")
+        fits = amount <= original.amount - original.refunded
+        org = self.org
+        assert org is not None
+        entry = self.write(
+            lambda s: ledger.refund(s, org, request, self.limits),
+            OK if fits else ValidationFailed.__name__,
+        )
+        if entry is None:
+            return
+        delta = -amount if original.type == "DEPOSIT" else Decimal(0)
+        original.refunded += amount
+        self.entries[request.idempotency_key] = ModelEntry(
+            entry.id, "REFUND", original.account, amount, delta, request
+        )
+        self.balance[original.account] += delta
+
+    # --- usage ---
+
+    @rule(spec=usage_specs)
+    def record_usage(self, spec: UsageSpec) -> None:
+        event = self.usage_event(spec, self.key("usage"))
+        expected, effects = self.plan_usage([event], enforce=True)
+        org = self.org
+        assert org is not None
+        entry = self.write(lambda s: ledger.record_usage(s, org, event, self.limits), expected)
+        if entry is not None:
+            self.apply(effects, [entry])
+
+    @rule(
+        specs=st.lists(usage_specs, min_size=1, max_size=4),
+        repeat=st.sampled_from([None, "same", "changed", "recorded"]),
+    )
+    def record_usage_batch(self, specs: list[UsageSpec], repeat: str | None) -> None:
+        events = [self.usage_event(spec, self.key("batch")) for spec in specs]
+        if repeat == "same":  # the same key twice in one batch, same body: one entry
+            events.append(events[0])
+        elif repeat == "changed":  # same key, another body: IDEMPOTENCY_CONFLICT
+            assert events[0].provider_cost is not None
+            events.append(replace(events[0], provider_cost=events[0].provider_cost + 1))
+        elif repeat == "recorded":  # a retry of an event recorded earlier rides along
+            recorded = [e.command for e in self.entries.values() if e.type == "USAGE_CHARGE"]
+            if recorded:
+                events.insert(0, recorded[-1])
+        expected, effects = self.plan_usage(events, enforce=True)
+        org = self.org
+        assert org is not None
+        written = self.write(
+            lambda s: ledger.record_usage_batch(s, org, events, self.limits), expected
+        )
+        if written is not None:
+            assert len(written) == len(events)
+            for event, entry in zip(events, written, strict=True):
+                assert entry.idempotency_key == event.idempotency_key
+            self.apply(effects, written)
+
+    @rule(spec=usage_specs)
+    def concurrent_duplicates(self, spec: UsageSpec) -> None:
+        """The same event sent twice at once (a client retrying on a timeout): one entry."""
+        event = self.usage_event(spec, self.key("twice"))
+        expected, effects = self.plan_usage([event], enforce=True)
+        org = self.org
+        assert org is not None
+        before = self.run(self.snapshot())
+
+        async def both() -> list[Any]:
+            return list(
+                await asyncio.gather(
+                    *(
+                        self._transaction(lambda s: ledger.record_usage(s, org, event, self.limits))
+                        for _ in range(2)
+                    ),
+                    return_exceptions=True,
+                )
+            )
+
+        results = self.run(both())
+        outcomes = [outcome_of(r if isinstance(r, BaseException) else None) for r in results]
+        assert outcomes == [expected, expected], (outcomes, results)
+        if expected != OK:
+            assert self.run(self.snapshot()) == before
+            return
+        assert sorted(r.replayed for r in results) == [False, True]
+        assert results[0].id == results[1].id
+        self.apply(effects, [r for r in results if not r.replayed])
+
+    # --- replays of anything recorded ---
+
+    @precondition(lambda self: self.entries)
+    @rule(pick=st.integers(min_value=0), changed=st.booleans())
+    def resubmit(self, pick: int, changed: bool) -> None:
+        """The same key again: the same body replays the first entry; another body is a
+        conflict. Neither writes anything."""
+        entry = list(self.entries.values())[pick % len(self.entries)]
+        command = entry.command
+        if changed:
+            if isinstance(command, UsageEvent):
+                assert command.provider_cost is not None
+                command = replace(command, provider_cost=command.provider_cost + 1)
+            else:
+                command = replace(command, amount=command.amount + Decimal("0.01"))
+        org = self.org
+        assert org is not None
+        operation: Callable[[AsyncSession], Awaitable[Any]]
+        if isinstance(command, UsageEvent):
+            event = command
+
+            def operation(s: AsyncSession) -> Awaitable[Any]:
+                return ledger.record_usage(s, org, event, self.limits)
+        elif isinstance(command, Refund):
+            refund = command
+
+            def operation(s: AsyncSession) -> Awaitable[Any]:
+                return ledger.refund(s, org, refund, self.limits)
+        else:
+            payment = command
+            method = {
+                "DEPOSIT": ledger.deposit,
+                "SUBSCRIPTION_PAYMENT": ledger.record_subscription_payment,
+                "ADJUSTMENT": ledger.adjust,
+            }[entry.type]
+
+            def operation(s: AsyncSession) -> Awaitable[Any]:
+                return method(s, org, payment, self.limits)
+
+        before = self.run(self.snapshot())
+        replayed = self.write(operation, IdempotencyConflict.__name__ if changed else OK)
+        assert self.run(self.snapshot()) == before, "a replay wrote something"
+        if replayed is not None:
+            assert replayed.replayed and replayed.id == entry.id
+
+    # --- reservations ---
+
+    def estimate_request(
+        self, account: str, estimate: Decimal, user: bool
+    ) -> reservations.EstimateRequest:
+        return reservations.EstimateRequest(
+            idempotency_key=self.key("hold"),
+            account_id=self.ids[account],
+            provider="openai",
+            model="gpt-4o",
+            input_tokens=100,
+            user_id=self.ids["USER"] if user else None,
+            estimated_cost=estimate,
+            estimated_cost_currency="USD",
+        )
+
+    def predict_hold(
+        self,
+        account: str,
+        user: bool,
+        estimate: Decimal,
+        now: datetime,
+        extra: dict[uuid.UUID, Decimal] | None = None,
+    ) -> tuple[str, dict[uuid.UUID, Decimal]]:
+        """An authorisation's outcome and holds, ``extra`` already reserved on top.
+
+        An estimate that some hard cap could never allow is invalid input, whatever the
+        counters say; else a hard cap the hold does not fit under refuses it. Overdue holds
+        do not stand in the way: the service expires them when they would.
+        """
+        released: dict[uuid.UUID, Decimal] = defaultdict(Decimal)
+        for reservation in self.reservations:
+            if reservation.state == "HELD" and reservation.expires_at <= now:
+                for budget_id, amount in reservation.holds.items():
+                    released[budget_id] += amount
+        ai_cost, billed = self.prices(estimate)
+        holds: dict[uuid.UUID, Decimal] = {}
+        for budget in self.budgets:
+            if budget.scope[0] in self.scopes_of(account, user):
+                holds[budget.id] = billed if budget.basis == Basis.BILLED_USAGE else ai_cost
+        extra = extra or {}
+        applicable = [b for b in self.budgets if b.id in holds and b.hard]
+        if any(holds[b.id] > b.limit for b in applicable):
+            return ValidationFailed.__name__, holds
+        for b in applicable:
+            reserved = b.reserved - released[b.id] + extra.get(b.id, Decimal(0))
+            if b.spent + reserved + holds[b.id] > b.limit:
+                return BudgetLimitReached.__name__, holds
+        return OK, holds
+
+    def held(
+        self,
+        request: reservations.EstimateRequest,
+        row: Any,
+        account: str,
+        user: bool,
+        holds: dict[uuid.UUID, Decimal],
+    ) -> None:
+        for budget in self.budgets:
+            budget.reserved += holds.get(budget.id, Decimal(0))
+        self.reservations.append(
+            ModelReservation(
+                row.id, request.idempotency_key, account, user, request, row.expires_at, holds
+            )
+        )
+
+    @rule(account=st.sampled_from(["P", "Q"]), estimate=costs, user=st.booleans())
+    def authorize(self, account: str, estimate: Decimal, user: bool) -> None:
+        request = self.estimate_request(account, estimate, user)
+        now = self.tick()
+        expected, holds = self.predict_hold(account, user, estimate, now)
+        org = self.org
+        assert org is not None
+        result = self.write(
+            lambda s: reservations.authorize(s, org, request, self.limits, now),
+            expected,
+            sweeps=True,
+        )
+        self.sync_expired()
+        if result is None:
+            return
+        row, replayed = result
+        assert not replayed
+        self.held(request, row, account, user, holds)
+
+    def room(self, account: str, user: bool, *, balance: bool) -> Decimal | None:
+        """The largest provider cost that still fits every hard cap in scope (and the prepaid
+        balance): ``tight`` races spend 60 % of it twice, room for one but not both."""
+        factor = 1 + self.markup / 100
+        rooms = []
+        for budget in self.budgets:
+            if budget.hard and budget.scope[0] in self.scopes_of(account, user):
+                left = budget.limit - budget.spent - budget.reserved
+                rooms.append(left / factor if budget.basis == Basis.BILLED_USAGE else left)
+        if balance and not self.postpaid[account]:
+            rooms.append(self.balance[account] / factor)
+        if not rooms or min(rooms) <= Decimal("0.01"):
+            return None
+        return (min(rooms) * Decimal("0.6")).quantize(Decimal("0.001"), rounding=ROUND_DOWN)
+
+    @rule(
+        account=st.sampled_from(["P", "Q"]),
+        estimates=st.tuples(costs, costs),
+        tight=st.booleans(),
+    )
+    def concurrent_authorizes(
+        self, account: str, estimates: tuple[Decimal, Decimal], tight: bool
+    ) -> None:
+        """Two holds at once on the same budgets: a hard cap with room for one of them but not
+        both admits exactly one — the check and the raise are one step across connections."""
+        share = self.room(account, True, balance=False) if tight else None
+        if share is not None:
+            estimates = (share, share)
+        requests = [self.estimate_request(account, e, True) for e in estimates]
+        now = self.tick()
+        alone = [self.predict_hold(account, True, e, now) for e in estimates]
+        both_fit = all(outcome == OK for outcome, _ in alone) and (
+            self.predict_hold(account, True, estimates[1], now, alone[0][1])[0] == OK
+        )
+        org = self.org
+        assert org is not None
+
+        async def race() -> list[Any]:
+            return list(
+                await asyncio.gather(
+                    *(
+                        self._transaction(
+                            lambda s, r=r: reservations.authorize(s, org, r, self.limits, now)
+                        )
+                        for r in requests
+                    ),
+                    return_exceptions=True,
+                )
+            )
+
+        results = self.run(race())
+        outcomes = [outcome_of(r if isinstance(r, BaseException) else None) for r in results]
+        for outcome in outcomes:
+            OUTCOMES[("concurrent_authorizes", outcome)] += 1
+        if both_fit:
+            assert outcomes == [OK, OK], results
+        else:
+            for (predicted, _), outcome in zip(alone, outcomes, strict=True):
+                if predicted != OK:  # could never fit: refused, with its own reason
+                    assert outcome == predicted, (predicted, results)
+            if all(predicted == OK for predicted, _ in alone):  # room for one, not both
+                assert sorted(outcomes) == sorted([OK, BudgetLimitReached.__name__]), results
+            for index in (0, 1):  # the other one refused outright takes nothing away
+                if alone[index][0] == OK and alone[1 - index][0] != OK:
+                    assert outcomes[index] == OK, results
+        self.sync_expired()
+        for request, result, (_, holds) in zip(requests, results, alone, strict=True):
+            if not isinstance(result, BaseException):
+                row, replayed = result
+                assert not replayed
+                self.held(request, row, account, True, holds)
+
+    @rule(amounts=st.tuples(costs, costs), user=st.booleans(), tight=st.booleans())
+    def concurrent_spend(self, amounts: tuple[Decimal, Decimal], user: bool, tight: bool) -> None:
+        """Two different events on the prepaid account at once: a balance or hard cap with room
+        for one of them but not both admits exactly one (no lost update, no overdraft)."""
+        share = self.room("P", user, balance=True) if tight else None
+        if share is not None:
+            amounts = (share, share)
+        events = [
+            self.usage_event(UsageSpec("P", amount, 0, user), self.key("race"))
+            for amount in amounts
+        ]
+        together, _ = self.plan_usage(events, enforce=True)
+        alone = [self.plan_usage([event], enforce=True)[0] for event in events]
+        org = self.org
+        assert org is not None
+
+        async def race() -> list[Any]:
+            return list(
+                await asyncio.gather(
+                    *(
+                        self._transaction(
+                            lambda s, e=e: ledger.record_usage(s, org, e, self.limits)
+                        )
+                        for e in events
+                    ),
+                    return_exceptions=True,
+                )
+            )
+
+        results = self.run(race())
+        outcomes = [outcome_of(r if isinstance(r, BaseException) else None) for r in results]
+        for outcome in outcomes:
+            OUTCOMES[("concurrent_spend", outcome)] += 1
+        accepted = [e for e, outcome in zip(events, outcomes, strict=True) if outcome == OK]
+        if together == OK:
+            assert outcomes == [OK, OK], results
+        else:
+            for predicted, outcome in zip(alone, outcomes, strict=True):
+                if predicted != OK:
+                    assert outcome == predicted, (predicted, results)
+            if all(predicted == OK for predicted in alone):
+                assert len(accepted) == 1, results
+            for index in (0, 1):
+                if alone[index] == OK and alone[1 - index] != OK:
+                    assert outcomes[index] == OK, results
+        if accepted:
+            fits, effects = self.plan_usage(accepted, enforce=True)
+            assert fits == OK
+            self.apply(effects, [r for r in results if not isinstance(r, BaseException)])
+
+    @precondition(lambda self: self.reservations)
+    @rule(pick=st.integers(min_value=0), changed=st.booleans())
+    def authorize_again(self, pick: int, changed: bool) -> None:
+        """A retried authorize replays the reservation, whatever became of it since."""
+        reservation = self.reservations[-1 - pick % len(self.reservations)]  # recent first
+        request = reservation.request
+        if changed:
+            assert request.estimated_cost is not None
+            request = replace(request, estimated_cost=request.estimated_cost + 1)
+        org = self.org
+        assert org is not None
+        now = self.now
+        result = self.write(
+            lambda s: reservations.authorize(s, org, request, self.limits, now),
+            IdempotencyConflict.__name__ if changed else OK,
+            sweeps=True,
+        )
+        self.sync_expired()
+        if result is not None:
+            row, replayed = result
+            assert replayed and row.id == reservation.id
+
+    @precondition(lambda self: self.reservations)
+    @rule(pick=st.integers(min_value=0), actual=costs, count=tokens)
+    def settle(self, pick: int, actual: Decimal, count: int) -> None:
+        reservation = self.reservations[-1 - pick % len(self.reservations)]  # recent first
+        if reservation.state == "SETTLED":
+            # A retry of the settlement replays; a second, different settlement is refused.
+            assert reservation.settle_event is not None
+            for event, expected in (
+                (reservation.settle_event, OK),
+                (
+                    replace(reservation.settle_event, idempotency_key=self.key("again")),
+                    ValidationFailed.__name__,
+                ),
+            ):
+                before = self.run(self.snapshot())
+                entry = self.write(self._settling(reservation.id, event), expected)
+                assert self.run(self.snapshot()) == before
+                if entry is not None:
+                    assert entry.replayed
+                    assert entry.id == self.entries[reservation.settle_event.idempotency_key].id
+            return
+        spec = UsageSpec(reservation.account, actual, count, reservation.user)
+        event = self.usage_event(spec, self.key("settle"))
+        live = reservation.state == "HELD" and reservation.expires_at > self.now
+        _, effects = self.plan_usage([event], enforce=False)
+        entry = self.write(
+            self._settling(reservation.id, event), OK if live else ValidationFailed.__name__
+        )
+        self.sync_expired()
+        if entry is None:
+            return
+        for budget in self.budgets:
+            budget.reserved -= reservation.holds.get(budget.id, Decimal(0))
+        self.apply(effects, [entry], settled=True)
+        reservation.state = "SETTLED"
+        reservation.settle_event = event
+
+    def _settling(
+        self, reservation_id: uuid.UUID, event: UsageEvent
+    ) -> Callable[[AsyncSession], Awaitable[Any]]:
+        org = self.org
+        assert org is not None
+        now = self.now
+        return lambda s: reservations.settle(s, org, reservation_id, event, self.limits, now)
+
+    @precondition(lambda self: self.reservations)
+    @rule(pick=st.integers(min_value=0))
+    def release(self, pick: int) -> None:
+        reservation = self.reservations[-1 - pick % len(self.reservations)]  # recent first
+        org = self.org
+        assert org is not None
+        now = self.tick()
+        expected = ValidationFailed.__name__ if reservation.state == "SETTLED" else OK
+        row = self.write(lambda s: reservations.release(s, org, reservation.id, now), expected)
+        self.sync_expired()
+        if row is None or reservation.state != "HELD":
+            return
+        reservation.state = "RELEASED" if reservation.expires_at > now else "EXPIRED"
+        assert row.state == reservation.state
+        for budget in self.budgets:
+            budget.reserved -= reservation.holds.get(budget.id, Decimal(0))
+
+    @rule()
+    def time_passes(self) -> None:
+        """Past the reservation TTL: held reservations expire (swept by the next authorize)."""
+        self.now += TTL
+
+    # --- invariants ---
+
+    @invariant()
+    def counters_equal_the_ledger(self) -> None:
+        if self.org is None:
+            return
+        self.run(self._check())
+
+    async def _check(self) -> None:
+        names = {self.ids["P"]: "P", self.ids["Q"]: "Q"}
+        entries = await self.rows(
+            "SELECT idempotency_key, id, type, account_id, amount, balance_delta, ai_cost, "
+            "input_tokens + output_tokens + cached_input_tokens + reasoning_tokens, "
+            "user_id, department_id, customer_id, occurred_at "
+            "FROM ledger_entries WHERE organization_id = :org"
+        )
+        # The ledger holds exactly the model's entries: no replay wrote a second one.
+        assert len(entries) == len({row[0] for row in entries})
+        assert {row[0] for row in entries} == set(self.entries)
+        for key, entry_id, kind, account_id, amount, delta, *_ in entries:
+            expected = self.entries[key]
+            assert (entry_id, kind, names[account_id], amount, delta) == (
+                expected.id,
+                expected.type,
+                expected.account,
+                expected.amount,
+                expected.balance_delta,
+            ), key
+        # Balances are the SUM of the entries' balance deltas.
+        sums: dict[str, Decimal] = defaultdict(Decimal)
+        for row in entries:
+            sums[names[row[3]]] += row[5]
+        stored = dict(
+            await self.rows(
+                "SELECT account_id, balance FROM account_balances WHERE organization_id = :org"
+            )
+        )
+        for account in ("P", "Q"):
+            balance = stored.get(self.ids[account], Decimal(0))
+            assert balance == sums[account] == self.balance[account], account
+        # Allowance counters: the tokens of the cycle's usage, up to what the plan includes.
+        counters = await self.rows(
+            "SELECT account_id, cycle_start, included_tokens, used_tokens "
+            "FROM allowance_counters WHERE organization_id = :org"
+        )
+        for account_id, cycle_start, included, used in counters:
+            account = names[account_id]
+            assert cycle_start == self.cycle_start[account]
+            drawn = sum(
+                row[7] for row in entries if row[2] == "USAGE_CHARGE" and row[3] == account_id
+            )
+            assert used == min(included, drawn) == self.used[account]
+        # Budgets: spent is the usage in scope and period, reserved the live holds.
+        held = await self.rows(
+            "SELECT state, holds, settled_entry_id FROM reservations WHERE organization_id = :org"
+        )
+        settled_ids = {row[2] for row in held if row[2] is not None}
+        budget_rows = {
+            row[0]: row[1:]
+            for row in await self.rows(
+                "SELECT budget_id, period_start, spent, reserved "
+                "FROM budget_counters WHERE organization_id = :org"
+            )
+        }
+        for budget in self.budgets:
+            period_start, spent, reserved = budget_rows.get(
+                budget.id, (budget.window[0], Decimal(0), Decimal(0))
+            )
+            assert period_start == budget.window[0]
+            in_scope = [
+                row
+                for row in entries
+                if row[2] == "USAGE_CHARGE"
+                and budget.window[0] <= row[11] < budget.window[1]
+                and self._in_scope(budget, row)
+            ]
+            value = 4 if budget.basis == Basis.BILLED_USAGE else 6
+            assert spent == sum((row[value] for row in in_scope), Decimal(0)) == budget.spent
+            holds = sum(
+                (
+                    Decimal(h["amount"])
+                    for state, hold_list, _ in held
+                    if state == "HELD"
+                    for h in hold_list
+                    if h["budget_id"] == str(budget.id)
+                ),
+                Decimal(0),
+            )
+            assert reserved == holds == budget.reserved
+            assert spent >= 0 and reserved >= 0
+            if budget.hard:
+                enforced = sum(
+                    (row[value] for row in in_scope if row[1] not in settled_ids), Decimal(0)
+                )
+                assert enforced == spent - budget.settled
+                assert enforced + reserved <= budget.limit, (budget, enforced, reserved)
+        # Reservations are in the states the model expects.
+        states = dict(
+            await self.rows("SELECT id, state FROM reservations WHERE organization_id = :org")
+        )
+        assert states == {r.id: r.state for r in self.reservations}
+
+    def _in_scope(self, budget: ModelBudget, row: Sequence[Any]) -> bool:
+        kind = budget.scope[0]
+        ident = self.ids[kind]
+        column = {
+            "ORG": None,
+            "P": 3,
+            "Q": 3,
+            "USER": 8,
+            "DEPARTMENT": 9,
+            "CUSTOMER_P": 10,
+            "CUSTOMER_Q": 10,
+        }[kind]
+        return column is None or row[column] == ident
+
+
+def test_ledger_state_machine(database_url: str, settings: Settings) -> None:
+    LedgerMachine.database_url = database_url
+    LedgerMachine.app_settings = settings
+    run_state_machine_as_test(
+        LedgerMachine,
+        settings=settings_for_run(),
+    )
+    for (rule_name, outcome), count in sorted(OUTCOMES.items()):
+        print(f"{rule_name:24} {outcome:22} {count}")
+
+
+def settings_for_run() -> Any:
+    """Bounded for CI. Shrinking a failure replays sequences against the database and can
+    take minutes, so CI reports the failing sequence as found; ``COSTGRAPH_STATEFUL_SHRINK=1``
+    shrinks it to a minimal one when hunting a bug."""
+    phases = [Phase.explicit, Phase.reuse, Phase.generate]
+    if os.environ.get("COSTGRAPH_STATEFUL_SHRINK") == "1":
+        phases.append(Phase.shrink)
+    return settings(
+        max_examples=EXAMPLES,
+        stateful_step_count=STEPS,
+        deadline=None,
+        phases=phases,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )

@@ -1,0 +1,261 @@
+"""Live totals read from the rollups, the tail and the edges equal a plain SUM over the ledger.
+
+Every scope kind, two currencies, payments and a reprice correction in the same hours as
+usage, entries before and after rollup runs (the job runs only when the test says so), and
+periods whose bounds cut hours.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from costgraph.app.state import AppState
+from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.models.ledger import EntryType, LedgerEntry
+from costgraph.models.scoping import bind_tenant
+from costgraph.subscriptions.totals import UsageTotals, period_totals
+from tests.conftest import Tenant, raw_connection
+from tests.pnl_support import (
+    CREATE_ACCOUNT,
+    CREATE_CUSTOMER,
+    CREATE_USER,
+    DEPOSIT,
+    catch_up,
+    key,
+    usage_event,
+    write,
+)
+from tests.test_pricing_catalog import SET_RATE, provider_name, record, set_price
+from tests.test_pricing_reprice import REPRICE
+
+UTC_Z = "%Y-%m-%dT%H:%M:%SZ"
+OCTOBER = (
+    datetime.fromisoformat("2026-10-01T00:00:00+00:00"),
+    datetime.fromisoformat("2026-11-01T00:00:00+00:00"),
+)
+#: Bounds that cut hours, and a period inside one hour (no whole hour at all).
+CUT = (
+    datetime.fromisoformat("2026-10-03T10:30:00+00:00"),
+    datetime.fromisoformat("2026-10-04T08:30:00+00:00"),
+)
+INSIDE = (
+    datetime.fromisoformat("2026-10-03T10:20:00+00:00"),
+    datetime.fromisoformat("2026-10-03T10:45:00+00:00"),
+)
+
+_COLUMNS = {
+    ScopeKind.ORGANIZATION: LedgerEntry.organization_id,
+    ScopeKind.CUSTOMER: LedgerEntry.customer_id,
+    ScopeKind.ACCOUNT: LedgerEntry.account_id,
+    ScopeKind.DEPARTMENT: LedgerEntry.department_id,
+    ScopeKind.USER: LedgerEntry.user_id,
+}
+
+
+async def plain_sum(
+    session: AsyncSession, scope: Scope, period: tuple[datetime, datetime]
+) -> list[UsageTotals]:
+    """The reference: one grouped SUM over the scope's usage charges (the tenant filter of the
+    session applies)."""
+
+    def total(column: Any) -> Any:
+        return func.coalesce(func.sum(column), 0)
+
+    statement = (
+        select(
+            LedgerEntry.currency,
+            func.count(),
+            total(LedgerEntry.input_tokens),
+            total(LedgerEntry.output_tokens),
+            total(LedgerEntry.cached_input_tokens),
+            total(LedgerEntry.cache_write_tokens),
+            total(LedgerEntry.reasoning_tokens),
+            total(LedgerEntry.ai_cost),
+            total(LedgerEntry.amount),
+        )
+        .where(
+            LedgerEntry.type == EntryType.USAGE_CHARGE.value,
+            LedgerEntry.occurred_at >= period[0],
+            LedgerEntry.occurred_at < period[1],
+            _COLUMNS[scope.kind] == scope.id,
+        )
+        .group_by(LedgerEntry.currency)
+        .order_by(LedgerEntry.currency)
+    )
+    return [
+        UsageTotals(
+            row[0],
+            int(row[1]),
+            int(row[2]),
+            int(row[3]),
+            int(row[4]),
+            int(row[5]),
+            int(row[6]),
+            Decimal(row[7]),
+            Decimal(row[8]),
+        )
+        for row in (await session.execute(statement)).all()
+    ]
+
+
+def shown(rows: list[UsageTotals]) -> list[tuple[Any, ...]]:
+    """Rows as the payload shows them (decimals by their text, so the scale counts too)."""
+    return [
+        (
+            r.currency,
+            r.entries,
+            r.input_tokens,
+            r.output_tokens,
+            r.cached_input_tokens,
+            r.cache_write_tokens,
+            r.reasoning_tokens,
+            str(r.ai_cost),
+            str(r.billed),
+        )
+        for r in rows
+    ]
+
+
+async def fresh_read(
+    state: AppState, tenant: Tenant, scope: Scope, period: tuple[datetime, datetime]
+) -> list[UsageTotals]:
+    """As a live update reads: a session of its own, the read its first statement. The read
+    begins and ends its own transaction: the connection goes back to the pool idle."""
+    async with state.sessions() as session:
+        bind_tenant(session.sync_session, tenant.org.id)
+        rows = await period_totals(session, scope, period)
+        raw = await (await session.connection()).get_raw_connection()
+        assert not raw.driver_connection.is_in_transaction()
+    return rows
+
+
+async def compare(state: AppState, tenant: Tenant, scopes: list[Scope]) -> int:
+    """Every scope over every period: the same rows both ways (read on its own, and inside a
+    transaction the session had begun). Returns the rows compared."""
+    compared = 0
+    async with state.sessions() as session:
+        bind_tenant(session.sync_session, tenant.org.id)
+        for scope in scopes:
+            for period in (OCTOBER, CUT, INSIDE):
+                alone = await fresh_read(state, tenant, scope, period)
+                expected = await plain_sum(session, scope, period)
+                inside = await period_totals(session, scope, period)
+                assert shown(alone) == shown(expected), (scope, period)
+                assert shown(inside) == shown(expected), (scope, period)
+                compared += len(expected)
+    return compared
+
+
+async def test_totals_from_rollups_equal_a_plain_sum(
+    state: AppState, tenant: Tenant, mint: Any, database_url: str
+) -> None:
+    department = (
+        await tenant.gql('mutation { createDepartment(input: {name: "Research"}) { id } }')
+    )["data"]["createDepartment"]["id"]
+    user = await write(
+        tenant,
+        CREATE_USER,
+        "createUser",
+        {"email": f"u-{key()}@example.com", "departmentId": department},
+    )
+    customer_b = await write(tenant, CREATE_CUSTOMER, "createCustomer", {"name": "B"})
+    euro = await write(
+        tenant,
+        CREATE_ACCOUNT,
+        "createAccount",
+        {"customerId": customer_b["id"], "name": "B1", "postpaid": True, "currency": "EUR"},
+    )
+    usd = str(tenant.account_id)
+    # Catalog-priced usage (so a reprice can correct it): a platform price in EUR, the
+    # tenant's EUR->USD rate.
+    provider = provider_name()
+    platform = mint(None, ["platform_admin"])
+    await set_price(tenant, token=platform, provider=provider, currency="EUR")
+    rate = {"base": "EUR", "quote": "USD", "rate": "1.25", "effectiveFrom": "2026-01-01T00:00:00Z"}
+    assert "errors" not in await tenant.gql(SET_RATE, {"input": rate})
+
+    async def priced(at: str) -> None:
+        result = await record(
+            tenant, provider, occurredAt=at, userId=user["id"], cacheWriteTokens=7
+        )
+        assert result["__typename"] == "UsageRecorded", result
+
+    # Rolled up: usage in both currencies, a top-up in the same hour, entries just outside.
+    await write(
+        tenant,
+        DEPOSIT,
+        "deposit",
+        {
+            "idempotencyKey": key(),
+            "accountId": usd,
+            "amount": "100.00",
+            "currency": "USD",
+            "occurredAt": "2026-10-03T10:05:00Z",
+        },
+    )
+    await priced("2026-10-03T10:15:00Z")
+    await usage_event(tenant, usd, "2026-10-03T10:40:00Z", "2.50", "USD", userId=user["id"])
+    await usage_event(tenant, euro["id"], "2026-10-03T10:41:00Z", "10.00", "EUR")
+    await usage_event(tenant, usd, "2026-09-30T23:59:59Z", "1.00", "USD")
+    await usage_event(tenant, usd, "2026-11-01T00:00:00Z", "1.00", "USD")
+    async with raw_connection(database_url) as connection:
+        await catch_up(connection)
+
+    scopes = [
+        Scope(ScopeKind.ORGANIZATION, tenant.org.id),
+        Scope(ScopeKind.CUSTOMER, tenant.customer_id),
+        Scope(ScopeKind.CUSTOMER, uuid.UUID(customer_b["id"])),
+        Scope(ScopeKind.ACCOUNT, tenant.account_id),
+        Scope(ScopeKind.ACCOUNT, uuid.UUID(euro["id"])),
+        Scope(ScopeKind.USER, uuid.UUID(user["id"])),
+        Scope(ScopeKind.DEPARTMENT, uuid.UUID(department)),
+    ]
+    assert await compare(state, tenant, scopes) > 0
+
+    # Not rolled up yet: more usage in hours already rolled up and in new ones.
+    await priced("2026-10-04T08:00:00Z")
+    await usage_event(tenant, euro["id"], "2026-10-03T10:50:00Z", "4.00", "EUR")
+    await usage_event(tenant, usd, "2026-10-20T23:00:00Z", "0.75", "USD", userId=user["id"])
+    await compare(state, tenant, scopes)
+
+    # A corrected rate and a reprice: corrections (not usage charges) in the tail, then rolled.
+    rate = {"base": "EUR", "quote": "USD", "rate": "1.10", "effectiveFrom": "2026-10-01T00:00:00Z"}
+    assert "errors" not in await tenant.gql(SET_RATE, {"input": rate})
+    range_ = {"start": OCTOBER[0].strftime(UTC_Z), "end": OCTOBER[1].strftime(UTC_Z)}
+    body = await tenant.gql(REPRICE, {"input": {"range": range_, "reason": "fix"}})
+    assert body["data"]["repriceUsage"]["adjusted"] == 2, body
+    await compare(state, tenant, scopes)
+    async with raw_connection(database_url) as connection:
+        await catch_up(connection)
+    await usage_event(tenant, usd, "2026-10-04T08:20:00Z", "0.25", "USD", userId=user["id"])
+    assert await compare(state, tenant, scopes) > 0
+
+    # The department's totals are not trivially empty: its user's usage reached it.
+    async with state.sessions() as session:
+        bind_tenant(session.sync_session, tenant.org.id)
+        rows = await period_totals(
+            session, Scope(ScopeKind.DEPARTMENT, uuid.UUID(department)), OCTOBER
+        )
+    assert [(r.currency, r.entries) for r in rows] == [("USD", 5)]
+
+
+async def test_another_organisations_scope_has_no_totals(
+    state: AppState, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    await usage_event(
+        other_tenant, str(other_tenant.account_id), "2026-10-03T10:40:00Z", "2.50", "USD"
+    )
+    async with state.sessions() as session:
+        bind_tenant(session.sync_session, tenant.org.id)
+        for scope in (
+            Scope(ScopeKind.ORGANIZATION, other_tenant.org.id),
+            Scope(ScopeKind.ACCOUNT, other_tenant.account_id),
+            Scope(ScopeKind.CUSTOMER, other_tenant.customer_id),
+        ):
+            assert await period_totals(session, scope, OCTOBER) == []
