@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.alerts import repository, routing
+from costgraph.alerts import leases, repository, routing
 from costgraph.alerts.records import AlertRecord, ChannelKind
 from costgraph.models import Organization
 from costgraph.models.alerts import Alert, DeliveryAttempt, NotificationChannel
@@ -73,28 +73,9 @@ class Job:
     enabled: bool
 
 
-_SWEEP = text(
-    """UPDATE alert_deliveries
-       SET state = 'DEAD', claim_token = NULL,
-           last_error = coalesce(last_error, '') || ' (attempts exhausted)'
-       WHERE state = 'PENDING' AND next_attempt_at <= now() AND attempts >= :max_attempts"""
-)
-
-_CLAIM = text(
-    """WITH due AS (
-         SELECT organization_id, id FROM alert_deliveries
-         WHERE state = 'PENDING' AND next_attempt_at <= now() AND attempts < :max_attempts
-         ORDER BY next_attempt_at
-         LIMIT :limit
-         FOR UPDATE SKIP LOCKED
-       )
-       UPDATE alert_deliveries AS d
-       SET attempts = d.attempts + 1,
-           next_attempt_at = now() + make_interval(secs => :lease),
-           claim_token = :token
-       FROM due
-       WHERE d.organization_id = due.organization_id AND d.id = due.id
-       RETURNING d.organization_id, d.id, d.alert_id, d.channel_id, d.attempts"""
+_SWEEP = leases.sweep("alert_deliveries")
+_CLAIM = leases.claim(
+    "alert_deliveries", "q.organization_id, q.id, q.alert_id, q.channel_id, q.attempts"
 )
 
 
@@ -208,32 +189,17 @@ async def finish(
             )
             .on_conflict_do_nothing()
         )
+        state: leases.State
+        params: dict[str, object] = {}
         if outcome.delivered:
             state = "DELIVERED"
-            statement = text(
-                """UPDATE alert_deliveries
-                   SET state = 'DELIVERED', delivered_at = now(), claim_token = NULL,
-                       last_error = NULL
-                   WHERE organization_id = :org AND id = :id AND claim_token = :token"""
-            )
-            params: dict[str, object] = {}
         elif outcome.permanent or item.attempt >= max_attempts:
             state = "DEAD"
-            statement = text(
-                """UPDATE alert_deliveries
-                   SET state = 'DEAD', claim_token = NULL, last_error = :error
-                   WHERE organization_id = :org AND id = :id AND claim_token = :token"""
-            )
             params = {"error": error}
         else:
             state = "PENDING"
-            statement = text(
-                """UPDATE alert_deliveries
-                   SET next_attempt_at = now() + make_interval(secs => :wait),
-                       claim_token = NULL, last_error = :error
-                   WHERE organization_id = :org AND id = :id AND claim_token = :token"""
-            )
             params = {"error": error, "wait": backoff.total_seconds()}
+        statement = leases.settle("alert_deliveries", state)
         result = await session.execute(
             statement,
             {"org": item.organization_id, "id": item.delivery_id, "token": item.token, **params},

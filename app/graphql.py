@@ -112,6 +112,32 @@ def unauthorized(error: str, description: str) -> Response:
     )
 
 
+async def bearer_principal(
+    state: AppState, header: str | None, log: logging.Logger
+) -> Principal | Response:
+    """The verified caller of an ``Authorization: Bearer`` header, or the 401 refusing it
+    (the reason logged to ``log``). Shared by ``/graphql`` and the plain HTTP routes."""
+    token = _bearer(header)
+    if token is None:
+        return unauthorized("invalid_request", "a bearer access token is required")
+    try:
+        return await state.verifier.verify_async(token)
+    except InvalidToken as exc:
+        log.info("token refused: %s", exc)
+        return unauthorized("invalid_token", "the access token is not valid")
+
+
+async def over_budget(
+    state: AppState, principal: Principal, log: logging.Logger
+) -> Response | None:
+    """The 429 refusal when ``principal`` has spent its request budget (app/rate_limit.py)."""
+    limiter = state.rate_limiter
+    if limiter is None or (refusal := await limiter.check(principal)) is None:
+        return None
+    log.info("rate limited: %s budget of %s", refusal.budget, principal.subject)
+    return rate_limited(refusal)
+
+
 class GraphQLApp(GraphQL[Context, None]):
     # Subscriptions: graphql-transport-ws only (see subscriptions/transport.py).
     graphql_transport_ws_handler_class = LiveTransportHandler
@@ -130,26 +156,16 @@ class GraphQLApp(GraphQL[Context, None]):
             return
         if scope["type"] == "http" and self._needs_token(scope):
             request = Request(scope, receive)
-            token = _bearer(request.headers.get("authorization"))
-            if token is None:
-                await unauthorized("invalid_request", "a bearer access token is required")(
-                    scope, receive, send
-                )
-                return
-            try:
-                principal = await self.state.verifier.verify_async(token)
-            except InvalidToken as exc:
-                logger.info("token refused: %s", exc)
-                await unauthorized("invalid_token", "the access token is not valid")(
-                    scope, receive, send
-                )
+            principal = await bearer_principal(
+                self.state, request.headers.get("authorization"), logger
+            )
+            if isinstance(principal, Response):
+                await principal(scope, receive, send)
                 return
             scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
             observability.bind_principal(principal)  # who, on every later log line
-            limiter = self.state.rate_limiter
-            if limiter is not None and (refusal := await limiter.check(principal)):
-                logger.info("rate limited: %s budget of %s", refusal.budget, principal.subject)
-                await rate_limited(refusal)(scope, receive, send)
+            if (refused := await over_budget(self.state, principal, logger)) is not None:
+                await refused(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 

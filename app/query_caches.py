@@ -43,9 +43,6 @@ class LimitedValidation(ValidationCache):
     """strawberry's validation cache, preceded by the limits on the document (a document over
     one is refused without graphql-core's validation, whose overlapping-fields check is itself
     slow on nested fragment spreads) and followed by the lists in the variables.
-
-    The limits live in the two hooks strawberry's caches use anyway, because every further
-    extension hook costs each request a context manager or two.
     """
 
     def __init__(

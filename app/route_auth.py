@@ -10,16 +10,15 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from costgraph.app.graphql import _bearer, unauthorized
-from costgraph.app.rate_limit import rate_limited
+from costgraph.app import graphql
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
 from costgraph.auth.permissions import Right, has_right
 from costgraph.auth.principal import Principal
-from costgraph.auth.verify import InvalidToken
-from costgraph.billing.directory import OrgContext, get_organization
+from costgraph.billing.directory import OrgContext
 from costgraph.billing.errors import DomainError, ErrorCode, Forbidden, Unauthenticated
 from costgraph.billing.exports import links
+from costgraph.resolvers.context import organization
 
 logger = logging.getLogger("costgraph.routes")
 
@@ -49,14 +48,9 @@ def _forbidden(message: str) -> JSONResponse:
 
 async def authenticate(request: Request, state: AppState, right: Right) -> Principal | Response:
     """The caller of a bearer-token request with ``right``, or the response refusing it."""
-    token = _bearer(request.headers.get("authorization"))
-    if token is None:
-        return unauthorized("invalid_request", "a bearer access token is required")
-    try:
-        principal = await state.verifier.verify_async(token)
-    except InvalidToken as exc:
-        logger.info("token refused: %s", exc)
-        return unauthorized("invalid_token", "the access token is not valid")
+    principal = await graphql.bearer_principal(state, request.headers.get("authorization"), logger)
+    if isinstance(principal, Response):
+        return principal
     if (refused := await over_budget(state, principal)) is not None:
         return refused
     if not has_right(principal, right):
@@ -68,11 +62,7 @@ async def over_budget(state: AppState, principal: Principal) -> Response | None:
     """The 429 refusal when ``principal`` has spent its request budget (app/rate_limit.py):
     the same budgets, and the same counts, as ``/graphql``. A signed link draws on the budget
     of the principal who made it."""
-    limiter = state.rate_limiter
-    if limiter is None or (refusal := await limiter.check(principal)) is None:
-        return None
-    logger.info("rate limited: %s budget of %s", refusal.budget, principal.subject)
-    return rate_limited(refusal)
+    return await graphql.over_budget(state, principal, logger)
 
 
 def verify_link(state: AppState, token: str, report: str) -> links.LinkClaims:
@@ -104,13 +94,7 @@ async def organization_of(state: AppState, principal: Principal, right: Right) -
     """The principal's organisation, once it holds ``right`` (else ``Forbidden``)."""
     if not has_right(principal, right):
         raise Forbidden(f"this operation needs the {right.value} right")
-    if principal.organization_id is None:
-        raise Forbidden("this token is not bound to an organisation")
-    async with state.sessions() as session:
-        org = await get_organization(session, principal.organization_id)
-    if org is None:
-        raise Forbidden("the token's organisation does not exist")
-    return OrgContext.of(org)
+    return await organization(state, principal)
 
 
 def public_base(settings: Settings, request: HTTPConnection | None = None) -> str:

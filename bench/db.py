@@ -160,3 +160,17 @@ def integrator_token(settings: Settings, org_id: uuid.UUID) -> str:
         client_id="bench",
         ttl=timedelta(hours=2),
     )
+
+
+def role_token(settings: Settings, org_id: uuid.UUID, roles: list[str], subject: str) -> str:
+    """A person's token with these roles (a widget's ``finance_viewer``, an ``org_admin``)."""
+    key = KeyStore(settings.key_dir, settings.signing_key_path).ensure()
+    return mint_access_token(
+        key,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        subject=subject,
+        organization_id=org_id,
+        roles=roles,
+        ttl=timedelta(hours=2),
+    )

@@ -38,14 +38,11 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 import psutil
 
-from bench.db import BenchTenant, bench_settings, create_tenant, fresh_database
+from bench.db import BenchTenant, bench_settings, create_tenant, fresh_database, role_token
 from bench.report import standalone
 from bench.server import COSTGRAPH, ServerConfig, ServerProcess, free_port, started
 from bench.stats import Comparison, Measurement
 from costgraph.app.database import plain_url
-from costgraph.app.settings import Settings
-from costgraph.auth.keys import KeyStore
-from costgraph.auth.tokens import mint_access_token
 from costgraph.billing.exports import ExportLimits, ExportRequest, ReportKind, queries
 from costgraph.billing.exports.spec import resolve_columns
 
@@ -122,20 +119,6 @@ async def seed(url: str, tenant: BenchTenant, entries: int) -> None:
         await connection.execute("ANALYZE ledger_entries")
     finally:
         await connection.close()
-
-
-def viewer_token(settings: Settings, org_id: uuid.UUID) -> str:
-    """A finance_viewer's token: exports need ``read_ledger``."""
-    key = KeyStore(settings.key_dir, settings.signing_key_path).ensure()
-    return mint_access_token(
-        key,
-        issuer=settings.issuer,
-        audience=settings.audience,
-        subject="finance:bench",
-        organization_id=org_id,
-        roles=["finance_viewer"],
-        ttl=timedelta(hours=2),
-    )
 
 
 class RssSampler:
@@ -225,7 +208,8 @@ async def measure_url(url: str, config: ExportConfig, data_dir: Path) -> list[Co
     seeded_at = time.perf_counter()
     await seed(url, tenant, config.entries)
     seed_seconds = time.perf_counter() - seeded_at
-    token = viewer_token(settings, tenant.org.id)
+    # A finance_viewer's token: exports need ``read_ledger``.
+    token = role_token(settings, tenant.org.id, ["finance_viewer"], "finance:bench")
     params = {"start": START.isoformat(), "end": END.isoformat()}
     server_config = ServerConfig(COSTGRAPH, free_port(), url, str(data_dir), str(tenant.org.id))
     async with started(server_config) as (server,):

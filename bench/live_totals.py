@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +50,19 @@ FROM generate_series(1, $9) g"""
 
 _COLUMNS = {
     ScopeKind.ORGANIZATION: LedgerEntry.organization_id,
+    ScopeKind.CUSTOMER: LedgerEntry.customer_id,
     ScopeKind.ACCOUNT: LedgerEntry.account_id,
-    ScopeKind.USER: LedgerEntry.user_id,
     ScopeKind.DEPARTMENT: LedgerEntry.department_id,
+    ScopeKind.USER: LedgerEntry.user_id,
 }
 
 
 async def plain_sum(
     session: AsyncSession, scope: Scope, period: tuple[datetime, datetime]
 ) -> list[UsageTotals]:
-    """The read every live update made before: one grouped SUM over the month's entries."""
+    """The read every live update made before: one grouped SUM over the scope's usage charges
+    (the tenant filter of the session applies). Also the reference of
+    ``tests/test_subscriptions_totals.py``."""
 
     def total(column: Any) -> Any:
         return func.coalesce(func.sum(column), 0)
@@ -85,7 +89,9 @@ async def plain_sum(
         .order_by(LedgerEntry.currency)
     )
     rows = (await session.execute(statement)).all()
-    return [UsageTotals(r[0], *(int(v) for v in r[1:7]), r[7], r[8]) for r in rows]
+    return [
+        UsageTotals(r[0], *(int(v) for v in r[1:7]), Decimal(r[7]), Decimal(r[8])) for r in rows
+    ]
 
 
 Read = Callable[[AsyncSession, Scope, tuple[datetime, datetime]], Awaitable[list[UsageTotals]]]

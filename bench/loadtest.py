@@ -56,6 +56,7 @@ from bench.db import (
     fresh_database,
     integrator_token,
     postgres_server,
+    role_token,
 )
 from bench.loadgen import LOOPBACK, Connection
 from bench.report import RESULTS_DIR, environment, run_async
@@ -64,8 +65,6 @@ from bench.stats import Measurement, percentile
 from bench.workload import EventFactory, to_graphql_input
 from costgraph.app.database import create_engine, create_sessionmaker, plain_url
 from costgraph.app.settings import Settings
-from costgraph.auth.keys import KeyStore
-from costgraph.auth.tokens import mint_access_token
 from costgraph.billing import budget_repository, budgets
 from costgraph.billing.budgets import BudgetSpec
 from costgraph.billing.periods import Period
@@ -251,19 +250,6 @@ def render(report: Report) -> str:
 
 
 # --- the tenant's extra set-up ---
-
-
-def role_token(settings: Settings, org_id: uuid.UUID, roles: list[str], subject: str) -> str:
-    key = KeyStore(settings.key_dir, settings.signing_key_path).ensure()
-    return mint_access_token(
-        key,
-        issuer=settings.issuer,
-        audience=settings.audience,
-        subject=subject,
-        organization_id=org_id,
-        roles=roles,
-        ttl=timedelta(hours=2),
-    )
 
 
 async def soft_budget(settings: Settings, url: str, tenant: BenchTenant) -> uuid.UUID:

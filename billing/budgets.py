@@ -191,6 +191,13 @@ async def status(
     budget = await repo.get_budget(session, budget_id)
     if budget is None:
         raise NotFound("budget", budget_id, "budgetId")
+    return await status_of(session, budget, now, zone)
+
+
+async def status_of(
+    session: AsyncSession, budget: Budget, now: datetime, zone: ZoneInfo
+) -> BudgetStatus:
+    """:func:`status` of a budget already read."""
     span = period_of(budget, now, zone)
     if span is None:  # a custom window that is over or not begun: show the window itself
         assert budget.custom_start is not None and budget.custom_end is not None

@@ -126,10 +126,11 @@ async def load_view(
     session: AsyncSession,
     organization_id: uuid.UUID,
     keys: Iterable[tuple[str, str]],
-    start: datetime,
-    end: datetime,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> CatalogView:
-    """Aliases and versions for ``keys`` (provider, model) over ``[start, end]``: two queries."""
+    """Aliases and versions for ``keys`` (provider, model) over ``[start, end]`` (without
+    bounds: every version): two queries."""
     wanted = set(keys)
     canonical = await repo.resolve_aliases(session, organization_id, wanted)
     models = {(provider, canonical.get((provider, model), model)) for provider, model in wanted}
@@ -164,14 +165,10 @@ async def cached_view(
             found[key] = hit
     if missing:
         generation = cache.generation
-        canonical = await repo.resolve_aliases(session, organization_id, missing)
-        models = {(provider, canonical.get((provider, name), name)) for provider, name in missing}
-        versions: dict[tuple[str, str], list[PriceVersion]] = {}
-        for row in await repo.all_versions(session, organization_id, models):
-            versions.setdefault((row.provider, row.model), []).append(PriceVersion.of(row))
+        loaded = await load_view(session, organization_id, missing)
         for provider, name in missing:
-            target = canonical.get((provider, name))
-            entry = CatalogName(target, tuple(versions.get((provider, target or name), ())))
+            target = loaded.canonical.get((provider, name))
+            entry = CatalogName(target, tuple(loaded.versions.get((provider, target or name), ())))
             cache.put((organization_id, provider, name), entry, generation=generation)
             found[(provider, name)] = entry
     return CatalogView(

@@ -204,37 +204,23 @@ async def versions_between(
     session: AsyncSession,
     organization_id: uuid.UUID | None,
     keys: Iterable[tuple[str, str]],
-    start: datetime,
-    end: datetime,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> Sequence[ModelPrice]:
-    """Versions of these (provider, model) in force at some instant of ``[start, end]``."""
+    """Versions of these (provider, model) in force at some instant of ``[start, end]``;
+    without bounds, every version at any time."""
     wanted = list(set(keys))
     if not wanted:
         return []
-    rows = await session.scalars(
-        select(ModelPrice).where(
-            visible_to(ModelPrice.organization_id, organization_id),
-            tuple_(ModelPrice.provider, ModelPrice.model).in_(wanted),
-            ModelPrice.effective_from <= end,
-            or_(ModelPrice.effective_to.is_(None), ModelPrice.effective_to > start),
-        )
-    )
-    return rows.all()
-
-
-async def all_versions(
-    session: AsyncSession, organization_id: uuid.UUID | None, keys: Iterable[tuple[str, str]]
-) -> Sequence[ModelPrice]:
-    """Every version, at any time, of these (provider, model) that the caller sees."""
-    wanted = list(set(keys))
-    if not wanted:
-        return []
-    rows = await session.scalars(
-        select(ModelPrice).where(
-            visible_to(ModelPrice.organization_id, organization_id),
-            tuple_(ModelPrice.provider, ModelPrice.model).in_(wanted),
-        )
-    )
+    conditions: list[Any] = [
+        visible_to(ModelPrice.organization_id, organization_id),
+        tuple_(ModelPrice.provider, ModelPrice.model).in_(wanted),
+    ]
+    if end is not None:
+        conditions.append(ModelPrice.effective_from <= end)
+    if start is not None:
+        conditions.append(or_(ModelPrice.effective_to.is_(None), ModelPrice.effective_to > start))
+    rows = await session.scalars(select(ModelPrice).where(*conditions))
     return rows.all()
 
 

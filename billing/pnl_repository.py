@@ -39,6 +39,8 @@ from costgraph.models.rollups import NIL_UUID
 
 HOUR = timedelta(hours=1)
 STATE_NAME = "ledger"
+#: The rollup job's high-water snapshot, read by the statement that uses it.
+MARK_SQL = f"(SELECT s.snapshot::txid_snapshot FROM rollup_state s WHERE s.name = '{STATE_NAME}')"
 UNITS = {"HOUR": "hour", "DAY": "day", "WEEK": "week", "MONTH": "month"}
 
 
@@ -244,11 +246,7 @@ def _tail_branch(
     """
     assert shape.whole is not None
     ws, we = shape.whole
-    mark = (
-        f"{p(snapshot)}::text::txid_snapshot"
-        if snapshot is not None
-        else f"(SELECT s.snapshot::txid_snapshot FROM rollup_state s WHERE s.name = '{STATE_NAME}')"
-    )
+    mark = f"{p(snapshot)}::text::txid_snapshot" if snapshot is not None else MARK_SQL
     inner = (
         f"SELECT {_TAIL_COLUMNS} FROM ledger_entries WHERE occurred_at >= {p(ws)} "
         f"AND occurred_at < {p(we)} AND txid >= {p(xmin)} OFFSET 0"

@@ -88,9 +88,7 @@ def held_budgets(reservation: Reservation) -> list[uuid.UUID]:
 
 
 async def _release_holds(session: AsyncSession, reservation: Reservation) -> None:
-    budgets = await repo.budgets_for_ids(
-        session, [uuid.UUID(h["budget_id"]) for h in reservation.holds]
-    )
+    budgets = await repo.budgets_for_ids(session, held_budgets(reservation))
     for hold in sorted(
         reservation.holds, key=lambda h: (uuid.UUID(h["budget_id"]), h["period_start"])
     ):

@@ -30,11 +30,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from costgraph.models.alerts import DELIVERY_STATES
 from costgraph.models.base import Base, CreatedAt, Id, TenantScoped
 
 REPORT_KINDS = ("LEDGER", "USAGE", "PNL", "SUMMARY")
 REPORT_FORMATS = ("CSV", "XLSX", "PDF")
-RUN_STATES = ("PENDING", "DELIVERED", "DEAD")
+#: A run is settled by the outbox protocol of alert deliveries, so it has their states.
+RUN_STATES = DELIVERY_STATES
 
 
 class ReportTemplate(TenantScoped, Base):

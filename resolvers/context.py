@@ -24,6 +24,24 @@ from costgraph.resolvers.alert_events import announce
 from costgraph.resolvers.loaders import Loaders
 
 
+async def organization(app: AppState, principal: Principal) -> OrgContext:
+    """The principal's organisation (through this process's tenant cache), else ``Forbidden``.
+    Shared by the GraphQL context and the plain HTTP routes."""
+    org_id = principal.organization_id
+    if org_id is None:
+        raise Forbidden("this token is not bound to an organisation")
+    cached = tenant_cache.ORGS.get(org_id)
+    if cached is None:
+        generation = tenant_cache.ORGS.generation
+        async with app.sessions() as session:
+            org = await get_organization(session, org_id)
+        if org is None:
+            raise Forbidden("the token's organisation does not exist")
+        cached = OrgContext.of(org)
+        tenant_cache.ORGS.put(org_id, cached, generation=generation)
+    return cached
+
+
 @dataclass
 class Context:
     request: Request | WebSocket
@@ -40,20 +58,7 @@ class Context:
     async def org(self) -> OrgContext:
         """The caller's tenant, from the verified token only."""
         if self._org is None:
-            principal = self.require_principal()
-            if principal.organization_id is None:
-                raise Forbidden("this token is not bound to an organisation")
-            org_id = principal.organization_id
-            cached = tenant_cache.ORGS.get(org_id)
-            if cached is None:
-                generation = tenant_cache.ORGS.generation
-                async with self.app.sessions() as session:
-                    org = await get_organization(session, org_id)
-                if org is None:
-                    raise Forbidden("the token's organisation does not exist")
-                cached = OrgContext.of(org)
-                tenant_cache.ORGS.put(org_id, cached, generation=generation)
-            self._org = cached
+            self._org = await organization(self.app, self.require_principal())
         return self._org
 
     async def tenant_session(self) -> AsyncSession:

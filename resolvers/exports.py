@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import strawberry
 
-from costgraph.app.route_auth import public_base
+from costgraph.app.reports_route import link_url
 from costgraph.auth.permissions import Right, has_right
 from costgraph.billing import exports
 from costgraph.billing.errors import Forbidden, ValidationFailed
@@ -101,9 +101,9 @@ class ExportMutation:
                 params=request.to_params(),
                 ttl=timedelta(seconds=settings.export_link_ttl_seconds),
             )
-            url = f"{public_base(settings, context.request)}/exports/{request.report.value}.csv"
+            path = f"/exports/{request.report.value}.csv"
             return types.ExportLink(
-                url=f"{url}?token={link.token}",
+                url=link_url(settings, path, link, context.request),
                 expires_at=link.expires_at,
                 filename=request.filename,
             )

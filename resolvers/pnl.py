@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.auth.permissions import Right
 from costgraph.billing import liabilities, month_close, payers, pnl, usage_analytics
+from costgraph.billing.directory import OrgContext
 from costgraph.billing.errors import ValidationFailed
 from costgraph.billing.pnl import Scope, ScopeKind
 from costgraph.billing.pnl_ranges import TimeBucket, require_range
@@ -47,6 +51,29 @@ def _scope(value: types.PnLScopeInput) -> Scope:
 
 async def _report_currency(info: Info, currency: str | None) -> str:
     return currency or (await info.context.org()).reporting_currency
+
+
+_Row = TypeVar("_Row")
+_PayerView = Callable[
+    [AsyncSession, OrgContext, dt.datetime, dt.datetime, str, int], Awaitable[list[_Row]]
+]
+
+
+async def _payer_view(
+    info: Info,
+    view: _PayerView[_Row],
+    range: DateRange,
+    currency: CurrencyCode | None,
+    limit: int,
+) -> list[_Row]:
+    """``usersView``/``customersView``: the range and limit checked, then ``view`` read."""
+    org = await info.context.org()
+    limits = types.report_limits(info)
+    start, end = require_range(range.start, range.end, limits)
+    pnl.require_limit(limit, limits)
+    target = await _report_currency(info, currency)
+    async with info.context.reading() as session:
+        return await view(session, org, start, end, target, limit)
 
 
 @strawberry.type
@@ -175,13 +202,7 @@ class PnLQuery:
         currency: CurrencyCode | None = None,
         limit: int = 50,
     ) -> list[types.UserActivity]:
-        org = await info.context.org()
-        limits = types.report_limits(info)
-        start, end = require_range(range.start, range.end, limits)
-        pnl.require_limit(limit, limits)
-        target = await _report_currency(info, currency)
-        async with info.context.reading() as session:
-            rows = await payers.users_view(session, org, start, end, target, limit)
+        rows = await _payer_view(info, payers.users_view, range, currency, limit)
         return [types.UserActivity.of(row) for row in rows]
 
     @strawberry.field(
@@ -195,13 +216,7 @@ class PnLQuery:
         currency: CurrencyCode | None = None,
         limit: int = 50,
     ) -> list[types.CustomerActivity]:
-        org = await info.context.org()
-        limits = types.report_limits(info)
-        start, end = require_range(range.start, range.end, limits)
-        pnl.require_limit(limit, limits)
-        target = await _report_currency(info, currency)
-        async with info.context.reading() as session:
-            rows = await payers.customers_view(session, org, start, end, target, limit)
+        rows = await _payer_view(info, payers.customers_view, range, currency, limit)
         return [types.CustomerActivity.of(row) for row in rows]
 
     @strawberry.field(

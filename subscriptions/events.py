@@ -179,28 +179,31 @@ def encode_alert(notice: AlertNotice) -> str:
     ).decode()
 
 
-def encode_account(notice: AccountNotice) -> str:
+def _encode_ids(
+    kind: str, key: str, org: uuid.UUID, at: datetime, ids: tuple[uuid.UUID, ...]
+) -> str:
+    """An id-list notice (accounts, budgets): which things of an organisation changed."""
     return orjson.dumps(
         {
             "v": VERSION,
-            "kind": "account",
-            "org": str(notice.organization_id),
-            "at": notice.published_at.isoformat(),
-            "a": [str(a) for a in notice.account_ids],
+            "kind": kind,
+            "org": str(org),
+            "at": at.isoformat(),
+            key: [str(i) for i in ids],
         }
     ).decode()
+
+
+def encode_account(notice: AccountNotice) -> str:
+    return _encode_ids(
+        "account", "a", notice.organization_id, notice.published_at, notice.account_ids
+    )
 
 
 def encode_budget(notice: BudgetNotice) -> str:
-    return orjson.dumps(
-        {
-            "v": VERSION,
-            "kind": "budget",
-            "org": str(notice.organization_id),
-            "at": notice.published_at.isoformat(),
-            "b": [str(b) for b in notice.budget_ids],
-        }
-    ).decode()
+    return _encode_ids(
+        "budget", "b", notice.organization_id, notice.published_at, notice.budget_ids
+    )
 
 
 # --- decoding (anything may arrive on a shared broker: check every field) ---
@@ -327,25 +330,20 @@ def decode_alert(text: str) -> AlertNotice:
     )
 
 
-def decode_account(text: str) -> AccountNotice:
-    body = _body(text, "account")
-    ids = body.get("a")
+def _decode_ids(
+    text: str, kind: str, key: str, missing: str
+) -> tuple[uuid.UUID, datetime, tuple[uuid.UUID, ...]]:
+    """The organisation, time and ids of an id-list notice (see :func:`_encode_ids`)."""
+    body = _body(text, kind)
+    ids = body.get(key)
     if not isinstance(ids, list):
-        raise MalformedNotice("no accounts")
-    return AccountNotice(
-        organization_id=_req_uuid(body.get("org")),
-        published_at=_time(body.get("at")),
-        account_ids=tuple(_req_uuid(a) for a in ids),
-    )
+        raise MalformedNotice(missing)
+    return _req_uuid(body.get("org")), _time(body.get("at")), tuple(_req_uuid(i) for i in ids)
+
+
+def decode_account(text: str) -> AccountNotice:
+    return AccountNotice(*_decode_ids(text, "account", "a", "no accounts"))
 
 
 def decode_budget(text: str) -> BudgetNotice:
-    body = _body(text, "budget")
-    ids = body.get("b")
-    if not isinstance(ids, list):
-        raise MalformedNotice("no budgets")
-    return BudgetNotice(
-        organization_id=_req_uuid(body.get("org")),
-        published_at=_time(body.get("at")),
-        budget_ids=tuple(_req_uuid(b) for b in ids),
-    )
+    return BudgetNotice(*_decode_ids(text, "budget", "b", "no budgets"))

@@ -31,7 +31,9 @@ from costgraph.subscriptions.channels import (
 )
 from costgraph.subscriptions.coalesced_reads import CoalescedReads
 from costgraph.subscriptions.events import (
+    AccountNotice,
     AlertNotice,
+    BudgetNotice,
     MalformedNotice,
     UsageDelta,
     decode_account,
@@ -236,17 +238,29 @@ def _usage_matters(organization_id: uuid.UUID, touches: Callable[[UsageDelta], b
     return matters
 
 
-def _account_matters(organization_id: uuid.UUID, account_id: uuid.UUID) -> Matters:
+N = TypeVar("N", AccountNotice, BudgetNotice)
+
+
+def _names(
+    organization_id: uuid.UUID,
+    watched_id: uuid.UUID,
+    decode: Callable[[str], N],
+    ids_of: Callable[[N], tuple[uuid.UUID, ...]],
+    kind: str,
+) -> Matters:
+    """Whether an id-list notice (``kind``: "an account", "a budget") of the organisation
+    names ``watched_id``."""
+
     def matters(item: str) -> bool:
         try:
-            notice = decode_account(item)
+            notice = decode(item)
         except MalformedNotice as exc:
-            _log.warning("malformed", "dropped a malformed account notice: %s", exc)
+            _log.warning("malformed", "dropped a malformed %s notice: %s", kind.split()[1], exc)
             return False
         if notice.organization_id != organization_id:
-            _log.warning("tenant", "dropped an account notice of another organisation")
+            _log.warning("tenant", "dropped %s notice of another organisation", kind)
             return False
-        return account_id in notice.account_ids
+        return watched_id in ids_of(notice)
 
     return matters
 
@@ -263,25 +277,19 @@ def allowance_feed(
                 usage_channel(organization_id),
                 _usage_matters(organization_id, lambda d: d.account_id == account_id),
             ),
-            (accounts_channel(organization_id), _account_matters(organization_id, account_id)),
+            (
+                accounts_channel(organization_id),
+                _names(
+                    organization_id,
+                    account_id,
+                    decode_account,
+                    lambda n: n.account_ids,
+                    "an account",
+                ),
+            ),
         ],
         read,
     )
-
-
-def _budget_matters(organization_id: uuid.UUID, budget_id: uuid.UUID) -> Matters:
-    def matters(item: str) -> bool:
-        try:
-            notice = decode_budget(item)
-        except MalformedNotice as exc:
-            _log.warning("malformed", "dropped a malformed budget notice: %s", exc)
-            return False
-        if notice.organization_id != organization_id:
-            _log.warning("tenant", "dropped a budget notice of another organisation")
-            return False
-        return budget_id in notice.budget_ids
-
-    return matters
 
 
 def budget_feed(
@@ -301,6 +309,11 @@ def budget_feed(
     ]
     if budget_id is not None:
         channels.append(
-            (budgets_channel(organization_id), _budget_matters(organization_id, budget_id))
+            (
+                budgets_channel(organization_id),
+                _names(
+                    organization_id, budget_id, decode_budget, lambda n: n.budget_ids, "a budget"
+                ),
+            )
         )
     return state_feed(bus, channels, read)

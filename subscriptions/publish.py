@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from costgraph.billing.entries import Entry
 from costgraph.models.ledger import EntryType
@@ -35,6 +35,8 @@ from costgraph.subscriptions.events import (
 )
 
 logger = logging.getLogger("costgraph.bus")
+
+T = TypeVar("T")
 
 #: Deltas per message; a write touching more attributions is published in several.
 MAX_DELTAS = 200
@@ -88,9 +90,10 @@ def _delta(group: Sequence[Entry]) -> UsageDelta:
     )
 
 
-def _chunks(deltas: Sequence[UsageDelta]) -> Iterator[tuple[UsageDelta, ...]]:
-    for start in range(0, len(deltas), MAX_DELTAS):
-        yield tuple(deltas[start : start + MAX_DELTAS])
+def _chunks(items: Sequence[T]) -> Iterator[tuple[T, ...]]:
+    """``items`` in notices of at most :data:`MAX_DELTAS` each."""
+    for start in range(0, len(items), MAX_DELTAS):
+        yield tuple(items[start : start + MAX_DELTAS])
 
 
 def usage_recorded(bus: Publisher, entries: Sequence[Entry]) -> None:
@@ -123,13 +126,8 @@ def balance_changed(bus: Publisher, entries: Sequence[Entry]) -> None:
             by_org.setdefault(entry.organization_id, {})[entry.account_id] = None
         now = datetime.now(UTC)
         for org_id, accounts in by_org.items():
-            ids = tuple(accounts)
-            for start in range(0, len(ids), MAX_DELTAS):
-                notice = AccountNotice(
-                    organization_id=org_id,
-                    published_at=now,
-                    account_ids=ids[start : start + MAX_DELTAS],
-                )
+            for ids in _chunks(tuple(accounts)):
+                notice = AccountNotice(organization_id=org_id, published_at=now, account_ids=ids)
                 bus.publish(accounts_channel(org_id), encode_account(notice))
     except Exception:  # a notification must never fail a committed write
         logger.exception("could not publish balance notices")
@@ -149,14 +147,9 @@ def budgets_changed(
     """Announce budgets whose terms or holds a committed write changed (one notice per write:
     subscribers re-read each budget once however many of its holds moved)."""
     try:
-        ids = tuple(dict.fromkeys(budget_ids))
         now = datetime.now(UTC)
-        for start in range(0, len(ids), MAX_DELTAS):
-            notice = BudgetNotice(
-                organization_id=organization_id,
-                published_at=now,
-                budget_ids=ids[start : start + MAX_DELTAS],
-            )
+        for ids in _chunks(tuple(dict.fromkeys(budget_ids))):
+            notice = BudgetNotice(organization_id=organization_id, published_at=now, budget_ids=ids)
             bus.publish(budgets_channel(organization_id), encode_budget(notice))
     except Exception:  # a notification must never fail a committed write
         logger.exception("could not publish budget notices")

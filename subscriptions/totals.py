@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing.periods import Period, window
 from costgraph.billing.pnl_measures import USAGE_SQL
-from costgraph.billing.pnl_repository import STATE_NAME, ceil_hour, floor_hour
+from costgraph.billing.pnl_repository import MARK_SQL, ceil_hour, floor_hour
 from costgraph.billing.scopes import Scope, ScopeKind
 from costgraph.models.scoping import TenantNotBound, bound_tenant
 
@@ -103,7 +103,7 @@ _COLUMNS = ("currency", "events", *_TOKENS, "ai_cost", "billed")
 
 # $1 organisation, $2/$3 the whole hours [ws, we), $4 the scope's id (when it has a column),
 # then the period's [start, end) (with edges): $4/$5, or $5/$6 after a scope id.
-_MARK = f"(SELECT s.snapshot::txid_snapshot FROM rollup_state s WHERE s.name = '{STATE_NAME}')"
+
 _TAIL_COLUMNS = ", ".join(
     [
         "organization_id",
@@ -142,12 +142,12 @@ def _tail(column: str | None) -> str:
     """
     inner = (
         f"SELECT {_TAIL_COLUMNS} FROM ledger_entries WHERE occurred_at >= $2 "
-        f"AND txid >= txid_snapshot_xmin({_MARK}) OFFSET 0"
+        f"AND txid >= txid_snapshot_xmin({MARK_SQL}) OFFSET 0"
     )
     where = [
         "e.organization_id = $1",
         "e.occurred_at < $3",
-        f"NOT txid_visible_in_snapshot(e.txid, {_MARK})",
+        f"NOT txid_visible_in_snapshot(e.txid, {MARK_SQL})",
     ]
     where += _scope_condition("e", column)
     values = ", ".join(

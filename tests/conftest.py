@@ -100,11 +100,16 @@ async def app(settings: Settings, database_url: str) -> AsyncIterator[Starlette]
         yield application
 
 
-@pytest.fixture(scope="session")
-def state(app: Starlette) -> AppState:
-    graphql = next(r for r in app.routes if getattr(r, "path", "") == "/graphql")
+def app_state(application: Starlette) -> AppState:
+    """The AppState an app's ``/graphql`` route serves with."""
+    graphql = next(r for r in application.routes if getattr(r, "path", "") == "/graphql")
     result: AppState = graphql.app.state  # type: ignore[attr-defined]
     return result
+
+
+@pytest.fixture(scope="session")
+def state(app: Starlette) -> AppState:
+    return app_state(app)
 
 
 @pytest.fixture(scope="session")

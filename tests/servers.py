@@ -22,11 +22,10 @@ def free_port() -> int:
         return port
 
 
-@contextlib.contextmanager
-def running_servers(settings: Settings, count: int, **env: str) -> Iterator[list[str]]:
-    """Start ``count`` uvicorn processes of the app on one database; yield their base URLs."""
+def server_environment(settings: Settings, **env: str) -> dict[str, str]:
+    """The environment of a server process on the test's database, keys and token audience."""
     assert settings.database_url
-    environment = dict(
+    return dict(
         os.environ,
         COSTGRAPH_DATABASE_URL=settings.database_url,
         COSTGRAPH_DATA_DIR=str(settings.data_dir),
@@ -34,6 +33,12 @@ def running_servers(settings: Settings, count: int, **env: str) -> Iterator[list
         COSTGRAPH_AUDIENCE=settings.audience,
         **env,
     )
+
+
+@contextlib.contextmanager
+def running_servers(settings: Settings, count: int, **env: str) -> Iterator[list[str]]:
+    """Start ``count`` uvicorn processes of the app on one database; yield their base URLs."""
+    environment = server_environment(settings, **env)
     ports = [free_port() for _ in range(count)]
     processes = [
         subprocess.Popen(

@@ -31,7 +31,7 @@ from costgraph.app.database import plain_url
 from costgraph.app.main import create_app
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
-from tests.conftest import Tenant, make_tenant
+from tests.conftest import Tenant, app_state, make_tenant
 from tests.own_postgres import OwnPostgres, migrated_database, own_postgres
 
 RECORD_USAGE = """
@@ -85,13 +85,7 @@ async def app_on(server: OwnPostgres, settings: Settings) -> AsyncIterator[Runni
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://faults") as http:
-            yield Running(http, _state(application), url)
-
-
-def _state(application: Any) -> AppState:
-    graphql = next(r for r in application.routes if getattr(r, "path", "") == "/graphql")
-    state: AppState = graphql.app.state
-    return state
+            yield Running(http, app_state(application), url)
 
 
 #: One event time for the run: a re-sent write is then the same request (a replay).

@@ -24,9 +24,8 @@ from costgraph.app.query_cost import FIELD_COSTS
 from costgraph.app.query_limits import QueryLimits
 from costgraph.app.query_shape import analyse
 from costgraph.app.settings import Settings
-from costgraph.app.state import AppState
 from costgraph.schema.build import build_schema
-from tests.conftest import Tenant, make_tenant, raw_connection
+from tests.conftest import Tenant, app_state, make_tenant, raw_connection
 
 STRICT = {
     "introspection": False,
@@ -67,9 +66,7 @@ async def strict_client(strict_app: Starlette) -> AsyncIterator[httpx.AsyncClien
 
 @pytest.fixture
 async def strict(strict_app: Starlette, strict_client: httpx.AsyncClient, mint: Any) -> Tenant:
-    graphql = next(r for r in strict_app.routes if getattr(r, "path", "") == "/graphql")
-    state: AppState = graphql.app.state  # type: ignore[attr-defined]
-    return await make_tenant(state, strict_client, mint)
+    return await make_tenant(app_state(strict_app), strict_client, mint)
 
 
 def usage(tenant: Tenant, **overrides: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
 from costgraph.auth.keys import KeyStore
 from costgraph.auth.tokens import mint_access_token
-from tests.conftest import Tenant, make_tenant, raw_connection
+from tests.conftest import Tenant, app_state, make_tenant, raw_connection
 from tests.servers import free_port
 
 REDIS = "redis://127.0.0.1:6379/15"
@@ -36,11 +36,9 @@ async def limited_app(
     """An app of its own with these settings (a second instance when called twice)."""
     application = create_app(settings.model_copy(update=overrides), database_url)
     async with application.router.lifespan_context(application):
-        graphql = next(r for r in application.routes if getattr(r, "path", "") == "/graphql")
-        state: AppState = graphql.app.state  # type: ignore[attr-defined]
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http, state
+            yield http, app_state(application)
 
 
 async def post(client: httpx.AsyncClient, token: str, query: str, **variables: Any) -> Any:

@@ -17,7 +17,6 @@ Both run on a PostgreSQL of the module's own (tests/own_postgres.py).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
 from tests.conftest import Tenant, make_tenant
 from tests.own_postgres import OwnPostgres, migrated_database, own_postgres
-from tests.servers import free_port
+from tests.servers import free_port, server_environment
 
 WRITES = 100
 RECORD_USAGE = """
@@ -80,14 +79,9 @@ async def own_tenant(own_settings: Settings, mint: Any) -> AsyncIterator[Tenant]
 @contextmanager
 def serving(settings: Settings, log: Path, shutdown_timeout: float) -> Iterator[Any]:
     """``costgraph serve`` in a subprocess: the real signal handling and shutdown timeout."""
-    assert settings.database_url
     port = free_port()
-    environment = dict(
-        os.environ,
-        COSTGRAPH_DATABASE_URL=settings.database_url,
-        COSTGRAPH_DATA_DIR=str(settings.data_dir),
-        COSTGRAPH_ISSUER=settings.issuer,
-        COSTGRAPH_AUDIENCE=settings.audience,
+    environment = server_environment(
+        settings,
         COSTGRAPH_SHUTDOWN_TIMEOUT_SECONDS=str(shutdown_timeout),
         COSTGRAPH_DB_POOL_SIZE="5",
         # The held lock stands in for slow writes: they must not time out while it is held.

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from bench.live_totals import plain_sum
 from costgraph.app.state import AppState
 from costgraph.billing.scopes import Scope, ScopeKind
-from costgraph.models.ledger import EntryType, LedgerEntry
 from costgraph.models.scoping import bind_tenant
 from costgraph.subscriptions.totals import UsageTotals, period_totals
 from tests.conftest import Tenant, raw_connection
@@ -48,60 +44,6 @@ INSIDE = (
     datetime.fromisoformat("2026-10-03T10:20:00+00:00"),
     datetime.fromisoformat("2026-10-03T10:45:00+00:00"),
 )
-
-_COLUMNS = {
-    ScopeKind.ORGANIZATION: LedgerEntry.organization_id,
-    ScopeKind.CUSTOMER: LedgerEntry.customer_id,
-    ScopeKind.ACCOUNT: LedgerEntry.account_id,
-    ScopeKind.DEPARTMENT: LedgerEntry.department_id,
-    ScopeKind.USER: LedgerEntry.user_id,
-}
-
-
-async def plain_sum(
-    session: AsyncSession, scope: Scope, period: tuple[datetime, datetime]
-) -> list[UsageTotals]:
-    """The reference: one grouped SUM over the scope's usage charges (the tenant filter of the
-    session applies)."""
-
-    def total(column: Any) -> Any:
-        return func.coalesce(func.sum(column), 0)
-
-    statement = (
-        select(
-            LedgerEntry.currency,
-            func.count(),
-            total(LedgerEntry.input_tokens),
-            total(LedgerEntry.output_tokens),
-            total(LedgerEntry.cached_input_tokens),
-            total(LedgerEntry.cache_write_tokens),
-            total(LedgerEntry.reasoning_tokens),
-            total(LedgerEntry.ai_cost),
-            total(LedgerEntry.amount),
-        )
-        .where(
-            LedgerEntry.type == EntryType.USAGE_CHARGE.value,
-            LedgerEntry.occurred_at >= period[0],
-            LedgerEntry.occurred_at < period[1],
-            _COLUMNS[scope.kind] == scope.id,
-        )
-        .group_by(LedgerEntry.currency)
-        .order_by(LedgerEntry.currency)
-    )
-    return [
-        UsageTotals(
-            row[0],
-            int(row[1]),
-            int(row[2]),
-            int(row[3]),
-            int(row[4]),
-            int(row[5]),
-            int(row[6]),
-            Decimal(row[7]),
-            Decimal(row[8]),
-        )
-        for row in (await session.execute(statement)).all()
-    ]
 
 
 def shown(rows: list[UsageTotals]) -> list[tuple[Any, ...]]:

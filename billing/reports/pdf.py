@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from xml.sax.saxutils import escape
@@ -25,7 +24,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from costgraph.billing.reports.months import format_month
-from costgraph.billing.reports.presentation import rounded, shown, unrounded
+from costgraph.billing.reports.presentation import rounded, shown, stamp, unrounded
 from costgraph.billing.reports.summary import MonthlySummary, RankedRow
 
 CONTENT_TYPE = "application/pdf"
@@ -142,9 +141,9 @@ def render_pdf(summary: MonthlySummary) -> bytes:
                 ["Organisation", summary.organization.name],
                 ["Customer", summary.customer or "(whole organisation)"],
                 ["Month", format_month(summary.month)],
-                ["Period (UTC)", f"{_stamp(summary.start)} to {_stamp(summary.end)}"],
+                ["Period (UTC)", f"{stamp(summary.start)} to {stamp(summary.end)}"],
                 ["Currency", currency],
-                ["Generated at", _stamp(summary.generated_at)],
+                ["Generated at", stamp(summary.generated_at)],
             ],
             header=False,
         ),
@@ -228,7 +227,3 @@ def render_pdf(summary: MonthlySummary) -> bytes:
     ]
     document.build(story)
     return buffer.getvalue()
-
-
-def _stamp(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -9,6 +9,7 @@ so a reader can reconcile the rounded rows. Text that a spreadsheet would take f
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from costgraph.billing.exports.formula import escape_formula
@@ -44,3 +45,8 @@ def safe_text(value: str) -> str:
 
 def percent(value: Decimal | None) -> str:
     return "" if value is None else f"{value.quantize(Decimal('0.01'))} %"
+
+
+def stamp(value: datetime) -> str:
+    """A UTC instant to the second: ``2026-01-31T23:59:59Z``."""
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")

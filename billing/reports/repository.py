@@ -11,6 +11,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from costgraph.alerts import leases
 from costgraph.billing.errors import ValidationFailed
 from costgraph.models.reports import ReportTemplate
 
@@ -62,28 +63,9 @@ _ENQUEUE = text(
        ON CONFLICT (organization_id, template_id, month) DO NOTHING"""
 )
 
-_SWEEP = text(
-    """UPDATE report_runs
-       SET state = 'DEAD', claim_token = NULL,
-           last_error = coalesce(last_error, '') || ' (attempts exhausted)'
-       WHERE state = 'PENDING' AND next_attempt_at <= now() AND attempts >= :max_attempts"""
-)
-
-_CLAIM = text(
-    """WITH due AS (
-         SELECT organization_id, id FROM report_runs
-         WHERE state = 'PENDING' AND next_attempt_at <= now() AND attempts < :max_attempts
-         ORDER BY next_attempt_at
-         LIMIT :limit
-         FOR UPDATE SKIP LOCKED
-       )
-       UPDATE report_runs AS r
-       SET attempts = r.attempts + 1,
-           next_attempt_at = now() + make_interval(secs => :lease),
-           claim_token = :token
-       FROM due
-       WHERE r.organization_id = due.organization_id AND r.id = due.id
-       RETURNING r.organization_id, r.id, r.template_id, r.month, r.channel_id, r.attempts"""
+_SWEEP = leases.sweep("report_runs")
+_CLAIM = leases.claim(
+    "report_runs", "q.organization_id, q.id, q.template_id, q.month, q.channel_id, q.attempts"
 )
 
 
@@ -138,29 +120,15 @@ async def finish_run(
         "token": claim.token,
         "error": None if error is None else error[:MAX_ERROR_LENGTH],
     }
+    state: leases.State
     if delivered:
-        state, sql = (
-            "DELIVERED",
-            """UPDATE report_runs SET state = 'DELIVERED', delivered_at = now(),
-                      claim_token = NULL, last_error = NULL
-               WHERE organization_id = :org AND id = :id AND claim_token = :token""",
-        )
+        state = "DELIVERED"
         del params["error"]
     elif dead:
-        state, sql = (
-            "DEAD",
-            """UPDATE report_runs SET state = 'DEAD', claim_token = NULL, last_error = :error
-               WHERE organization_id = :org AND id = :id AND claim_token = :token""",
-        )
+        state = "DEAD"
     else:
-        state, sql = (
-            "PENDING",
-            """UPDATE report_runs
-               SET next_attempt_at = now() + make_interval(secs => :wait),
-                   claim_token = NULL, last_error = :error
-               WHERE organization_id = :org AND id = :id AND claim_token = :token""",
-        )
+        state = "PENDING"
         params["wait"] = backoff.total_seconds()
     async with session.begin():
-        result = await session.execute(text(sql), params)
+        result = await session.execute(leases.settle("report_runs", state), params)
     return state if getattr(result, "rowcount", 0) else "LOST"

@@ -213,7 +213,7 @@ async def _budgets(
     names = await _scope_names(session, org, every)
     lines = []
     for budget in every:
-        status = await budgets.status(session, budget.id, at, zone)
+        status = await budgets.status_of(session, budget, at, zone)
         lines.append(
             BudgetLine(
                 scope=f"{budget.scope_kind.lower()} "

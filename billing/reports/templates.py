@@ -35,6 +35,7 @@ from costgraph.billing.exports import spec as exports
 from costgraph.billing.pnl_ranges import TimeBucket
 from costgraph.billing.reports import repository as repo
 from costgraph.billing.reports.months import month_of, month_range
+from costgraph.billing.reports.presentation import stamp
 from costgraph.models import Customer, NotificationChannel
 from costgraph.models.reports import ReportTemplate
 
@@ -162,14 +163,10 @@ def export_request(
 ) -> exports.ExportRequest:
     """A CSV template's saved form, over one month, as the export's request."""
     start, end = month_range(month)
-    params = {**filters, "start": _stamp(start), "end": _stamp(end)}
+    params = {**filters, "start": stamp(start), "end": stamp(end)}
     if columns:
         params["columns"] = ",".join(columns)
     return exports.parse_params(kind.value.lower(), params)
-
-
-def _stamp(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _export(kind: ReportKind, spec: TemplateSpec, month: date) -> exports.ExportRequest:

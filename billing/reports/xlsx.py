@@ -11,7 +11,6 @@ Every text cell is written as a string (never parsed as a formula) and escaped b
 from __future__ import annotations
 
 import io
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +21,7 @@ from costgraph.billing.reports.presentation import (
     number_format,
     rounded,
     safe_text,
+    stamp,
     unrounded,
 )
 from costgraph.billing.reports.summary import MonthlySummary, RankedRow
@@ -93,9 +93,9 @@ def _summary_sheet(book: Any, formats: dict[str, Any], summary: MonthlySummary) 
             ("Organisation", summary.organization.name),
             ("Customer", summary.customer or "(whole organisation)"),
             ("Month", format_month(summary.month)),
-            ("Period (UTC)", f"{_stamp(summary.start)} to {_stamp(summary.end)}"),
+            ("Period (UTC)", f"{stamp(summary.start)} to {stamp(summary.end)}"),
             ("Currency", summary.currency),
-            ("Generated at", _stamp(summary.generated_at)),
+            ("Generated at", stamp(summary.generated_at)),
         ]
     )
     sheet.skip()
@@ -196,8 +196,8 @@ def _budget_sheet(book: Any, formats: dict[str, Any], summary: MonthlySummary) -
         sheet.money(6, line.spent, line.currency)
         sheet.sheet.write_number(sheet.row, 8, line.percent_used, formats["percent"])
         sheet.text(9, ", ".join(f"{s}%" for s in line.stages_reached))
-        sheet.text(10, _stamp(line.period_start))
-        sheet.text(11, _stamp(line.period_end))
+        sheet.text(10, stamp(line.period_start))
+        sheet.text(11, stamp(line.period_end))
         sheet.skip()
     if not summary.budgets:
         sheet.text(0, "No budgets")
@@ -267,7 +267,3 @@ def render_xlsx(summary: MonthlySummary) -> bytes:
     _chart(book, front, days, summary.currency)
     book.close()
     return buffer.getvalue()
-
-
-def _stamp(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
