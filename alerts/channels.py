@@ -28,8 +28,8 @@ from costgraph.alerts.records import ChannelKind, ChannelRecord
 from costgraph.billing import budget_repository
 from costgraph.billing.budgets import require_scope
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.errors import NotFound, ValidationFailed
 from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.kernel.errors import NotFound, ValidationFailed
 from costgraph.models.alerts import NotificationChannel
 
 _EMAIL_RE = re.compile(r"^[^@\s,;<>]{1,64}@[^@\s,;<>]{1,255}\.[^@\s.,;<>]{2,63}$")

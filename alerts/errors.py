@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from costgraph.billing.errors import ValidationFailed
+from costgraph.kernel.errors import ValidationFailed
 
 
 class TargetRefused(ValidationFailed):

@@ -29,8 +29,9 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.alerts import leases, repository, routing
+from costgraph.alerts import repository, routing
 from costgraph.alerts.records import AlertRecord, ChannelKind
+from costgraph.kernel import leases
 from costgraph.models import Organization
 from costgraph.models.alerts import Alert, DeliveryAttempt, NotificationChannel
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.alerts import repository
 from costgraph.alerts.records import AlertFilter, AlertRecord, DeliveryRecord
-from costgraph.billing.errors import NotFound, ValidationFailed
+from costgraph.kernel.errors import NotFound, ValidationFailed
 
 
 async def list_alerts(

@@ -26,7 +26,7 @@ from costgraph.alerts.records import (
     DeliveryState,
 )
 from costgraph.alerts.rules import FORECAST_STAGE, AlertKind
-from costgraph.billing.pagination import decode_cursor
+from costgraph.kernel.pagination import decode_cursor
 from costgraph.models.alerts import Alert, AlertDelivery, DeliveryAttempt, NotificationChannel
 
 

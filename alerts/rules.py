@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from costgraph.billing.budgets import CounterChange
-from costgraph.billing.money import round_for_presentation
+from costgraph.kernel.money import round_for_presentation
 
 FORECAST_STAGE = 0
 

@@ -64,7 +64,7 @@ def cmd_catalog_load(args: argparse.Namespace) -> None:
     from costgraph.app.migrate import migrate
     from costgraph.app.pricing_setup import load_catalog
     from costgraph.app.runtime import database
-    from costgraph.billing.errors import ValidationFailed
+    from costgraph.kernel.errors import ValidationFailed
 
     settings = _settings()
     with database(settings) as url:
@@ -274,7 +274,7 @@ async def _reports_run_due(settings: Settings, url: str, now: str | None) -> Non
     from costgraph.app.report_scheduler import ReportScheduler
     from costgraph.app.state import AppState
     from costgraph.auth.keys import KeyStore
-    from costgraph.billing.clock import parse_rfc3339
+    from costgraph.kernel.clock import parse_rfc3339
 
     at = None
     if now is not None:

@@ -19,8 +19,8 @@ import logging
 
 from graphql import GraphQLError
 
-from costgraph.billing.errors import DomainError, ErrorCode
-from costgraph.billing.retry import unavailable as db_fault
+from costgraph.kernel.errors import DomainError, ErrorCode
+from costgraph.kernel.retry import unavailable as db_fault
 
 logger = logging.getLogger("costgraph.graphql")
 

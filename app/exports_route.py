@@ -24,8 +24,8 @@ from costgraph.app.route_auth import (
 )
 from costgraph.app.state import AppState
 from costgraph.billing import exports
-from costgraph.billing.errors import DomainError, ValidationFailed
 from costgraph.billing.exports.spec import ReportKind, parse_report
+from costgraph.kernel.errors import DomainError, ValidationFailed
 from costgraph.models.scoping import bind_tenant
 from costgraph.resolvers.exports import REPORT_RIGHTS
 

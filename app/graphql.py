@@ -27,8 +27,8 @@ from costgraph.app.rate_limit import rate_limited
 from costgraph.app.state import AppState
 from costgraph.auth.principal import Principal
 from costgraph.auth.verify import InvalidToken
-from costgraph.billing.errors import DomainError, ErrorCode, Unavailable
-from costgraph.billing.retry import unavailable as db_fault
+from costgraph.kernel.errors import DomainError, ErrorCode, Unavailable
+from costgraph.kernel.retry import unavailable as db_fault
 from costgraph.resolvers.context import Context
 from costgraph.subscriptions import handshake
 from costgraph.subscriptions.context import ConnectionContext

@@ -32,7 +32,7 @@ from graphql import (
 #: Arguments whose value is how many items a list field returns.
 SIZE_ARGUMENTS = ("first", "limit")
 
-#: Page size of a connection when ``first`` is omitted (billing/pagination.py's default).
+#: Page size of a connection when ``first`` is omitted (kernel/pagination.py's default).
 DEFAULT_PAGE_SIZE = 50
 
 #: Cost of a mutation field not listed below: each one writes in its own transaction.

@@ -23,7 +23,7 @@ from typing import Any
 from graphql import GraphQLError, GraphQLSyntaxError
 
 from costgraph.app.query_cost import CostModel
-from costgraph.billing.errors import ErrorCode
+from costgraph.kernel.errors import ErrorCode
 
 #: Input types whose lists the domain sizes itself, answering a typed error: the list may hold
 #: up to this many times the domain's own limit, so that answer stays reachable while a flood

@@ -34,7 +34,7 @@ from redis.asyncio import ConnectionPool
 from starlette.responses import JSONResponse, Response
 
 from costgraph.auth.principal import Principal
-from costgraph.billing.errors import ErrorCode
+from costgraph.kernel.errors import ErrorCode
 
 logger = logging.getLogger("costgraph.rate_limit")
 

@@ -48,13 +48,13 @@ from costgraph.app.settings import Settings
 from costgraph.auth.keys import KeyStore
 from costgraph.auth.principal import Principal
 from costgraph.billing import directory
-from costgraph.billing.clock import utcnow
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.errors import DomainError
 from costgraph.billing.reports import messages, templates
 from costgraph.billing.reports import repository as runs
 from costgraph.billing.reports.files import ReportFile, template_file
 from costgraph.billing.reports.months import format_month, month_of, month_range, previous_month
+from costgraph.kernel.clock import utcnow
+from costgraph.kernel.errors import DomainError
 from costgraph.models import NotificationChannel
 from costgraph.models.scoping import bind_platform, bind_tenant
 

@@ -38,8 +38,6 @@ from costgraph.app.state import AppState
 from costgraph.auth.keys import KeyStore
 from costgraph.auth.permissions import Right
 from costgraph.auth.principal import Principal
-from costgraph.billing.clock import utcnow
-from costgraph.billing.errors import DomainError, NotFound, Unauthenticated
 from costgraph.billing.exports import links
 from costgraph.billing.exports.spec import ExportLimits
 from costgraph.billing.pnl_ranges import ReportLimits
@@ -48,6 +46,8 @@ from costgraph.billing.reports.files import RenderContext, ReportFile, summary_f
 from costgraph.billing.reports.months import parse_month
 from costgraph.billing.reports.summary import SummaryRequest
 from costgraph.billing.reports.templates import ReportFormat
+from costgraph.kernel.clock import utcnow
+from costgraph.kernel.errors import DomainError, NotFound, Unauthenticated
 from costgraph.models.scoping import bind_tenant
 
 TEMPLATE = "template"

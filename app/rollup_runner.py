@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from costgraph.app.settings import Settings
 from costgraph.billing import month_close, rollups
-from costgraph.billing.clock import utcnow
+from costgraph.kernel.clock import utcnow
 
 logger = logging.getLogger("costgraph.rollups")
 

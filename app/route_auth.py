@@ -16,8 +16,8 @@ from costgraph.app.state import AppState
 from costgraph.auth.permissions import Right, has_right
 from costgraph.auth.principal import Principal
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.errors import DomainError, ErrorCode, Forbidden, Unauthenticated
 from costgraph.billing.exports import links
+from costgraph.kernel.errors import DomainError, ErrorCode, Forbidden, Unauthenticated
 from costgraph.resolvers.context import organization
 
 logger = logging.getLogger("costgraph.routes")

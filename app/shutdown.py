@@ -20,7 +20,7 @@ import logging
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from costgraph.billing.errors import ErrorCode
+from costgraph.kernel.errors import ErrorCode
 
 logger = logging.getLogger("costgraph.shutdown")
 

@@ -25,8 +25,8 @@ from starlette.routing import Route
 
 from costgraph.app.state import AppState
 from costgraph.billing.directory import OrgContext, get_organization
-from costgraph.billing.errors import DomainError
 from costgraph.billing.stripe_payments import payment_of, record_stripe_payment
+from costgraph.kernel.errors import DomainError
 from costgraph.models.scoping import bind_tenant
 
 logger = logging.getLogger("costgraph.stripe")

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.auth.permissions import SCOPES
 from costgraph.auth.secret_hash import hash_secret_in_thread, new_secret
-from costgraph.billing.errors import NotFound, ValidationFailed
+from costgraph.kernel.errors import NotFound, ValidationFailed
 from costgraph.models.oauth import OAuthClient, RevokedToken
 from costgraph.models.scoping import bind_tenant
 

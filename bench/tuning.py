@@ -53,7 +53,7 @@ def _org_cache() -> None:
     """``Context.org`` reads the organisation through a 30 s cache (``resolvers/context.py``)."""
     from bench.prototypes import OrgCache
     from costgraph.billing.directory import OrgContext, get_organization
-    from costgraph.billing.errors import Forbidden
+    from costgraph.kernel.errors import Forbidden
     from costgraph.resolvers.context import Context
 
     cache = OrgCache()

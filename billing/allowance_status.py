@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from costgraph.billing import balance_repository as repo
 from costgraph.billing.allowances import Banner, banner, cycle_window
 from costgraph.billing.directory import get_many
-from costgraph.billing.errors import NotFound
+from costgraph.kernel.errors import NotFound
 from costgraph.models import Account
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from costgraph.billing.money import quantize_stored
+from costgraph.kernel.money import quantize_stored
 
 BUY_MORE_AT = Decimal(75)
 

@@ -22,13 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import budget_repository as repo
 from costgraph.billing import fx
-from costgraph.billing.clock import format_rfc3339
 from costgraph.billing.cost_formula import convert
 from costgraph.billing.directory import OrgContext, get_many
-from costgraph.billing.errors import BudgetLimitReached, NotFound, ValidationFailed
-from costgraph.billing.money import require_currency
 from costgraph.billing.periods import Period, window
 from costgraph.billing.scopes import Attribution, Scope, ScopeKind
+from costgraph.kernel.clock import format_rfc3339
+from costgraph.kernel.errors import BudgetLimitReached, NotFound, ValidationFailed
+from costgraph.kernel.money import require_currency
 from costgraph.models import Account, Customer, Department, User
 from costgraph.models.budget import Budget
 

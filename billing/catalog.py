@@ -25,11 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import catalog_repository as repo
 from costgraph.billing import tenant_cache
-from costgraph.billing.clock import EARLIEST_EVENT, format_rfc3339, utcnow
 from costgraph.billing.cost_formula import PriceSheet
-from costgraph.billing.errors import ValidationFailed, join_path
-from costgraph.billing.money import require_currency
 from costgraph.billing.validation import UNIT_KINDS
+from costgraph.kernel.clock import EARLIEST_EVENT, format_rfc3339, utcnow
+from costgraph.kernel.errors import ValidationFailed, join_path
+from costgraph.kernel.money import require_currency
 from costgraph.models.pricing import UNIT_PRICE_COLUMNS, ModelPrice
 
 PROVIDER_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")

@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import catalog_repository as repo
 from costgraph.billing.catalog import NewPriceVersion, set_model_price, validate_version
-from costgraph.billing.clock import parse_rfc3339
-from costgraph.billing.errors import ValidationFailed
-from costgraph.billing.money import parse_decimal
+from costgraph.kernel.clock import parse_rfc3339
+from costgraph.kernel.errors import ValidationFailed
+from costgraph.kernel.money import parse_decimal
 
 STARTER_FILE = "data/starter_prices.csv"
 ACTOR = "starter-catalog"

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from costgraph.billing import tenant_cache
 from costgraph.billing.catalog_scope import visible_to
 from costgraph.billing.cost_formula import PriceSheet
-from costgraph.billing.errors import ValidationFailed
+from costgraph.kernel.errors import ValidationFailed
 from costgraph.models.pricing import UNIT_PRICE_COLUMNS, ModelAlias, ModelPrice
 
 #: SQLSTATE of an exclusion violation, raised by the overlap trigger.

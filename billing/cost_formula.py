@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
-from costgraph.billing.money import QUANTUM
+from costgraph.kernel.money import QUANTUM
 
 #: Exact arithmetic: no product or sum of the formula comes near 80 digits.
 EXACT = Context(prec=80)

@@ -12,9 +12,9 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.billing.errors import NotFound, ValidationFailed
-from costgraph.billing.money import require_currency
-from costgraph.billing.pagination import decode_cursor
+from costgraph.kernel.errors import NotFound, ValidationFailed
+from costgraph.kernel.money import require_currency
+from costgraph.kernel.pagination import decode_cursor
 from costgraph.models import Account, Customer, Department, Organization, User
 
 _SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")

@@ -53,10 +53,10 @@ from costgraph.billing.forecast_models import (
     forecast_remaining,
     summarize,
 )
-from costgraph.billing.money import round_for_presentation
 from costgraph.billing.periods import Period, window
 from costgraph.billing.scopes import Scope, ScopeKind
 from costgraph.billing.usage_series import converter_for, default_currency, series
+from costgraph.kernel.money import round_for_presentation
 from costgraph.models.budget import Budget
 
 #: Default look-back of the model, in days (``COSTGRAPH_FORECAST_HISTORY_DAYS``).

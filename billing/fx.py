@@ -23,10 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import fx_repository as repo
 from costgraph.billing.catalog import require_effective_date
-from costgraph.billing.clock import format_rfc3339, utcnow
 from costgraph.billing.cost_formula import EXACT
-from costgraph.billing.errors import RateMissing, ValidationFailed
-from costgraph.billing.money import QUANTUM, require_currency
+from costgraph.kernel.clock import format_rfc3339, utcnow
+from costgraph.kernel.errors import RateMissing, ValidationFailed
+from costgraph.kernel.money import QUANTUM, require_currency
 from costgraph.models.pricing import ExchangeRate
 
 ONE = Decimal(1)

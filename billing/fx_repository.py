@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from costgraph.billing.catalog_scope import visible_to
-from costgraph.billing.errors import ValidationFailed
+from costgraph.kernel.errors import ValidationFailed
 from costgraph.models.pricing import ExchangeRate
 
 RateRow = tuple[uuid.UUID | None, str, str, datetime, Decimal]

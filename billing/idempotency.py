@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from costgraph.billing.entries import Entry
-from costgraph.billing.errors import IdempotencyConflict
+from costgraph.kernel.errors import IdempotencyConflict
 
 
 @functools.cache

@@ -22,11 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import balance_repository, budgets, drawdown
 from costgraph.billing import ledger_repository as repo
-from costgraph.billing.clock import require_event_time, utcnow
 from costgraph.billing.commands import Limits, Payment, PlatformFee, Refund, UsageEvent
 from costgraph.billing.directory import OrgContext, get_many
 from costgraph.billing.entries import Entry
-from costgraph.billing.errors import (
+from costgraph.billing.idempotency import replay_or_conflict, request_hash
+from costgraph.billing.pricing import PreparedPricing, PricingRequest, prepare_pricing
+from costgraph.billing.scopes import Attribution
+from costgraph.billing.validation import require_key, require_metadata, validate_usage
+from costgraph.kernel.clock import require_event_time, utcnow
+from costgraph.kernel.errors import (
     AllowanceExhausted,
     CurrencyMismatch,
     IdempotencyConflict,
@@ -35,11 +39,7 @@ from costgraph.billing.errors import (
     ValidationFailed,
     join_path,
 )
-from costgraph.billing.idempotency import replay_or_conflict, request_hash
-from costgraph.billing.money import quantize_stored, require_currency, require_payment_amount
-from costgraph.billing.pricing import PreparedPricing, PricingRequest, prepare_pricing
-from costgraph.billing.scopes import Attribution
-from costgraph.billing.validation import require_key, require_metadata, validate_usage
+from costgraph.kernel.money import quantize_stored, require_currency, require_payment_amount
 from costgraph.models import Account
 from costgraph.models.ledger import EntryType
 

@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from costgraph.billing.balance_repository import SubscriptionTerm
 from costgraph.billing.commands import LedgerFilter
 from costgraph.billing.entries import Entry
-from costgraph.billing.pagination import decode_cursor
 from costgraph.billing.raw_connection import driver_connection as driver_connection
 from costgraph.billing.raw_connection import plain_uuid
+from costgraph.kernel.pagination import decode_cursor
 from costgraph.models.ledger import EntryType, LedgerEntry
 from costgraph.models.scoping import TenantNotBound, bound_tenant
 

@@ -16,16 +16,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import fx_repository
-from costgraph.billing.clock import require_event_time, utcnow
 from costgraph.billing.commands import Limits
 from costgraph.billing.cost_formula import EXACT
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.errors import IdempotencyConflict, ValidationFailed
 from costgraph.billing.fx import RateBook
 from costgraph.billing.idempotency import request_hash
-from costgraph.billing.money import decimal_places, require_currency
 from costgraph.billing.pnl_measures import reported
 from costgraph.billing.validation import require_key
+from costgraph.kernel.clock import require_event_time, utcnow
+from costgraph.kernel.errors import IdempotencyConflict, ValidationFailed
+from costgraph.kernel.money import decimal_places, require_currency
 from costgraph.models.rollups import LiabilityEstimate
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from costgraph.billing import markup_repository as repo
 from costgraph.billing.catalog import lookup_provider
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.errors import NotFound, ValidationFailed
+from costgraph.kernel.errors import NotFound, ValidationFailed
 from costgraph.models import Customer
 from costgraph.models.pricing import MarkupRule
 

@@ -23,9 +23,9 @@ from costgraph.billing import patterns
 from costgraph.billing import usage_series_repository as repo
 from costgraph.billing.budgets import Basis, require_scope
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.errors import ValidationFailed
 from costgraph.billing.scopes import Scope, ScopeKind
 from costgraph.billing.usage_series import Converter, converter_for, default_currency, series
+from costgraph.kernel.errors import ValidationFailed
 
 #: Default longest range (``COSTGRAPH_PATTERNS_MAX_RANGE_DAYS``): a quarter of hourly detail.
 MAX_RANGE_DAYS = 93

@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from costgraph.billing.money import quantize_stored
+from costgraph.kernel.money import quantize_stored
 
 #: Modified z-score above which an hour is anomalous (Iglewicz and Hoaglin's 3.5).
 ANOMALY_THRESHOLD = 3.5

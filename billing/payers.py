@@ -30,12 +30,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import pnl_conversion as conversion
 from costgraph.billing import pnl_repository as repo
-from costgraph.billing.clock import EARLIEST_EVENT
 from costgraph.billing.cost_formula import EXACT
 from costgraph.billing.directory import OrgContext
 from costgraph.billing.ledger_repository import driver_connection
-from costgraph.billing.money import QUANTUM
 from costgraph.billing.pnl_measures import Figures, Totals
+from costgraph.kernel.clock import EARLIEST_EVENT
+from costgraph.kernel.money import QUANTUM
 from costgraph.models import Account, AccountBalance, Customer, User
 
 

@@ -23,11 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import plans_repository as repo
 from costgraph.billing.catalog import require_effective_date
-from costgraph.billing.clock import utcnow
 from costgraph.billing.directory import OrgContext, get_many
-from costgraph.billing.errors import CurrencyMismatch, NotFound, ValidationFailed
-from costgraph.billing.money import decimal_places, minor_unit, require_currency
 from costgraph.billing.validation import INT8_MAX
+from costgraph.kernel.clock import utcnow
+from costgraph.kernel.errors import CurrencyMismatch, NotFound, ValidationFailed
+from costgraph.kernel.money import decimal_places, minor_unit, require_currency
 from costgraph.models import Account
 from costgraph.models.pricing import AccountSubscription, Plan
 

@@ -22,9 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from costgraph.billing import pnl_conversion as conversion
 from costgraph.billing import pnl_repository as repo
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.errors import NotFound, ValidationFailed
 from costgraph.billing.ledger_repository import driver_connection
-from costgraph.billing.money import require_currency
 from costgraph.billing.pnl_measures import Figures, Totals
 from costgraph.billing.pnl_ranges import (
     ReportLimits,
@@ -34,6 +32,8 @@ from costgraph.billing.pnl_ranges import (
     require_range,
 )
 from costgraph.billing.validation import TAG_MAX
+from costgraph.kernel.errors import NotFound, ValidationFailed
+from costgraph.kernel.money import require_currency
 from costgraph.models import Organization
 
 

@@ -26,7 +26,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from costgraph.billing.cost_formula import EXACT
-from costgraph.billing.money import QUANTUM
+from costgraph.kernel.money import QUANTUM
 
 ZERO = Decimal(0)
 ONE = Decimal(1)

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from costgraph.billing.errors import ValidationFailed
+from costgraph.kernel.errors import ValidationFailed
 
 
 class TimeBucket(enum.StrEnum):

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from costgraph.billing.errors import NotFound
 from costgraph.billing.pnl_measures import MEASURE_NAMES, MEASURES
+from costgraph.kernel.errors import NotFound
 from costgraph.models.rollups import NIL_UUID
 
 HOUR = timedelta(hours=1)

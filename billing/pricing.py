@@ -24,7 +24,6 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import catalog, fx, markup, markup_repository
-from costgraph.billing.clock import format_rfc3339
 from costgraph.billing.commands import UsageEvent
 from costgraph.billing.cost_formula import (
     Metered,
@@ -34,8 +33,9 @@ from costgraph.billing.cost_formula import (
     provider_cost,
     with_factor,
 )
-from costgraph.billing.errors import PriceMissing, ValidationFailed, join_path
-from costgraph.billing.money import INTEGER_DIGITS, quantize_stored
+from costgraph.kernel.clock import format_rfc3339
+from costgraph.kernel.errors import PriceMissing, ValidationFailed, join_path
+from costgraph.kernel.money import INTEGER_DIGITS, quantize_stored
 
 #: The largest amount a NUMERIC(38, 12) column holds.
 LARGEST = Decimal(10) ** INTEGER_DIGITS

@@ -35,10 +35,10 @@ from costgraph.billing import reprice_repository as repo
 from costgraph.billing.commands import UnitUsage, UsageEvent
 from costgraph.billing.directory import OrgContext, get_many
 from costgraph.billing.entries import Entry
-from costgraph.billing.errors import NotFound, ValidationFailed
 from costgraph.billing.idempotency import request_hash
-from costgraph.billing.money import format_decimal
 from costgraph.billing.pricing import PricingRequest, price_events
+from costgraph.kernel.errors import NotFound, ValidationFailed
+from costgraph.kernel.money import format_decimal
 from costgraph.models import Account
 from costgraph.models.ledger import EntryType
 from costgraph.models.pricing import RepriceRun

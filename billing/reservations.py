@@ -25,11 +25,15 @@ from costgraph.billing import budget_repository as repo
 from costgraph.billing import ledger
 from costgraph.billing import reservation_repository as holds
 from costgraph.billing.budgets import Spend, convert_for_budget, period_of, rates_for
-from costgraph.billing.clock import format_rfc3339
 from costgraph.billing.commands import Limits, UsageEvent
 from costgraph.billing.directory import OrgContext
 from costgraph.billing.entries import Entry
-from costgraph.billing.errors import (
+from costgraph.billing.idempotency import request_hash
+from costgraph.billing.pricing import price_one
+from costgraph.billing.scopes import Attribution
+from costgraph.billing.validation import validate_usage
+from costgraph.kernel.clock import format_rfc3339
+from costgraph.kernel.errors import (
     BudgetLimitReached,
     DomainError,
     IdempotencyConflict,
@@ -37,10 +41,6 @@ from costgraph.billing.errors import (
     Unavailable,
     ValidationFailed,
 )
-from costgraph.billing.idempotency import request_hash
-from costgraph.billing.pricing import price_one
-from costgraph.billing.scopes import Attribution
-from costgraph.billing.validation import validate_usage
 from costgraph.models.budget import Budget, Reservation
 
 #: Tries of one authorisation when the budgets change under it (each reloads them).

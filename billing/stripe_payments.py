@@ -31,8 +31,8 @@ from costgraph.billing import ledger, ledger_repository
 from costgraph.billing.commands import Limits, Payment
 from costgraph.billing.directory import OrgContext
 from costgraph.billing.entries import Entry
-from costgraph.billing.errors import IdempotencyConflict, ValidationFailed
-from costgraph.billing.money import is_currency, minor_unit
+from costgraph.kernel.errors import IdempotencyConflict, ValidationFailed
+from costgraph.kernel.money import is_currency, minor_unit
 
 HANDLED = frozenset({"checkout.session.completed", "payment_intent.succeeded"})
 ORGANIZATION_KEY = "costgraph_organization_id"

@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from costgraph.billing import pnl_conversion as conversion
 from costgraph.billing import pnl_repository as repo
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.errors import NotFound, ValidationFailed
 from costgraph.billing.ledger_repository import driver_connection
 from costgraph.billing.pnl import Scope, ScopeKind, require_report_currency, scope_filters
 from costgraph.billing.pnl_measures import Figures
 from costgraph.billing.pnl_ranges import ReportLimits, TimeBucket, require_points, require_range
 from costgraph.billing.validation import TAG_MAX
+from costgraph.kernel.errors import NotFound, ValidationFailed
 
 
 class UsageDimension(enum.StrEnum):

@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 
-from costgraph.billing.clock import require_event_time
 from costgraph.billing.commands import Limits, UsageEvent
-from costgraph.billing.errors import ValidationFailed, join_path
-from costgraph.billing.money import require_currency
+from costgraph.kernel.clock import require_event_time
+from costgraph.kernel.errors import ValidationFailed, join_path
+from costgraph.kernel.money import require_currency
 
 UNIT_KINDS = frozenset({"IMAGE", "AUDIO_SECOND", "VIDEO_SECOND", "REQUEST", "CHARACTER"})
 TAG_MAX = 200

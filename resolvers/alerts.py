@@ -10,7 +10,7 @@ from costgraph.alerts import channels, queries
 from costgraph.alerts.records import AlertFilter as FilterModel
 from costgraph.alerts.records import AlertRecord
 from costgraph.auth.permissions import Right
-from costgraph.billing.pagination import encode_cursor, page_size
+from costgraph.kernel.pagination import encode_cursor, page_size
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.budgets import decode_scope
 from costgraph.resolvers.ids import decode_id, decode_optional

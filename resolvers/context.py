@@ -18,7 +18,7 @@ from costgraph.app.state import AppState
 from costgraph.auth.principal import Principal
 from costgraph.billing import tenant_cache
 from costgraph.billing.directory import OrgContext, get_organization
-from costgraph.billing.errors import Forbidden, Unauthenticated
+from costgraph.kernel.errors import Forbidden, Unauthenticated
 from costgraph.models.scoping import bind_tenant
 from costgraph.resolvers.alert_events import announce
 from costgraph.resolvers.loaders import Loaders

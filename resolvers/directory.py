@@ -6,7 +6,7 @@ import strawberry
 
 from costgraph.auth.permissions import Right
 from costgraph.billing import directory
-from costgraph.billing.pagination import page_size
+from costgraph.kernel.pagination import page_size
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.ids import decode_id, decode_optional
 from costgraph.schema import inputs

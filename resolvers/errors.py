@@ -8,9 +8,9 @@ from typing import Any, TypeVar
 import strawberry
 
 from costgraph.app.observability.context import note_error_code
-from costgraph.billing import errors as domain
-from costgraph.billing.clock import parse_rfc3339
-from costgraph.billing.retry import in_transaction
+from costgraph.kernel import errors as domain
+from costgraph.kernel.clock import parse_rfc3339
+from costgraph.kernel.retry import in_transaction
 from costgraph.schema import results
 from costgraph.schema.scalars import CurrencyCode
 
@@ -67,7 +67,7 @@ async def result_of(action: Callable[[], Awaitable[T]]) -> T | Any:
     """Run a mutation's action; an expected failure becomes its union member.
 
     The action holds one write transaction: it runs again on a serialization failure or a
-    deadlock, and a database fault ends as ``UNAVAILABLE`` (see :mod:`costgraph.billing.retry`).
+    deadlock, and a database fault ends as ``UNAVAILABLE`` (see :mod:`costgraph.kernel.retry`).
     """
     try:
         return await in_transaction(action)

@@ -9,9 +9,9 @@ import strawberry
 from costgraph.app.reports_route import link_url
 from costgraph.auth.permissions import Right, has_right
 from costgraph.billing import exports
-from costgraph.billing.errors import Forbidden, ValidationFailed
 from costgraph.billing.exports import links
 from costgraph.billing.exports.spec import ExportFilters, ExportRequest, ReportKind
+from costgraph.kernel.errors import Forbidden, ValidationFailed
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_optional

@@ -9,7 +9,7 @@ import strawberry
 from costgraph.auth.permissions import Right
 from costgraph.billing import forecast, pattern_analysis
 from costgraph.billing.budgets import Basis
-from costgraph.billing.clock import utcnow
+from costgraph.kernel.clock import utcnow
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.budgets import decode_scope
 from costgraph.schema import forecast as types

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from costgraph.billing.errors import NotFound
+from costgraph.kernel.errors import NotFound
 
 
 def decode_id(value: str, kind: str, field: str) -> uuid.UUID:

@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from costgraph.auth.permissions import Right
 from costgraph.billing import liabilities, month_close, payers, pnl, usage_analytics
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.errors import ValidationFailed
 from costgraph.billing.pnl import Scope, ScopeKind
 from costgraph.billing.pnl_ranges import TimeBucket, require_range
 from costgraph.billing.usage_analytics import UsageDimension
+from costgraph.kernel.errors import ValidationFailed
 from costgraph.models.scoping import bind_platform
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.errors import result_of

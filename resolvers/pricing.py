@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.auth.permissions import Right, has_right
 from costgraph.billing import catalog, fx, markup, plans, reprice
-from costgraph.billing.errors import Forbidden
+from costgraph.kernel.errors import Forbidden
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.context import Context
 from costgraph.resolvers.errors import result_of

@@ -8,10 +8,10 @@ import strawberry
 
 from costgraph.app.reports_route import TEMPLATE, link_url, sign_link, template_path
 from costgraph.auth.permissions import Right
-from costgraph.billing.clock import utcnow
 from costgraph.billing.exports.spec import ExportLimits
 from costgraph.billing.reports import templates
 from costgraph.billing.reports.months import format_month, month_of, parse_month, previous_month
+from costgraph.kernel.clock import utcnow
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_id, decode_optional

@@ -18,8 +18,8 @@ from costgraph.auth.permissions import Right
 from costgraph.billing import budgets
 from costgraph.billing.allowance_status import AllowanceStatus, allowance_status
 from costgraph.billing.budgets import require_scope
-from costgraph.billing.clock import utcnow
 from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.kernel.clock import utcnow
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.budgets import decode_scope
 from costgraph.resolvers.context import Context

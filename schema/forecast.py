@@ -12,8 +12,8 @@ from costgraph.billing import pattern_analysis
 from costgraph.billing import patterns as pattern_model
 from costgraph.billing.forecast import PeriodSource
 from costgraph.billing.forecast_models import Method
-from costgraph.billing.money import quantize_stored
 from costgraph.billing.patterns import AnomalyKind, Baseline
+from costgraph.kernel.money import quantize_stored
 from costgraph.schema.budgets import BudgetBasis, BudgetPeriod, BudgetScope
 from costgraph.schema.scalars import CurrencyCode
 from costgraph.schema.scopes import BudgetScopeKind

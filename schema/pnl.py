@@ -12,7 +12,6 @@ import strawberry
 from costgraph.billing import ledger_repository, liabilities, pnl
 from costgraph.billing.commands import LedgerFilter
 from costgraph.billing.liabilities import LiabilitySummary as SummaryModel
-from costgraph.billing.pagination import page_size
 from costgraph.billing.payers import ActivityStatus, Kpis
 from costgraph.billing.payers import CustomerActivity as CustomerActivityModel
 from costgraph.billing.payers import UserActivity as UserActivityModel
@@ -21,6 +20,7 @@ from costgraph.billing.pnl_measures import Figures
 from costgraph.billing.pnl_ranges import ReportLimits, TimeBucket
 from costgraph.billing.usage_analytics import UsageDimension
 from costgraph.billing.usage_analytics import UsageRow as UsageRowModel
+from costgraph.kernel.pagination import page_size
 from costgraph.models.rollups import LiabilityEstimate as LiabilityRow
 from costgraph.models.rollups import MonthClose as MonthCloseRow
 from costgraph.schema.results import IdempotencyConflict, ValidationFailed

@@ -10,7 +10,7 @@ from typing import Annotated
 import strawberry
 
 from costgraph.billing.entries import Entry
-from costgraph.billing.errors import ErrorCode as DomainErrorCode
+from costgraph.kernel.errors import ErrorCode as DomainErrorCode
 from costgraph.schema.scalars import CurrencyCode
 from costgraph.schema.types import LedgerEntry
 

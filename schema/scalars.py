@@ -8,8 +8,8 @@ from typing import Any, NewType
 
 import strawberry
 
-from costgraph.billing.clock import format_rfc3339, parse_rfc3339
-from costgraph.billing.money import format_decimal, is_currency, parse_decimal
+from costgraph.kernel.clock import format_rfc3339, parse_rfc3339
+from costgraph.kernel.money import format_decimal, is_currency, parse_decimal
 
 
 def _parse_decimal(value: object) -> decimal.Decimal:

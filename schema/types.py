@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import strawberry
 
 from costgraph.billing.entries import Entry
-from costgraph.billing.pagination import encode_cursor
+from costgraph.kernel.pagination import encode_cursor
 from costgraph.models.ledger import EntryType
 from costgraph.resolvers.context import Context
 from costgraph.schema.scalars import JSON, CurrencyCode

@@ -5,7 +5,7 @@ from __future__ import annotations
 from graphql import GraphQLError
 
 from costgraph.app.graphql import format_error
-from costgraph.billing.errors import NotFound
+from costgraph.kernel.errors import NotFound
 from tests.conftest import Tenant
 from tests.test_ledger import DEPOSIT, LEDGER, deposit_input
 

@@ -19,10 +19,10 @@ from costgraph.billing import directory, forecast, fx, ledger, ledger_repository
 from costgraph.billing.budgets import Basis, BudgetSpec, set_budget
 from costgraph.billing.commands import UsageEvent
 from costgraph.billing.entries import Entry
-from costgraph.billing.errors import RateMissing
 from costgraph.billing.forecast_models import Method
 from costgraph.billing.periods import Period
 from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.kernel.errors import RateMissing
 from costgraph.models.ledger import EntryType
 from costgraph.models.scoping import bind_tenant
 from tests.conftest import Tenant

@@ -61,17 +61,17 @@ from costgraph.billing.budgets import Basis, BudgetSpec
 from costgraph.billing.commands import Limits, Payment, Refund, UsageEvent
 from costgraph.billing.cost_formula import with_markup
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.errors import (
+from costgraph.billing.periods import Period
+from costgraph.billing.plans import BillingCycle, PlanSpec
+from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.kernel.errors import (
     AllowanceExhausted,
     BudgetLimitReached,
     DomainError,
     IdempotencyConflict,
     ValidationFailed,
 )
-from costgraph.billing.money import quantize_stored
-from costgraph.billing.periods import Period
-from costgraph.billing.plans import BillingCycle, PlanSpec
-from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.kernel.money import quantize_stored
 from costgraph.models.scoping import bind_tenant
 
 #: A Wednesday morning: every day/week/month window holds the whole example (the clock moves

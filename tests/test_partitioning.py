@@ -19,7 +19,7 @@ from costgraph.app.settings import Settings
 from costgraph.billing import ledger
 from costgraph.billing.commands import Limits, Payment
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.errors import IdempotencyConflict
+from costgraph.kernel.errors import IdempotencyConflict
 from costgraph.models.scoping import bind_tenant
 from tests.conftest import Tenant, raw_connection
 from tests.pnl_support import DEPOSIT, RECORD_USAGE, catch_up, key

@@ -16,9 +16,9 @@ from costgraph.billing.cost_formula import (
     provider_cost,
     with_markup,
 )
-from costgraph.billing.errors import RateMissing
 from costgraph.billing.fx import RateBook
 from costgraph.billing.markup import MarkupBook
+from costgraph.kernel.errors import RateMissing
 
 D = Decimal
 ORG = uuid.uuid4()

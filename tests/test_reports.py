@@ -16,7 +16,6 @@ import pypdfium2
 import pytest
 
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.errors import ValidationFailed
 from costgraph.billing.pnl_measures import Figures, Totals
 from costgraph.billing.reports.months import (
     month_range,
@@ -28,6 +27,7 @@ from costgraph.billing.reports.pdf import render_pdf
 from costgraph.billing.reports.presentation import number_format, rounded, safe_text, shown
 from costgraph.billing.reports.summary import MonthlySummary, PnLLine
 from costgraph.billing.reports.xlsx import render_xlsx
+from costgraph.kernel.errors import ValidationFailed
 from tests.conftest import Tenant
 from tests.pnl_support import (
     CREATE_CUSTOMER,

@@ -13,8 +13,8 @@ from sqlalchemy import text
 
 from costgraph.app.state import AppState
 from costgraph.billing import reservation_repository, reservations
-from costgraph.billing.clock import utcnow
-from costgraph.billing.errors import BudgetLimitReached
+from costgraph.kernel.clock import utcnow
+from costgraph.kernel.errors import BudgetLimitReached
 from costgraph.models.scoping import bind_tenant
 from tests.conftest import Tenant, raw_connection
 from tests.subscriptions_support import subscribed

@@ -18,8 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from costgraph.app.state import AppState
-from costgraph.billing.errors import ErrorCode, Unavailable, ValidationFailed
-from costgraph.billing.retry import Fault, RetryPolicy, classify, in_transaction
+from costgraph.kernel.errors import ErrorCode, Unavailable, ValidationFailed
+from costgraph.kernel.retry import Fault, RetryPolicy, classify, in_transaction
 from tests.conftest import Tenant, make_tenant, raw_connection
 
 FAST = RetryPolicy(attempts=4, first_wait=0.001, max_wait=0.01)

@@ -18,8 +18,8 @@ from strawberry.types.arguments import convert_argument
 from costgraph.app.state import AppState
 from costgraph.billing import catalog, directory, ledger, markup, tenant_cache
 from costgraph.billing.commands import Payment, UsageEvent
-from costgraph.billing.errors import AllowanceExhausted, RateMissing
 from costgraph.billing.raw_connection import driver_connection
+from costgraph.kernel.errors import AllowanceExhausted, RateMissing
 from costgraph.models.scoping import bind_tenant
 from costgraph.schema import inputs
 from costgraph.schema.build import build_schema

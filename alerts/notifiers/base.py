@@ -8,8 +8,8 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from costgraph.alerts.records import AlertRecord, ChannelKind
-from costgraph.billing.clock import format_rfc3339
-from costgraph.billing.money import round_for_presentation
+from costgraph.kernel.clock import format_rfc3339
+from costgraph.kernel.money import round_for_presentation
 
 
 @dataclass(frozen=True, slots=True)

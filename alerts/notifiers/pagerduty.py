@@ -11,7 +11,7 @@ from costgraph.alerts.notifiers.base import DeliveryFailed, Outgoing, facts
 from costgraph.alerts.notifiers.http import post
 from costgraph.alerts.rules import severity
 from costgraph.alerts.ssrf import GuardedClients
-from costgraph.billing.clock import format_rfc3339
+from costgraph.kernel.clock import format_rfc3339
 
 
 def event(message: Outgoing, routing_key: str) -> dict[str, Any]:

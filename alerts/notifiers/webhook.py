@@ -25,7 +25,7 @@ from costgraph.alerts.notifiers.base import Outgoing, facts
 from costgraph.alerts.notifiers.http import post
 from costgraph.alerts.records import AlertRecord
 from costgraph.alerts.ssrf import GuardedClients
-from costgraph.billing.clock import format_rfc3339
+from costgraph.kernel.clock import format_rfc3339
 
 USER_AGENT = "CostGraph-Webhooks/1"
 

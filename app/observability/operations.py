@@ -26,8 +26,8 @@ from costgraph.app.observability.context import (
     current_request,
 )
 from costgraph.app.observability.metrics import Metrics
-from costgraph.billing.errors import DomainError, ErrorCode
-from costgraph.billing.retry import unavailable
+from costgraph.kernel.errors import DomainError, ErrorCode
+from costgraph.kernel.retry import unavailable
 
 logger = logging.getLogger("costgraph.graphql.operation")
 

@@ -14,7 +14,7 @@ from datetime import UTC
 from typing import Any
 
 from costgraph.billing.exports.formula import FORMULA_TRIGGERS, escape_formula
-from costgraph.billing.money import format_decimal
+from costgraph.kernel.money import format_decimal
 
 
 class Kind(enum.Enum):

@@ -27,7 +27,7 @@ from costgraph.billing.exports.columns import (
     column_texts,
 )
 from costgraph.billing.exports.rounding import ZERO, exact_sum, round_money
-from costgraph.billing.money import format_decimal, minor_unit
+from costgraph.kernel.money import format_decimal, minor_unit
 
 #: Characters that make a field need quotes (the csv module's minimal quoting, CRLF lines).
 _SPECIAL = re.compile(r'[,"\r\n]')

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from costgraph.billing import pnl_repository
-from costgraph.billing.errors import NotFound
 from costgraph.billing.exports.columns import LEDGER, Column, Kind
 from costgraph.billing.exports.spec import ExportFilters, ExportRequest
+from costgraph.kernel.errors import NotFound
 
 #: Filter -> (ledger column, owner table kind or None for a tag).
 _LEDGER_FILTERS: tuple[tuple[str, str, str | None], ...] = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from costgraph.billing.cost_formula import EXACT
-from costgraph.billing.money import round_for_presentation
+from costgraph.kernel.money import round_for_presentation
 
 ZERO = Decimal(0)
 

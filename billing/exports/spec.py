@@ -15,13 +15,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from costgraph.billing.clock import parse_rfc3339
-from costgraph.billing.errors import NotFound, ValidationFailed
 from costgraph.billing.exports import columns as cols
-from costgraph.billing.money import require_currency
 from costgraph.billing.pnl_ranges import ReportLimits, TimeBucket, require_points
 from costgraph.billing.usage_analytics import UsageDimension
 from costgraph.billing.validation import TAG_MAX
+from costgraph.kernel.clock import parse_rfc3339
+from costgraph.kernel.errors import NotFound, ValidationFailed
+from costgraph.kernel.money import require_currency
 from costgraph.models.ledger import EntryType
 
 

@@ -21,9 +21,9 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from costgraph.billing.clock import format_rfc3339
 from costgraph.billing.reports.files import ReportFile
 from costgraph.billing.reports.templates import TemplateRecord
+from costgraph.kernel.clock import format_rfc3339
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """How a report shows values: money rounded once, here, and text made safe for spreadsheets.
 
 Money is rounded to the currency's ISO 4217 minor unit, half-to-even, by
-:func:`costgraph.billing.money.round_for_presentation` (the one rounding of money) and only
+:func:`costgraph.kernel.money.round_for_presentation` (the one rounding of money) and only
 when a report is rendered; each table also shows its unrounded total (the ledger's 12 places)
 so a reader can reconcile the rounded rows. Text that a spreadsheet would take for a formula
 (``=``, ``+``, ``-``, ``@`` …) is escaped by the CSV exports' own rule.
@@ -13,8 +13,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from costgraph.billing.exports.formula import escape_formula
-from costgraph.billing.money import format_decimal, minor_unit, round_for_presentation
 from costgraph.billing.pnl_measures import reported
+from costgraph.kernel.money import format_decimal, minor_unit, round_for_presentation
 
 
 def rounded(amount: Decimal, currency: str) -> Decimal:

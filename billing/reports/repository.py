@@ -11,8 +11,8 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.alerts import leases
-from costgraph.billing.errors import ValidationFailed
+from costgraph.kernel import leases
+from costgraph.kernel.errors import ValidationFailed
 from costgraph.models.reports import ReportTemplate
 
 MAX_ERROR_LENGTH = 1000

@@ -20,11 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import budget_repository, budgets, pnl
 from costgraph.billing.directory import OrgContext, get_many
-from costgraph.billing.errors import NotFound
 from costgraph.billing.pnl import Scope, ScopeKind
 from costgraph.billing.pnl_measures import Figures
 from costgraph.billing.pnl_ranges import ReportLimits, TimeBucket
 from costgraph.billing.reports.months import format_month, month_range
+from costgraph.kernel.errors import NotFound
 from costgraph.models import Account, Budget, Customer, Department, User
 
 #: Rows of the top-models and top-users tables.

@@ -29,13 +29,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing.directory import NAME_MAX, OrgContext, get_many
-from costgraph.billing.errors import NotFound, ValidationFailed
 from costgraph.billing.exports import service as export_service
 from costgraph.billing.exports import spec as exports
 from costgraph.billing.pnl_ranges import TimeBucket
 from costgraph.billing.reports import repository as repo
 from costgraph.billing.reports.months import month_of, month_range
 from costgraph.billing.reports.presentation import stamp
+from costgraph.kernel.errors import NotFound, ValidationFailed
 from costgraph.models import Customer, NotificationChannel
 from costgraph.models.reports import ReportTemplate
 

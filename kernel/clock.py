@@ -1,11 +1,21 @@
-"""RFC 3339 timestamps, always handled in UTC, and the accepted range of event times."""
+"""The business clock, RFC 3339 timestamps (always UTC), and the accepted range of event times.
+
+Every business decision that depends on "now" (the period a budget is in, the cycle of an
+allowance, whether an event is late, when a hold expires, the default ``occurredAt``) reads
+:func:`utcnow`, which asks the installed :class:`Clock`. Production installs nothing and gets
+the system clock; tests install a :class:`ShiftedClock` to run the whole suite at another
+instant (``COSTGRAPH_TEST_NOW``, see tests/conftest.py). Security time (token expiry, rate
+limit windows, delivery leases) stays on the wall clock: it protects, it does not bill.
+"""
 
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
-from costgraph.billing.errors import ValidationFailed
+from costgraph.kernel.errors import ValidationFailed
 
 _RFC3339_RE = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
@@ -17,8 +27,43 @@ EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 FUTURE_TOLERANCE = timedelta(days=1)
 
 
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current instant, timezone-aware, in UTC."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class ShiftedClock:
+    """A clock that reads ``start`` when created and then ticks at the wall clock's pace."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("a clock's start needs a time zone")
+        self._start = start.astimezone(UTC)
+        self._origin = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=time.monotonic() - self._origin)
+
+
+_installed: Clock = SystemClock()
+
+
+def install(clock: Clock) -> Clock:
+    """Make ``clock`` the business clock of this process; return the one it replaces."""
+    global _installed
+    previous, _installed = _installed, clock
+    return previous
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, by the installed business clock."""
+    return _installed.now()
 
 
 def parse_rfc3339(text: str) -> datetime:

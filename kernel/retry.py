@@ -7,7 +7,7 @@ times with jittered exponential backoff. Idempotency keys make a re-run safe eve
 first outcome is unknown.
 
 Everything else that is the database's fault rather than the request's is not re-run here; it
-becomes :class:`~costgraph.billing.errors.Unavailable` (code ``UNAVAILABLE``, with a retry
+becomes :class:`~costgraph.kernel.errors.Unavailable` (code ``UNAVAILABLE``, with a retry
 hint) instead of an opaque ``INTERNAL``:
 
 - *busy*: ``lock_not_available`` (55P03, ``lock_timeout``), ``query_canceled`` (57014,
@@ -39,7 +39,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from costgraph.billing.errors import DomainError, Unavailable
+from costgraph.kernel.errors import DomainError, Unavailable
 
 logger = logging.getLogger("costgraph.retry")
 

@@ -48,7 +48,7 @@ class Unavailable(DomainError):
     """The database failed the request (down, busy, or conflicting writes beyond the retries).
 
     Retryable: the client waits ``retry_after_seconds`` and sends the same request again, with
-    the same idempotency key (see :mod:`costgraph.billing.retry`).
+    the same idempotency key (see :mod:`costgraph.kernel.retry`).
     """
 
     code = ErrorCode.UNAVAILABLE

@@ -12,7 +12,7 @@ from functools import cache
 
 import iso4217
 
-from costgraph.billing.errors import ValidationFailed
+from costgraph.kernel.errors import ValidationFailed
 
 #: Digits the database keeps: NUMERIC(38, 12) leaves 26 before the point.
 SCALE = 12

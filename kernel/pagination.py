@@ -6,7 +6,7 @@ import base64
 import uuid
 from datetime import datetime
 
-from costgraph.billing.errors import ValidationFailed
+from costgraph.kernel.errors import ValidationFailed
 
 
 def encode_cursor(at: datetime, ident: uuid.UUID) -> str:
