@@ -81,17 +81,17 @@ _CLAIM = leases.claim(
 
 
 async def claim(session: AsyncSession, limit: int, lease: float, max_attempts: int) -> list[Claim]:
-    """Claim due deliveries (commits). Rows whose attempts ran out while claimed (their worker
-    died mid-attempt, again and again) are marked DEAD instead."""
+    """Claim due deliveries (in the caller's unit of work, which commits the lease). Rows
+    whose attempts ran out while claimed (their worker died mid-attempt, again and again) are
+    marked DEAD instead."""
     token = uuid.uuid4()
-    async with session.begin():
-        await session.execute(_SWEEP, {"max_attempts": max_attempts})
-        rows = (
-            await session.execute(
-                _CLAIM,
-                {"max_attempts": max_attempts, "limit": limit, "lease": lease, "token": token},
-            )
-        ).all()
+    await session.execute(_SWEEP, {"max_attempts": max_attempts})
+    rows = (
+        await session.execute(
+            _CLAIM,
+            {"max_attempts": max_attempts, "limit": limit, "lease": lease, "token": token},
+        )
+    ).all()
     return [Claim(row[0], row[1], row[2], row[3], row[4], token) for row in rows]
 
 
@@ -172,37 +172,37 @@ async def finish(
     max_attempts: int,
     backoff: timedelta,
 ) -> str:
-    """Record the attempt and settle the row; returns the row's new state (or LOST: the claim
-    had expired and another worker holds the row — the attempt is still recorded)."""
+    """Record the attempt and settle the row (in the caller's unit of work); returns the
+    row's new state (or LOST: the claim had expired and another worker holds the row — the
+    attempt is still recorded)."""
     error = None if outcome.error is None else outcome.error[:MAX_ERROR_LENGTH]
-    async with session.begin():
-        await session.execute(
-            insert(DeliveryAttempt)
-            .values(
-                organization_id=item.organization_id,
-                delivery_id=item.delivery_id,
-                attempt=item.attempt,
-                started_at=outcome.started_at,
-                duration_ms=outcome.duration_ms,
-                outcome=outcome.outcome,
-                status_code=outcome.status_code,
-                error=error,
-            )
-            .on_conflict_do_nothing()
+    await session.execute(
+        insert(DeliveryAttempt)
+        .values(
+            organization_id=item.organization_id,
+            delivery_id=item.delivery_id,
+            attempt=item.attempt,
+            started_at=outcome.started_at,
+            duration_ms=outcome.duration_ms,
+            outcome=outcome.outcome,
+            status_code=outcome.status_code,
+            error=error,
         )
-        state: leases.State
-        params: dict[str, object] = {}
-        if outcome.delivered:
-            state = "DELIVERED"
-        elif outcome.permanent or item.attempt >= max_attempts:
-            state = "DEAD"
-            params = {"error": error}
-        else:
-            state = "PENDING"
-            params = {"error": error, "wait": backoff.total_seconds()}
-        statement = leases.settle("alert_deliveries", state)
-        result = await session.execute(
-            statement,
-            {"org": item.organization_id, "id": item.delivery_id, "token": item.token, **params},
-        )
+        .on_conflict_do_nothing()
+    )
+    state: leases.State
+    params: dict[str, object] = {}
+    if outcome.delivered:
+        state = "DELIVERED"
+    elif outcome.permanent or item.attempt >= max_attempts:
+        state = "DEAD"
+        params = {"error": error}
+    else:
+        state = "PENDING"
+        params = {"error": error, "wait": backoff.total_seconds()}
+    statement = leases.settle("alert_deliveries", state)
+    result = await session.execute(
+        statement,
+        {"org": item.organization_id, "id": item.delivery_id, "token": item.token, **params},
+    )
     return state if getattr(result, "rowcount", 0) else "LOST"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.alerts import repository
 from costgraph.alerts.records import AlertFilter, AlertRecord, DeliveryRecord
+from costgraph.kernel.clock import utcnow
 from costgraph.kernel.errors import NotFound, ValidationFailed
 
 
@@ -26,7 +27,7 @@ async def acknowledge(
     session: AsyncSession, alert_id: uuid.UUID, who: str, now: datetime | None = None
 ) -> AlertRecord:
     """Record who acknowledged the alert and when; acknowledging again changes nothing."""
-    found = await repository.acknowledge(session, alert_id, who[:255], now or datetime.now(UTC))
+    found = await repository.acknowledge(session, alert_id, who[:255], now or utcnow())
     if found is None:
         raise NotFound("alert", alert_id, "id")
     return found

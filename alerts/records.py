@@ -36,7 +36,8 @@ class DeliveryState(enum.StrEnum):
 class AlertRecord:
     organization_id: uuid.UUID
     id: uuid.UUID
-    budget_id: uuid.UUID
+    #: None: not a budget's alert (a PAYMENT_CONFLICT), see ``subject``.
+    budget_id: uuid.UUID | None
     stage: int
     period_start: datetime
     period_end: datetime
@@ -49,10 +50,13 @@ class AlertRecord:
     raised_at: datetime
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
-
-    @property
-    def kind(self) -> AlertKind:
-        return AlertKind.of_stage(self.stage)
+    #: The scope's name when raised (a user's ``Name <email>``, a department's name).
+    scope_name: str | None = None
+    kind: AlertKind = AlertKind.THRESHOLD
+    #: The version of the budget's terms it was raised under.
+    terms_version: int = 1
+    #: What an alert without a budget is about (a Stripe payment's key and refused body).
+    subject: str | None = None
 
     @property
     def state(self) -> AlertState:
@@ -76,6 +80,10 @@ class AlertRecord:
             raised_at=row.raised_at,
             acknowledged_at=row.acknowledged_at,
             acknowledged_by=row.acknowledged_by,
+            scope_name=row.scope_name,
+            kind=AlertKind(row.kind),
+            terms_version=row.terms_version,
+            subject=row.subject,
         )
 
 

@@ -1,15 +1,18 @@
 """SQL of alerts and channels, in a tenant-bound session (the tenant filter applies).
 
-Raising is ``INSERT … ON CONFLICT DO NOTHING`` on ``(organization_id, budget_id, stage,
-period_start)``: of any number of concurrent writers crossing the same stage, in any number
-of processes, exactly one inserts the row — only that one enqueues deliveries and announces it.
+Raising is ``INSERT … ON CONFLICT DO NOTHING`` on ``(organization_id, budget_id, kind,
+stage, period_start, terms_version)``: of any number of concurrent writers crossing the same
+stage, in any number of processes, exactly one inserts the row — only that one enqueues
+deliveries and announces it.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -25,25 +28,38 @@ from costgraph.alerts.records import (
     DeliveryRecord,
     DeliveryState,
 )
-from costgraph.alerts.rules import FORECAST_STAGE, AlertKind
+from costgraph.alerts.rules import AlertKind
+from costgraph.kernel.clock import utcnow
 from costgraph.kernel.pagination import decode_cursor
 from costgraph.models.alerts import Alert, AlertDelivery, DeliveryAttempt, NotificationChannel
+from costgraph.models.budget import Budget, BudgetCounter
 
 
 async def insert_alerts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[AlertRecord]:
-    """Insert the alerts not raised before; return only those this call inserted."""
+    """Insert the alerts not raised before; return only those this call inserted. They are
+    raised now by the business clock (as their periods are), unless a row says when."""
     if not rows:
         return []
+    now = utcnow()
     statement = (
         insert(Alert)
-        .values(list(rows))
+        .values([{"raised_at": now, **row} for row in rows])
         .on_conflict_do_nothing(
-            index_elements=["organization_id", "budget_id", "stage", "period_start"]
+            index_elements=[
+                "organization_id",
+                "budget_id",
+                "kind",
+                "stage",
+                "period_start",
+                "terms_version",
+            ]
         )
         .returning(Alert)
     )
     inserted = (await session.scalars(statement)).all()
-    return sorted((AlertRecord.of(row) for row in inserted), key=lambda a: (a.budget_id, a.stage))
+    return sorted(
+        (AlertRecord.of(row) for row in inserted), key=lambda a: (a.budget_id, a.kind, a.stage)
+    )
 
 
 async def enabled_channels(session: AsyncSession) -> Sequence[NotificationChannel]:
@@ -111,10 +127,8 @@ async def list_alerts(
         statement = statement.where(Alert.budget_id == where.budget_id)
     if where.stage is not None:
         statement = statement.where(Alert.stage == where.stage)
-    if where.kind is AlertKind.FORECAST:
-        statement = statement.where(Alert.stage == FORECAST_STAGE)
-    elif where.kind is AlertKind.THRESHOLD:
-        statement = statement.where(Alert.stage != FORECAST_STAGE)
+    if where.kind is not None:
+        statement = statement.where(Alert.kind == where.kind.value)
     if where.state is AlertState.OPEN:
         statement = statement.where(Alert.acknowledged_at.is_(None))
     elif where.state is AlertState.ACKNOWLEDGED:
@@ -213,3 +227,61 @@ async def deliveries_of(session: AsyncSession, alert_id: uuid.UUID) -> list[Deli
         )
         for delivery, kind in rows
     ]
+
+
+# --- forecast alerts (platform work: across organisations) ---
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastCandidate:
+    """A budget's current period with spend and no FORECAST alert under its current terms."""
+
+    organization_id: uuid.UUID
+    budget_id: uuid.UUID
+    period_start: datetime
+    terms_version: int
+    spent: Decimal
+
+
+async def forecast_candidates(
+    session: AsyncSession, now: datetime, limit: int, organization_id: uuid.UUID | None = None
+) -> list[ForecastCandidate]:
+    """The periods in force at ``now`` that a FORECAST alert could still be raised for (a
+    platform-bound session; one row per budget counter, a handful per organisation), of
+    every organisation or of one."""
+    counter, budget = BudgetCounter, Budget
+    raised = (
+        select(Alert.id)
+        .where(
+            Alert.organization_id == counter.organization_id,
+            Alert.budget_id == counter.budget_id,
+            Alert.kind == AlertKind.FORECAST.value,
+            Alert.period_start == counter.period_start,
+            Alert.terms_version == budget.terms_version,
+        )
+        .exists()
+    )
+    statement = (
+        select(
+            counter.organization_id,
+            counter.budget_id,
+            counter.period_start,
+            budget.terms_version,
+            counter.spent,
+        )
+        .join(
+            budget,
+            and_(budget.organization_id == counter.organization_id, budget.id == counter.budget_id),
+        )
+        .where(
+            counter.period_start <= now,
+            counter.period_end > now,
+            counter.spent > 0,
+            ~raised,
+        )
+        .order_by(counter.organization_id, counter.budget_id)
+        .limit(limit)
+    )
+    if organization_id is not None:
+        statement = statement.where(counter.organization_id == organization_id)
+    return [ForecastCandidate(*row) for row in await session.execute(statement)]

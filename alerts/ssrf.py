@@ -6,8 +6,13 @@ Policy:
   (``COSTGRAPH_ALERTS_ALLOWED_NETWORKS``, e.g. ``127.0.0.0/8`` for tests or an internal relay).
 - The host is resolved and *every* address must be public: loopback, private (RFC 1918, ULA),
   link-local, multicast, reserved, unspecified, shared (CGNAT) and site-local addresses are
-  refused — also when embedded in IPv6 (IPv4-mapped, 6to4, Teredo, NAT64) — unless inside an
-  allowed network. Cloud metadata addresses are refused even inside an allowed network.
+  refused unless inside an allowed network. Cloud metadata addresses are refused even there.
+- An IPv6 address that carries an IPv4 address is judged by that IPv4 address too: every
+  embedding is normalised first — IPv4-mapped (``::ffff:a.b.c.d``), IPv4-compatible
+  (``::a.b.c.d``), IPv4-translated (``::ffff:0:a.b.c.d``), NAT64 (``64:ff9b::/96``, and the
+  local-use ``64:ff9b:1::/48`` at every RFC 6052 prefix length), 6to4 (``2002::/16``) and
+  Teredo (``2001::/32``, server and client). So ``[::127.0.0.1]``, ``[::a9fe:a9fe]``,
+  ``[::ffff:0:7f00:1]`` and ``[64:ff9b:1::a00:1]`` are refused like the addresses they hide.
 - No userinfo in the URL, no redirects (the sender never follows them: a 3xx is a failed
   attempt, so a redirect to a private address is never contacted).
 - Checked when the channel is created, and again on *every connection* the sender opens: the
@@ -48,6 +53,14 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
     )
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+#: RFC 8215 local-use NAT64: the operator picks the prefix length (RFC 6052: 48 to 96).
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_NAT64_LOCAL_LENGTHS = (48, 56, 64, 72, 80, 96)
+_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated IPv4-compatible (RFC 4291 §2.5.5.1)
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # IPv4-translated (RFC 2765 SIIT)
+#: IPv6 ranges that are never a public destination, whatever this Python's tables say (the
+#: local-use NAT64 prefix is not global, RFC 8215; older ``ipaddress`` releases miss it).
+_NOT_PUBLIC_V6 = (_NAT64_LOCAL,)
 
 
 def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
@@ -61,19 +74,38 @@ def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+def _rfc6052(address: ipaddress.IPv6Address, length: int) -> ipaddress.IPv4Address:
+    """The IPv4 address embedded after a ``length``-bit prefix (RFC 6052 §2.2: the 32 bits
+    that follow the prefix, skipping bits 64 to 71)."""
+    bits = int(address)
+    value = taken = 0
+    position = length
+    while taken < 32:
+        if 64 <= position < 72:
+            position = 72
+            continue
+        value = (value << 1) | ((bits >> (127 - position)) & 1)
+        taken += 1
+        position += 1
+    return ipaddress.IPv4Address(value)
+
+
 def _embedded(address: IPAddress) -> list[IPAddress]:
-    """IPv4 addresses an IPv6 address carries (and so reaches)."""
+    """IPv4 addresses an IPv6 address carries (and so may reach), in every embedding."""
     if not isinstance(address, ipaddress.IPv6Address):
         return []
     found: list[IPAddress] = []
+    last32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     if address.ipv4_mapped is not None:
         found.append(address.ipv4_mapped)
+    if address in _COMPATIBLE or address in _TRANSLATED or address in _NAT64:
+        found.append(last32)
+    if address in _NAT64_LOCAL:
+        found.extend(_rfc6052(address, length) for length in _NAT64_LOCAL_LENGTHS)
     if address.sixtofour is not None:
         found.append(address.sixtofour)
     if address.teredo is not None:
         found.extend(address.teredo)
-    if address in _NAT64:
-        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
     return found
 
 
@@ -82,9 +114,16 @@ class TargetPolicy:
     allowed_networks: tuple[IPNetwork, ...] = ()
     resolve_timeout: float = 5.0
 
-    def allowed(self, address: IPAddress) -> bool:
-        """Inside a network the operator allowed."""
+    def _inside(self, address: IPAddress) -> bool:
         return any(address.version == n.version and address in n for n in self.allowed_networks)
+
+    def allowed(self, address: IPAddress) -> bool:
+        """Inside a network the operator allowed: the address itself, or every IPv4 address
+        it embeds."""
+        if self._inside(address):
+            return True
+        embedded = _embedded(address)
+        return bool(embedded) and all(self._inside(candidate) for candidate in embedded)
 
     def refusal(self, address: IPAddress) -> str | None:
         """Why ``address`` may not be contacted, or None."""
@@ -95,7 +134,11 @@ class TargetPolicy:
         if self.allowed(address):
             return None
         for candidate in candidates:
-            if not candidate.is_global or candidate.is_multicast:
+            if (
+                not candidate.is_global
+                or candidate.is_multicast
+                or any(candidate in network for network in _NOT_PUBLIC_V6)
+            ):
                 return f"{address} is not a public address"
         return None
 

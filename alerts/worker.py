@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from costgraph.alerts import outbox
 from costgraph.alerts.config import AlertsConfig
@@ -31,7 +30,7 @@ from costgraph.alerts.notifiers.teams import TeamsNotifier
 from costgraph.alerts.notifiers.webhook import WebhookNotifier
 from costgraph.alerts.records import ChannelKind
 from costgraph.alerts.ssrf import GuardedClients
-from costgraph.models.scoping import bind_platform
+from costgraph.kernel.unit_of_work import UnitOfWork, Units
 
 logger = logging.getLogger("costgraph.alerts.worker")
 
@@ -58,14 +57,14 @@ class Wakeup:
 class DeliveryWorker:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        units: Units,
         config: AlertsConfig,
         *,
         wakeup: Wakeup | None = None,
         notifiers: Mapping[ChannelKind, Notifier] | None = None,
         on_outcome: OutcomeListener | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._units = units  # claims and outcomes are written as units of work
         self._on_outcome = on_outcome
         self._config = config
         self._delivery = config.delivery
@@ -84,23 +83,20 @@ class DeliveryWorker:
             ChannelKind.SMS: SmsNotifier(config.sms, self._operator, timeout),
         }
 
-    def _session(self) -> AsyncSession:
-        session = self._sessions()
-        bind_platform(session.sync_session)  # the outbox spans organisations
-        return session
+    async def _claim(self, unit: UnitOfWork) -> list[outbox.Job | outbox.Claim]:
+        delivery = self._delivery
+        session = unit.session
+        claims = await outbox.claim(
+            session, delivery.batch_size, delivery.lease, delivery.max_attempts
+        )
+        return await outbox.load(session, claims) if claims else []
 
     async def run_once(self) -> int:
         """Claim one batch and deliver it; the number of deliveries attempted."""
-        delivery = self._delivery
-        async with self._session() as session:
-            claims = await outbox.claim(
-                session, delivery.batch_size, delivery.lease, delivery.max_attempts
-            )
-            if not claims:
-                return 0
-            jobs = await outbox.load(session, claims)
+        # Platform work: the outbox spans organisations.
+        jobs = await self._units.run(None, self._claim, platform=True)
         await asyncio.gather(*(self._attempt(job) for job in jobs))
-        return len(claims)
+        return len(jobs)
 
     def stop(self) -> None:
         """Finish the round in flight (each attempt is bounded by its deadline), then return."""
@@ -158,14 +154,17 @@ class DeliveryWorker:
                 backoff, timedelta(seconds=min(result.retry_after, self._delivery.retry_max))
             )
         try:
-            async with self._session() as session:
-                state = await outbox.finish(
-                    session,
+            state = await self._units.run(
+                None,
+                lambda unit: outbox.finish(
+                    unit.session,
                     item,
                     result,
                     max_attempts=self._delivery.max_attempts,
                     backoff=backoff,
-                )
+                ),
+                platform=True,
+            )
         except Exception:  # unrecorded: the lease runs out and the row is tried again
             logger.exception("could not record delivery %s", item.delivery_id)
             return

@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from costgraph.alerts.config import AlertsConfig, DeliveryConfig, SmsConfig, SmtpConfig
 from costgraph.alerts.ssrf import TargetPolicy, parse_networks
 from costgraph.alerts.worker import DeliveryWorker, OutcomeListener, Wakeup, running
 from costgraph.app.settings import Settings
+from costgraph.kernel.unit_of_work import Units
 
 
 def alerts_config(settings: Settings) -> AlertsConfig:
@@ -50,7 +49,7 @@ def alerts_config(settings: Settings) -> AlertsConfig:
 
 @contextlib.asynccontextmanager
 async def deliveries_running(
-    sessions: async_sessionmaker[AsyncSession],
+    units: Units,
     config: AlertsConfig,
     wakeup: Wakeup,
     on_outcome: OutcomeListener | None = None,
@@ -59,5 +58,5 @@ async def deliveries_running(
     if not config.run_worker:
         yield
         return
-    async with running(DeliveryWorker(sessions, config, wakeup=wakeup, on_outcome=on_outcome)):
+    async with running(DeliveryWorker(units, config, wakeup=wakeup, on_outcome=on_outcome)):
         yield

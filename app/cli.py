@@ -1,4 +1,4 @@
-"""The ``costgraph`` command: serve, demo, token, migrate, catalog, worker, reports."""
+"""The ``costgraph`` command: serve, demo, token, migrate, catalog, worker, reports, verify."""
 
 from __future__ import annotations
 
@@ -14,25 +14,32 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from costgraph.app.business_clock import install_configured_clock
 from costgraph.app.settings import Settings
 
 
 def _settings() -> Settings:
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         lines = [f"  {'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
         sys.exit("costgraph: invalid settings (COSTGRAPH_* variables):\n" + "\n".join(lines))
+    install_configured_clock(settings)
+    return settings
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """What ``costgraph serve`` sets on uvicorn from the settings."""
+    from costgraph.app.http_guard import HeadLimits, guarded_protocol
+
     return {
         # In-flight requests get this long to finish after SIGTERM (whole seconds, >= 1).
         "timeout_graceful_shutdown": math.ceil(settings.shutdown_timeout_seconds),
         # A websocket message is bounded as a request body is (uvicorn's own default is
         # 16 MiB): a mutation over the socket may be a whole usage batch, no more.
         "ws_max_size": settings.request_body_limit,
+        # The request head bounded in bytes, per line and in time (431, 408: app/http_guard.py).
+        "http": guarded_protocol(HeadLimits.of(settings)),
     }
 
 
@@ -47,15 +54,17 @@ def _is_loopback(host: str) -> bool:
 
 def cmd_migrate(args: argparse.Namespace) -> None:
     from costgraph.app.migrate import migrate
-    from costgraph.app.pricing_setup import load_catalog
+    from costgraph.app.pricing_setup import load_catalog, load_rates
     from costgraph.app.runtime import database
 
     settings = _settings()
     with database(settings) as url:
         asyncio.run(migrate(url))
         report = asyncio.run(load_catalog(url, settings))
+        rates = asyncio.run(load_rates(url, settings))
     print("database is at the latest revision")
     print(f"starter price catalog: {report}")
+    print(f"platform exchange rates: {rates}")
 
 
 def cmd_catalog_load(args: argparse.Namespace) -> None:
@@ -90,13 +99,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
         os.environ.setdefault("COSTGRAPH_INTROSPECTION", "true")
         os.environ.setdefault("COSTGRAPH_LOG_FORMAT", "text")
     from costgraph.app.observability.logging import configure_logging
-    from costgraph.app.pricing_setup import load_catalog
+    from costgraph.app.pricing_setup import load_catalog, load_rates
 
     settings = _settings()
     configure_logging(settings, args.log_level)
     with database(settings) as url:
         asyncio.run(migrate(url))
         asyncio.run(load_catalog(url, settings))
+        asyncio.run(load_rates(url, settings))
         app = create_app(settings, url)
         print(f"CostGraph on http://{args.host}:{args.port}/graphql", flush=True)
         uvicorn.run(
@@ -117,13 +127,15 @@ async def _demo(settings: Settings, url: str) -> None:
     from costgraph.app.demo import seed_demo
     from costgraph.app.migrate import migrate
     from costgraph.app.state import AppState
+    from costgraph.app.units import build_units
     from costgraph.auth.keys import KeyStore
     from costgraph.auth.tokens import mint_access_token
 
     await migrate(url)
     engine = create_engine(url, settings)
     try:
-        summary = await seed_demo(create_sessionmaker(engine), AppState.limits_of(settings))
+        units = build_units(create_sessionmaker(engine))  # alerts evaluated; no bus here
+        summary = await seed_demo(units, AppState.limits_of(settings))
     finally:
         await engine.dispose()
     key = KeyStore(settings.key_dir, settings.signing_key_path).ensure()
@@ -215,9 +227,10 @@ async def _worker(settings: Settings, url: str, once: bool) -> None:
     from costgraph.alerts.worker import DeliveryWorker, running
     from costgraph.app.alerting import alerts_config
     from costgraph.app.database import create_engine, create_sessionmaker
+    from costgraph.app.units import build_units
 
     engine = create_engine(url, settings)
-    worker = DeliveryWorker(create_sessionmaker(engine), alerts_config(settings))
+    worker = DeliveryWorker(build_units(create_sessionmaker(engine)), alerts_config(settings))
     try:
         if once:
             await worker.drain(settings.alerts_delivery_timeout_seconds * 10)
@@ -273,6 +286,7 @@ async def _reports_run_due(settings: Settings, url: str, now: str | None) -> Non
     from costgraph.app.database import create_engine, create_sessionmaker
     from costgraph.app.report_scheduler import ReportScheduler
     from costgraph.app.state import AppState
+    from costgraph.app.units import build_units
     from costgraph.auth.keys import KeyStore
     from costgraph.kernel.clock import parse_rfc3339
 
@@ -287,7 +301,7 @@ async def _reports_run_due(settings: Settings, url: str, now: str | None) -> Non
     keys.ensure()
     limits = AppState.limits_of(settings)
     scheduler = ReportScheduler(
-        create_sessionmaker(engine),
+        build_units(create_sessionmaker(engine)),
         settings,
         keys,
         alerts_config(settings),
@@ -313,6 +327,93 @@ def cmd_reports_run_due(args: argparse.Namespace) -> None:
     with database(settings) as url:
         asyncio.run(migrate(url))
         asyncio.run(_reports_run_due(settings, url, args.now))
+
+
+async def _verify(settings: Settings, url: str, org_ref: str | None) -> Any:
+    import uuid
+
+    from sqlalchemy import text
+
+    from costgraph.app.database import create_engine, create_sessionmaker
+    from costgraph.app.state import AppState
+    from costgraph.billing import verify
+    from costgraph.billing.directory import find_organization
+    from costgraph.subscriptions.totals_check import LEDGER_CHECKS
+
+    engine = create_engine(url, settings)
+    try:
+        async with engine.connect() as connection:
+            migrated = await connection.scalar(text("SELECT to_regclass('ledger_entries')"))
+        if migrated is None:
+            print("costgraph: the database has no ledger; run `costgraph migrate`", file=sys.stderr)
+            sys.exit(2)
+        organization_id: uuid.UUID | None = None
+        if org_ref is not None:
+            async with create_sessionmaker(engine)() as session:
+                org = await find_organization(session, org_ref)
+            if org is None:
+                print(f"costgraph: no organisation with id or slug {org_ref!r}", file=sys.stderr)
+                sys.exit(2)
+            organization_id = org.id
+        return await verify.verify(
+            engine,
+            AppState.limits_of(settings).zone,
+            organization_id=organization_id,
+            checks=LEDGER_CHECKS,
+            statement_timeout_ms=0,  # a large ledger takes minutes: no per-statement bound
+        )
+    finally:
+        await engine.dispose()
+
+
+def drift_table(report: Any) -> str:
+    """The drift as an aligned text table (organisation, what, scope, stored, recomputed,
+    difference); a missing figure is ``-``."""
+
+    def figure(value: Any) -> str:
+        return "-" if value is None else format(value, "f")
+
+    rows = [("organization", "what", "scope", "stored", "recomputed", "difference")]
+    rows += [
+        (
+            str(d.organization_id),
+            d.what,
+            d.scope,
+            figure(d.stored),
+            figure(d.recomputed),
+            figure(d.difference),
+        )
+        for d in report.drift
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    lines = [
+        "  ".join(
+            cell.rjust(width) if index >= 3 else cell.ljust(width)
+            for index, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from costgraph.app.runtime import database
+    from costgraph.kernel.clock import format_rfc3339
+
+    settings = _settings()
+    with database(settings) as url:
+        report = asyncio.run(_verify(settings, url, args.org))
+    counts = ", ".join(f"{count:,} {name}" for name, count in report.checked.items())
+    as_of = format_rfc3339(report.as_of)
+    if report.clean:
+        print(f"no drift: checked {counts} (snapshot of {as_of})")
+        return
+    print(drift_table(report))
+    found = len(report.drift) + report.unlisted
+    unlisted = f" ({report.unlisted:,} not listed)" if report.unlisted else ""
+    print(f"\n{found:,} drifting number(s){unlisted}; checked {counts} (snapshot of {as_of})")
+    sys.exit(1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -375,6 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--now", help="act as if it were this RFC 3339 time (e.g. 2026-12-01T00:00:00Z)"
     )
     run_due.set_defaults(func=cmd_reports_run_due)
+
+    verify = commands.add_parser(
+        "verify",
+        help="recompute every number derived from the ledger and print any drift "
+        "(read-only; exit 1 on drift)",
+    )
+    verify.add_argument("--org", help="one organisation, by id or slug (default: all)")
+    verify.set_defaults(func=cmd_verify)
     return parser
 
 

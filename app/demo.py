@@ -3,6 +3,7 @@ every object is found by its natural key and every entry has a deterministic ide
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import uuid
@@ -11,14 +12,17 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import directory, fx, ledger, markup, plans
 from costgraph.billing.catalog_loader import load_starter_catalog
 from costgraph.billing.commands import Limits, Payment, UsageEvent
 from costgraph.billing.directory import OrgContext
+from costgraph.billing.entries import Entry
+from costgraph.billing.rates_loader import load_platform_rates
+from costgraph.kernel.clock import utcnow
+from costgraph.kernel.unit_of_work import UnitOfWork, Units
 from costgraph.models import Account, Customer, Department, Organization, User
-from costgraph.models.scoping import bind_tenant
 
 DEMO_SLUG = "demo"
 DAYS = 90
@@ -72,12 +76,12 @@ class DemoSummary:
     written: int
 
 
-async def _get_or_create_org(sessions: async_sessionmaker[AsyncSession]) -> OrgContext:
-    async with sessions() as session, session.begin():
-        org = await session.scalar(select(Organization).where(Organization.slug == DEMO_SLUG))
-        if org is None:
-            org = await directory.create_organization(session, "Demo Studio", DEMO_SLUG, "USD")
-        return OrgContext.of(org)
+async def _get_or_create_org(unit: UnitOfWork) -> OrgContext:
+    session = unit.session
+    org = await session.scalar(select(Organization).where(Organization.slug == DEMO_SLUG))
+    if org is None:
+        org = await directory.create_organization(session, "Demo Studio", DEMO_SLUG, "USD")
+    return OrgContext.of(org)
 
 
 async def _directory(session: AsyncSession, org: OrgContext) -> tuple[list[Account], list[User]]:
@@ -169,46 +173,61 @@ async def _pricing(session: AsyncSession, org: OrgContext, accounts: list[Accoun
             )
 
 
-async def seed_demo(
-    sessions: async_sessionmaker[AsyncSession], limits: Limits, now: datetime | None = None
-) -> DemoSummary:
+async def seed_demo(units: Units, limits: Limits, now: datetime | None = None) -> DemoSummary:
+    """Seed the demo organisation, each step a unit of work (as every writer)."""
     # Anchored to midnight so a second run regenerates exactly the same events.
-    end = (now or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
-    org = await _get_or_create_org(sessions)
-    async with sessions() as session, session.begin():
-        await load_starter_catalog(session)
-    async with sessions() as session, session.begin():
-        bind_tenant(session.sync_session, org.id)
-        accounts, users = await _directory(session, org)
-        await _pricing(session, org, accounts)
-    written = 0
+    end = (now or utcnow()).replace(hour=0, minute=0, second=0, microsecond=0)
+    org = await units.run(None, _get_or_create_org)
+
+    async def catalog(unit: UnitOfWork) -> None:
+        await load_starter_catalog(unit.session)
+        await load_platform_rates(unit.session)
+
+    await units.run(None, catalog)
+
+    async def setup(unit: UnitOfWork) -> tuple[list[Account], list[User]]:
+        accounts, users = await _directory(unit.session, unit.org)
+        await _pricing(unit.session, unit.org, accounts)
+        return accounts, users
+
+    accounts, users = await units.run(org, setup)
     # Money first: prepaid accounts draw their usage from these top-ups.
-    async with sessions() as session, session.begin():
-        bind_tenant(session.sync_session, org.id)
-        for account in accounts:
-            for month in range(3):
-                first = end - timedelta(days=DAYS) + timedelta(days=30 * month)
-                kind = ledger.record_subscription_payment if account.postpaid else ledger.deposit
-                entry = await kind(
-                    session,
-                    org,
-                    Payment(
-                        idempotency_key=f"demo-payment-{account.id}-{month}",
-                        account_id=account.id,
-                        amount=Decimal("49.00") if account.postpaid else Decimal("100.00"),
-                        currency=account.currency,
-                        occurred_at=first,
-                        metadata={"payment_id": f"pay_demo_{month}_{str(account.id)[:8]}"},
-                    ),
-                    limits,
-                )
-                written += 0 if entry.replayed else 1
+    written = await units.run(org, lambda unit: _payments(unit, accounts, end, limits))
     events = _usage(accounts, users, end)
     for index in range(0, len(events), limits.max_batch_events):
-        async with sessions() as session, session.begin():
-            bind_tenant(session.sync_session, org.id)
-            entries = await ledger.record_usage_batch(
-                session, org, events[index : index + limits.max_batch_events], limits
-            )
-            written += sum(1 for e in entries if not e.replayed)
+        batch = events[index : index + limits.max_batch_events]
+        # 90 days of history: older than the late-arrival window, so a backfill.
+        entries = await units.run(org, functools.partial(_backfill, events=batch, limits=limits))
+        written += sum(1 for e in entries if not e.replayed)
     return DemoSummary(org, len(accounts), len(events), written)
+
+
+async def _backfill(unit: UnitOfWork, events: list[UsageEvent], limits: Limits) -> list[Entry]:
+    return await ledger.backfill_usage(unit.session, unit.org, events, limits)
+
+
+async def _payments(
+    unit: UnitOfWork, accounts: list[Account], end: datetime, limits: Limits
+) -> int:
+    session, org = unit.session, unit.org
+    written = 0
+    for account in accounts:
+        for month in range(3):
+            first = end - timedelta(days=DAYS) + timedelta(days=30 * month)
+            kind = ledger.record_subscription_payment if account.postpaid else ledger.deposit
+            entry = await kind(
+                session,
+                org,
+                Payment(
+                    idempotency_key=f"demo-payment-{account.id}-{month}",
+                    account_id=account.id,
+                    amount=Decimal("49.00") if account.postpaid else Decimal("100.00"),
+                    currency=account.currency,
+                    occurred_at=first,
+                    metadata={"payment_id": f"pay_demo_{month}_{str(account.id)[:8]}"},
+                ),
+                limits,
+                history=True,  # past books, seeded by an operator
+            )
+            written += 0 if entry.replayed else 1
+    return written

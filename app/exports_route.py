@@ -26,6 +26,7 @@ from costgraph.app.state import AppState
 from costgraph.billing import exports
 from costgraph.billing.exports.spec import ReportKind, parse_report
 from costgraph.kernel.errors import DomainError, ValidationFailed
+from costgraph.kernel.text import require_text
 from costgraph.models.scoping import bind_tenant
 from costgraph.resolvers.exports import REPORT_RIGHTS
 
@@ -51,6 +52,7 @@ def _single_values(request: Request, skip: str | None = None) -> dict[str, str]:
         if key in params:
             raise ValidationFailed(f"parameter {key[:40]!r} is given twice", key[:40])
         params[key] = value
+    require_text(params)  # no NUL (%00) reaches a filter: refused before the first byte
     return params
 
 

@@ -8,22 +8,30 @@ each error is logged once, when strawberry processes it (app/error_log.py).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
+import orjson
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
+from costgraph.app import graphql_http
+from costgraph.app.fast_json import OrjsonView
 from costgraph.app.observability import context as observability
-from costgraph.app.rate_limit import rate_limited
+from costgraph.app.rate_limit import rate_limited, refusal_error
 from costgraph.app.state import AppState
 from costgraph.auth.principal import Principal
 from costgraph.auth.verify import InvalidToken
@@ -138,7 +146,26 @@ async def over_budget(
     return rate_limited(refusal)
 
 
-class GraphQLApp(GraphQL[Context, None]):
+MEDIA_KEY = "costgraph.media_type"
+#: What each method may run: mutations only over POST (GET answers 405), subscriptions over
+#: websockets only (over HTTP: a request error).
+_ALLOWED = {
+    "GET": frozenset({OperationType.QUERY}),
+    "POST": frozenset({OperationType.QUERY, OperationType.MUTATION}),
+}
+
+
+def subprotocol_refused() -> Response:
+    """The handshake of a client that does not offer graphql-transport-ws, refused before it
+    is accepted: an HTTP answer, which websocket clients report as a refused handshake."""
+    return graphql_http.error_response(
+        400,
+        f"this endpoint speaks the {GRAPHQL_TRANSPORT_WS_PROTOCOL} websocket subprotocol only",
+        headers={"Sec-WebSocket-Version": "13"},
+    )
+
+
+class GraphQLApp(OrjsonView, GraphQL[Context, None]):
     # Subscriptions: graphql-transport-ws only (see subscriptions/transport.py).
     graphql_transport_ws_handler_class = LiveTransportHandler
 
@@ -151,11 +178,17 @@ class GraphQLApp(GraphQL[Context, None]):
         return self.state.live
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and not _posts_json(scope):
+        if scope["type"] == "websocket":
+            if GRAPHQL_TRANSPORT_WS_PROTOCOL not in scope.get("subprotocols", ()):
+                await _deny(WebSocket(scope, receive, send))
+                return
+            await super().__call__(scope, receive, send)
+            return
+        if scope["method"] == "POST" and not _posts_json(scope):
             await unsupported_media_type()(scope, receive, send)
             return
-        if scope["type"] == "http" and self._needs_token(scope):
-            request = Request(scope, receive)
+        request = Request(scope, receive)
+        if self._needs_token(scope):
             principal = await bearer_principal(
                 self.state, request.headers.get("authorization"), logger
             )
@@ -167,7 +200,105 @@ class GraphQLApp(GraphQL[Context, None]):
             if (refused := await over_budget(self.state, principal, logger)) is not None:
                 await refused(scope, receive, send)
                 return
-        await super().__call__(scope, receive, send)
+        media_type = graphql_http.negotiate(graphql_http.accept_of(scope))
+        scope.setdefault("state", {})[MEDIA_KEY] = media_type
+        try:
+            response = await self.run(request)
+        except _MethodNotAllowed as exc:
+            response = graphql_http.error_response(
+                405, exc.reason, media_type, headers={"Allow": "POST"}
+            )
+        except HTTPException as exc:
+            code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.VALIDATION_FAILED
+            response = graphql_http.error_response(
+                exc.status_code, exc.reason, media_type, code=code
+            )
+        await response(scope, receive, send)
+
+    # --- JSON: orjson; a body whose only fault is a lone surrogate is read anyway, so that
+    # the answer names the field that holds it (app/query_text.py) ---
+
+    def decode_json(self, data: str | bytes) -> object:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            if "surrogate" not in str(exc):
+                raise
+            try:
+                return json.loads(data)
+            except (ValueError, RecursionError):
+                raise exc from None
+
+    def encode_json(self, data: object) -> bytes:
+        try:
+            return orjson.dumps(data)
+        except TypeError:  # text stored before lone surrogates were refused, huge integers
+            return json.dumps(data).encode()
+
+    # --- the request: its parameters, which operations each method may run ---
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData) and not isinstance(data.operation_name, str | None):
+            raise HTTPException(400, "operationName must be a string or null")
+        return data
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        method = request_adapter.method
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=_ALLOWED.get(method, _ALLOWED["GET"]),
+                operation_extensions=request_data.extensions,
+            )
+        except InvalidOperationTypeError as exc:
+            if exc.operation_type is OperationType.MUTATION:
+                raise _MethodNotAllowed("mutations are sent with POST") from exc
+            return _request_error(
+                "subscriptions are served over websockets (graphql-transport-ws), not over HTTP"
+            )
+        except CannotGetOperationTypeError as exc:
+            return _request_error(exc.as_http_error_reason())
+        except MissingQueryError as exc:
+            raise HTTPException(400, "no GraphQL query found in the request") from exc
+
+    # --- the response: media type and status from Accept; no data on a request error ---
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        media_type = request.scope.get("state", {}).get(MEDIA_KEY, graphql_http.JSON)
+        sub_response.media_type = media_type
+        return sub_response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        media_type = sub_response.media_type or graphql_http.JSON
+        response = super().create_response(response_data, sub_response)
+        response.headers["content-type"] = media_type
+        if (
+            isinstance(response_data, dict)
+            and "data" not in response_data
+            and not sub_response.status_code
+        ):
+            response.status_code = graphql_http.request_error_status(media_type)
+        return response
 
     def _needs_token(self, scope: Scope) -> bool:
         """Every operation needs a token; only the IDE's HTML page (GET, no query) does not."""
@@ -185,8 +316,20 @@ class GraphQLApp(GraphQL[Context, None]):
         principal: Principal | None = request.scope.get("state", {}).get(PRINCIPAL_KEY)
         return Context(request=request, response=response, app=self.state, principal=principal)
 
+    async def operation_refusal(self, principal: Principal) -> dict[str, Any] | None:
+        """One operation over a websocket draws on the same request budgets as an HTTP
+        request (subscriptions/transport.py asks before each ``subscribe``)."""
+        limiter = self.state.rate_limiter
+        if limiter is None or (refusal := await limiter.check(principal)) is None:
+            return None
+        logger.info(
+            "rate limited over websocket: %s budget of %s", refusal.budget, principal.subject
+        )
+        return refusal_error(refusal)
+
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        """``connection_init``: verify its token and count the connection, or refuse (4403)."""
+        """``connection_init``: verify its token and count the connection, or refuse (4403 for
+        the token, 1008 for one connection too many: subscriptions/transport.py)."""
         assert isinstance(context, ConnectionContext)
         try:
             await handshake.accept(context, self.state.verifier, self.state.live.connections)
@@ -203,9 +346,32 @@ class GraphQLApp(GraphQL[Context, None]):
     async def process_result(
         self, request: Request | WebSocket, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
-        data: GraphQLHTTPResponse = {"data": result.data}
+        data: GraphQLHTTPResponse = {}
+        if not graphql_http.is_request_error(result.data, result.errors):
+            data["data"] = result.data
         if result.errors:
             data["errors"] = [format_error(error) for error in result.errors]
         if result.extensions:
             data["extensions"] = result.extensions
         return data
+
+
+class _MethodNotAllowed(HTTPException):
+    def __init__(self, reason: str) -> None:
+        super().__init__(405, reason)
+
+
+def _request_error(message: str) -> ExecutionResult:
+    """A request error found before execution, answered like a validation error."""
+    error = GraphQLError(message, extensions={"code": ErrorCode.VALIDATION_FAILED.value})
+    return ExecutionResult(data=None, errors=[error])
+
+
+async def _deny(websocket: WebSocket) -> None:
+    """Refuse a handshake before accepting it: an HTTP answer where the server can send one
+    (uvicorn can), else a close before accept (HTTP 403)."""
+    logger.info("websocket refused: no %s subprotocol offered", GRAPHQL_TRANSPORT_WS_PROTOCOL)
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(subprotocol_refused())
+    else:
+        await websocket.close(code=1002)

@@ -17,10 +17,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from costgraph.alerts.worker import Wakeup
 from costgraph.app.alerting import alerts_config, deliveries_running
 from costgraph.app.body_limit import BodySizeLimit
+from costgraph.app.business_clock import install_configured_clock
 from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.exports_route import exports_route
+from costgraph.app.forecast_alerts import forecast_alerts_running
 from costgraph.app.graphql import GraphQLApp, format_error
 from costgraph.app.heap import tune_garbage_collector
 from costgraph.app.identity import build_oauth, build_verifier, revocations_kept_fresh
@@ -37,6 +40,7 @@ from costgraph.app.shutdown import AnswerCancelledRequests
 from costgraph.app.state import AppState
 from costgraph.app.stripe_webhook import stripe_webhook_route
 from costgraph.app.token_cache import CachedTokenVerifier
+from costgraph.app.units import build_units
 from costgraph.auth.keys import KeyStore
 from costgraph.auth.revocation import RevocationList
 from costgraph.billing import tenant_cache
@@ -51,6 +55,7 @@ def create_app(settings: Settings, database_url: str, *, tracer_provider: Any = 
     ``tracer_provider`` (an OpenTelemetry SDK provider) turns tracing on with it (tests);
     otherwise ``COSTGRAPH_OTEL_ENABLED`` builds one from the ``OTEL_*`` variables.
     """
+    install_configured_clock(settings)
     observability = Observability(settings, tracer_provider)
     keys = KeyStore(settings.key_dir, settings.signing_key_path)
     holder: dict[str, AppState] = {}
@@ -62,18 +67,23 @@ def create_app(settings: Settings, database_url: str, *, tracer_provider: Any = 
         keys.ensure()
         tenant_cache.configure(settings.tenant_cache_ttl_seconds)
         engine = create_engine(database_url, settings)
+        sessions = create_sessionmaker(engine)
+        bus = build_bus(settings)
+        wakeup = Wakeup()
         state = AppState(
             settings=settings,
             engine=engine,
-            sessions=create_sessionmaker(engine),
+            sessions=sessions,
             keys=keys,
             # A client reuses its token: keep verified principals until exp, 60 s at most.
             verifier=CachedTokenVerifier(build_verifier(settings, keys, revocations)),
             limits=AppState.limits_of(settings),
-            bus=build_bus(settings),
+            bus=bus,
             live=build_live(settings, format_error),
+            units=build_units(sessions, bus=bus, metrics=observability.metrics, wakeup=wakeup),
             revocations=revocations,
             alerts=alerts_config(settings),
+            alert_wakeup=wakeup,
             metrics=observability.metrics,
             rate_limiter=RateLimiter.from_settings(settings),
         )
@@ -87,14 +97,21 @@ def create_app(settings: Settings, database_url: str, *, tracer_provider: Any = 
                 ),
                 live_running(state.bus, state.live, settings.shutdown_timeout_seconds),
                 deliveries_running(
-                    state.sessions,
+                    state.units,
                     state.alerts,
                     state.alert_wakeup,
                     on_outcome=state.metrics.delivery_outcome,
                 ),
-                rollups_running(engine, settings),
-                reports_scheduled(
+                rollups_running(engine, settings, state.units),
+                forecast_alerts_running(
                     state.sessions,
+                    state.units,
+                    state.limits,
+                    interval=settings.forecast_alert_interval_seconds,
+                    history_days=settings.forecast_history_days,
+                ),
+                reports_scheduled(
+                    state.units,
                     settings,
                     keys,
                     state.alerts,
@@ -118,7 +135,7 @@ def create_app(settings: Settings, database_url: str, *, tracer_provider: Any = 
         ),
         graphql_ide="graphiql" if settings.graphql_ide else None,
         allow_queries_via_get=True,
-        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # the legacy graphql-ws: 4406
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # others: refused, HTTP 400
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
         max_subscriptions_per_connection=settings.ws_max_subscriptions_per_connection,
         allowed_origins=settings.allowed_origins,
@@ -150,7 +167,16 @@ def create_app(settings: Settings, database_url: str, *, tracer_provider: Any = 
                 CORSMiddleware,
                 allow_origins=settings.allowed_origins,
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type"],
+                # W3C trace context and the request id a browser may send with a request,
+                # and the request id it may read from the answer (app/observability/).
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "traceparent",
+                    "tracestate",
+                    "X-Request-ID",
+                ],
+                expose_headers=["X-Request-ID"],
             )
         )
     # Bodies over COSTGRAPH_MAX_REQUEST_BYTES: 413 PAYLOAD_TOO_LARGE (app/body_limit.py).

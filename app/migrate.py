@@ -30,7 +30,7 @@ def _upgrade(connection: Connection, revision: str) -> None:
     command.upgrade(config, revision)
 
 
-async def migrate(url: str, revision: str = "heads") -> None:
+async def migrate(url: str, revision: str = "head") -> None:
     engine = create_async_engine(asyncpg_url(url))
     try:
         async with engine.begin() as connection:

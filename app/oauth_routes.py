@@ -44,7 +44,7 @@ def oauth_routes(service: OAuthService, state: Callable[[], AppState]) -> list[R
         return _response(await service.token(await _http_request(request), state().sessions))
 
     async def revoke(request: Request) -> Response:
-        return _response(await service.revoke(await _http_request(request), state().sessions))
+        return _response(await service.revoke(await _http_request(request), state().units))
 
     async def metadata(request: Request) -> Response:
         return JSONResponse(service.metadata(), headers={"Cache-Control": "public, max-age=3600"})

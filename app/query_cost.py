@@ -62,6 +62,7 @@ FIELD_COSTS: Mapping[str, int] = {
     "Query.allowance": 5,
     # Writes that touch many rows.
     "Mutation.recordUsageBatch": 50,
+    "Mutation.backfillUsage": 50,
     "Mutation.repriceUsage": 100,
 }
 

@@ -3,11 +3,12 @@ list sizes. A request over one is refused whole with ``QUERY_TOO_COMPLEX`` (the 
 the limit and the value found, as do ``extensions.limit``/``maximum``/``found``) and nothing
 of it executes.
 
-- Tokens: graphql-core's parser stops at ``max_tokens`` (app/query_caches.py sets it).
+- Bytes, tokens, field selections, repeated fields, and depth and aliases as written: a
+  lexical scan before parsing (app/query_prescan.py); the parser also stops at ``max_tokens``.
 - Depth, aliases and cost: app/query_shape.py, with the weights of app/query_cost.py.
 - List sizes, in literals and in variables: app/query_lists.py.
-- Where they run: inside strawberry's parser and validation caches, subclassed in
-  app/query_caches.py, which schema/build.py uses in their place.
+- Where they run: in app/query_caches.py, the parse-and-validate extension (with its cache of
+  accepted documents, bounded in bytes) that schema/build.py installs.
 
 This module holds the limits themselves, their error, and the refinement of graphql-core's own
 errors (the token limit's code; no "Did you mean …?" when introspection is off).
@@ -41,6 +42,11 @@ class QueryLimits:
     max_tokens: int = 2_000
     max_cost: int = 10_000
     max_list_size: int = 100
+    max_document_bytes: int = 32_768
+    max_selections: int = 500
+    max_repeated_fields: int = 10
+    #: Memory for accepted documents (app/query_caches.py); 0: none kept.
+    document_cache_bytes: int = 32 * 1024 * 1024
     #: Caps by a list's item input type, e.g. ``{"UsageEventInput": 2_000}``.
     list_caps: Mapping[str, int] = field(default_factory=dict)
     costs: CostModel = field(default_factory=CostModel)
@@ -54,6 +60,10 @@ class QueryLimits:
             max_tokens=settings.graphql_max_tokens,
             max_cost=settings.graphql_max_cost,
             max_list_size=settings.graphql_max_list_size,
+            max_document_bytes=settings.graphql_max_document_bytes,
+            max_selections=settings.graphql_max_selections,
+            max_repeated_fields=settings.graphql_max_repeated_fields,
+            document_cache_bytes=settings.graphql_document_cache_bytes,
             list_caps={"UsageEventInput": DOMAIN_SIZED_HEADROOM * settings.max_batch_events},
             costs=CostModel(max_page_size=settings.max_page_size),
         )

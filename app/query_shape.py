@@ -3,7 +3,7 @@
 One pass over each operation, in which each fragment is summarised once however often it is
 spread, so the work grows with the document's length, not with what the document multiplies.
 It runs before graphql-core's validation (whose overlapping-fields check is itself slow on
-nested fragment spreads), and its verdict is kept per query text. strawberry's
+nested fragment spreads); only a document that passes is kept (app/query_caches.py). strawberry's
 ``QueryDepthLimiter`` and ``MaxAliasesLimiter`` are not used: both re-walk a fragment at every
 spread (a document of ~100 tokens with nested double spreads costs them seconds), and the
 former fails on an unknown fragment name.
@@ -11,7 +11,6 @@ former fails on an unknown fragment name.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -170,28 +169,3 @@ def _check(
             limits.max_cost,
             shape.cost,
         )
-
-
-class Verdicts:
-    """``analyse`` per query text, least recently used dropped first (like the parser cache,
-    which hands out one document per text)."""
-
-    def __init__(self, limits: QueryLimits, maxsize: int = 1024) -> None:
-        self.limits = limits
-        self.maxsize = maxsize
-        self._cache: OrderedDict[str, tuple[GraphQLError, ...]] = OrderedDict()
-
-    def of(
-        self, schema: GraphQLSchema, query: str | None, document: DocumentNode
-    ) -> tuple[GraphQLError, ...]:
-        if query is None:
-            return analyse(schema, document, self.limits)
-        known = self._cache.get(query)
-        if known is not None:
-            self._cache.move_to_end(query)
-            return known
-        verdict = analyse(schema, document, self.limits)
-        self._cache[query] = verdict
-        if len(self._cache) > self.maxsize:
-            self._cache.popitem(last=False)
-        return verdict

@@ -134,23 +134,24 @@ class RateLimiter:
             await self._pool.aclose()
 
 
+def refusal_error(refusal: Refusal) -> dict[str, Any]:
+    """The GraphQL error of a refusal (also sent over websockets, as an ``error`` message)."""
+    seconds = refusal.retry_after_seconds
+    return {
+        "message": f"rate limit of {refusal.per_minute} requests a minute per "
+        f"{refusal.budget} reached; retry after {seconds} s",
+        "extensions": {
+            "code": ErrorCode.RATE_LIMITED.value,
+            "retryAfter": seconds,
+            "budget": refusal.budget,
+        },
+    }
+
+
 def rate_limited(refusal: Refusal) -> Response:
     """429 with ``Retry-After``, and the GraphQL error shape clients already parse."""
-    seconds = refusal.retry_after_seconds
     return JSONResponse(
-        {
-            "errors": [
-                {
-                    "message": f"rate limit of {refusal.per_minute} requests a minute per "
-                    f"{refusal.budget} reached; retry after {seconds} s",
-                    "extensions": {
-                        "code": ErrorCode.RATE_LIMITED.value,
-                        "retryAfter": seconds,
-                        "budget": refusal.budget,
-                    },
-                }
-            ]
-        },
+        {"errors": [refusal_error(refusal)]},
         status_code=429,
-        headers={"Retry-After": str(seconds)},
+        headers={"Retry-After": str(refusal.retry_after_seconds)},
     )

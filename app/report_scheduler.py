@@ -29,7 +29,6 @@ from datetime import datetime, timedelta
 import aiosmtplib
 import orjson
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from costgraph.alerts import signing
 from costgraph.alerts.config import AlertsConfig
@@ -55,8 +54,9 @@ from costgraph.billing.reports.files import ReportFile, template_file
 from costgraph.billing.reports.months import format_month, month_of, month_range, previous_month
 from costgraph.kernel.clock import utcnow
 from costgraph.kernel.errors import DomainError
+from costgraph.kernel.unit_of_work import Units
 from costgraph.models import NotificationChannel
-from costgraph.models.scoping import bind_platform, bind_tenant
+from costgraph.models.scoping import bind_tenant
 
 logger = logging.getLogger("costgraph.reports.schedule")
 
@@ -80,7 +80,7 @@ class _Permanent(Exception):
 class ReportScheduler:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        units: Units,
         settings: Settings,
         keys: KeyStore,
         alerts: AlertsConfig,
@@ -88,7 +88,8 @@ class ReportScheduler:
         max_page_size: int,
         zone_name: str = "UTC",
     ) -> None:
-        self._sessions = sessions
+        self._units = units  # the schedule's writes (runs, claims, outcomes) are units of work
+        self._sessions = units.sessions  # reading a run's template, channel and figures
         self._settings = settings
         self._keys = keys
         self._alerts = alerts
@@ -104,27 +105,27 @@ class ReportScheduler:
         the run while this attempt may still deliver it)."""
         return min(self._delivery.timeout * 3, self._delivery.lease * 0.8)
 
-    def _platform(self) -> AsyncSession:
-        session = self._sessions()
-        bind_platform(session.sync_session)  # runs span organisations
-        return session
-
     async def run_due(self, now: datetime | None = None) -> DueRound:
         """Create the runs of the month that ended before ``now`` and deliver what is due."""
         at = now or utcnow()
         month = previous_month(month_of(at))
         _, month_end = month_range(month)
-        async with self._platform() as session:
-            created = await runs.enqueue_month(session, month, month_end)
+        # Platform work: runs span organisations.
+        created = await self._units.run(
+            None, lambda unit: runs.enqueue_month(unit.session, month, month_end), platform=True
+        )
         attempted = delivered = 0
         while True:
-            async with self._platform() as session:
-                claims = await runs.claim_runs(
-                    session,
+            claims = await self._units.run(
+                None,
+                lambda unit: runs.claim_runs(
+                    unit.session,
                     self._delivery.batch_size,
                     self._delivery.lease,
                     self._delivery.max_attempts,
-                )
+                ),
+                platform=True,
+            )
             if not claims:
                 break
             outcomes = await asyncio.gather(*(self._attempt(claim) for claim in claims))
@@ -154,15 +155,18 @@ class ReportScheduler:
             logger.exception("report run %s failed unexpectedly", claim.run_id)
             error = f"ERROR: {type(exc).__name__}"
         dead = dead or (error is not None and claim.attempt >= self._delivery.max_attempts)
-        async with self._platform() as session:
-            state = await runs.finish_run(
-                session,
+        state = await self._units.run(
+            None,
+            lambda unit: runs.finish_run(
+                unit.session,
                 claim,
                 delivered=error is None,
                 error=error,
                 dead=dead,
                 backoff=self._delivery.backoff(claim.attempt),
-            )
+            ),
+            platform=True,
+        )
         if state == "DEAD":
             logger.warning("report run %s is dead: %s", claim.run_id, error)
         return state
@@ -286,7 +290,7 @@ class ReportScheduler:
 
 @contextlib.asynccontextmanager
 async def reports_scheduled(
-    sessions: async_sessionmaker[AsyncSession],
+    units: Units,
     settings: Settings,
     keys: KeyStore,
     alerts: AlertsConfig,
@@ -299,7 +303,7 @@ async def reports_scheduled(
         yield
         return
     scheduler = ReportScheduler(
-        sessions, settings, keys, alerts, max_page_size=max_page_size, zone_name=zone_name
+        units, settings, keys, alerts, max_page_size=max_page_size, zone_name=zone_name
     )
     task = asyncio.create_task(scheduler.run(), name="costgraph-report-schedule")
     try:

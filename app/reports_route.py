@@ -77,10 +77,6 @@ def render_context(state: AppState) -> RenderContext:
 # --- links ---
 
 
-def summary_path(format: ReportFormat) -> str:
-    return f"/reports/summary.{format.extension}"
-
-
 def template_path(template_id: uuid.UUID | str, month: str) -> str:
     return f"/reports/templates/{template_id}/{quote(month)}"
 

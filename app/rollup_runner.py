@@ -21,9 +21,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from costgraph.app.database import create_sessionmaker
 from costgraph.app.settings import Settings
 from costgraph.billing import month_close, rollups
 from costgraph.kernel.clock import utcnow
+from costgraph.kernel.unit_of_work import Units
 
 logger = logging.getLogger("costgraph.rollups")
 
@@ -38,9 +40,11 @@ async def _raw(connection: Any) -> Any:
 
 
 class RollupRunner:
-    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+    def __init__(self, engine: AsyncEngine, settings: Settings, units: Units | None = None) -> None:
         self.engine = engine
         self.settings = settings
+        #: Month closes are written through units of work (the app's, or one of its own).
+        self.units = units or Units(create_sessionmaker(engine))
         self._last: dict[str, float] = {}
 
     def _due(self, name: str, every: float) -> bool:
@@ -64,8 +68,13 @@ class RollupRunner:
                 # looking for the next tail skip everything up to here.
                 await rollups.summarize_brin(raw)
             if self._due("close", CLOSE_EVERY):
-                grace = timedelta(hours=self.settings.month_close_grace_hours)
-                closed = await month_close.close_months(raw, utcnow(), grace)
+                # Not before the late-arrival window has passed either: an event a plain write
+                # may still carry never lands in a closed month.
+                grace = max(
+                    timedelta(hours=self.settings.month_close_grace_hours),
+                    timedelta(seconds=self.settings.late_arrival_window_seconds),
+                )
+                closed = await month_close.close_months(self.units, utcnow(), grace)
                 if closed:
                     logger.info("closed %d organisation-month(s)", len(closed))
 
@@ -82,11 +91,14 @@ class RollupRunner:
 
 
 @contextlib.asynccontextmanager
-async def rollups_running(engine: AsyncEngine, settings: Settings) -> AsyncIterator[None]:
+async def rollups_running(
+    engine: AsyncEngine, settings: Settings, units: Units | None = None
+) -> AsyncIterator[None]:
     if settings.rollup_interval_seconds <= 0:
         yield
         return
-    task = asyncio.create_task(RollupRunner(engine, settings).run(), name="costgraph-rollups")
+    runner = RollupRunner(engine, settings, units)
+    task = asyncio.create_task(runner.run(), name="costgraph-rollups")
     try:
         yield
     finally:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from functools import lru_cache
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -14,6 +15,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from costgraph.kernel.clock import parse_rfc3339
 
 #: The most COSTGRAPH_MAX_REQUEST_BYTES may be, and the most its derived default comes to.
 MAX_REQUEST_BYTES_CEILING = 256 * 1024 * 1024
@@ -82,6 +85,38 @@ class Settings(BaseSettings):
         description="How long one process keeps an organisation, its markup rules and catalog "
         "names (billing/tenant_cache.py): other processes see such a change within this. 0: off.",
     )
+    http_max_header_bytes: int = Field(
+        default=32_768,
+        ge=1_024,
+        le=1024 * 1024,
+        description="The request line and header fields together, in bytes (over it: 431 and "
+        "the connection closed; `costgraph serve`, app/http_guard.py).",
+    )
+    http_max_header_line_bytes: int = Field(
+        default=16_384,
+        ge=256,
+        le=1024 * 1024,
+        description="The request line or any one header field, in bytes (over it: 431).",
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="How long a request head may take to arrive from its first byte (or from "
+        "the connection opening): then 408 and the connection closed.",
+    )
+    clock_start: datetime | None = Field(
+        default=None,
+        description="RFC 3339; runs the business clock from this instant (it then ticks at the "
+        "wall clock's pace); for tests and demos. Unset: the system clock.",
+    )
+    settle_overage_tolerance_percent: Decimal = Field(
+        default=Decimal(10),
+        ge=0,
+        le=1_000,
+        description="How far past a hard cap a settleUsage beyond its hold may take the "
+        "period, in percent of the limit; beyond it the settlement is refused (OVERAGE_LIMIT).",
+    )
 
     # --- GraphQL limits, checked before anything runs (app/query_limits.py) ---
     graphql_max_depth: int = Field(
@@ -105,6 +140,32 @@ class Settings(BaseSettings):
         le=100_000,
         description="Items of any list argument or list variable; recordUsageBatch's input "
         "is bounded by twice COSTGRAPH_MAX_BATCH_EVENTS instead (its own limit answers typed).",
+    )
+    graphql_max_document_bytes: int = Field(
+        default=32_768,
+        ge=1_024,
+        le=16 * 1024 * 1024,
+        description="The query document's size in bytes (UTF-8), checked before it is read.",
+    )
+    graphql_max_selections: int = Field(
+        default=500,
+        ge=1,
+        le=1_000_000,
+        description="Field selections of a document, each fragment counted at each spread.",
+    )
+    graphql_max_repeated_fields: int = Field(
+        default=10,
+        ge=0,
+        le=10_000,
+        description="Selections of a response name already selected in the same selection "
+        "set (graphql-core's overlapping-fields check is quadratic in them).",
+    )
+    graphql_document_cache_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=0,
+        le=4 * 1024 * 1024 * 1024,
+        description="Memory for parsed and validated documents, reused by later requests with "
+        "the same text (estimated from their size); 0: no cache.",
     )
 
     # --- rate limiting of GraphQL requests (app/rate_limit.py) ---
@@ -245,6 +306,20 @@ class Settings(BaseSettings):
     month_close_grace_hours: float = Field(
         default=24.0, ge=0, le=24 * 62, description="Wait after a month ends before closing it."
     )
+    late_arrival_window_seconds: int = Field(
+        default=72 * 3600,
+        ge=0,
+        le=36_525 * 86_400,
+        description="How long after its occurredAt an event (usage, payment, fee) may still be "
+        "recorded by a plain write; older history needs backfillUsage. A month is closed only "
+        "once this window (and the grace) has passed since it ended.",
+    )
+    future_skew_seconds: int = Field(
+        default=300, ge=0, le=86_400, description="How far ahead of now an occurredAt may be."
+    )
+    backfill_max_age_days: int = Field(
+        default=731, ge=1, le=3_660, description="How far back backfillUsage may reach."
+    )
 
     # --- CSV exports (GET /exports/{report}.csv, createExportLink) ---
     export_max_range_days: int = Field(
@@ -287,6 +362,13 @@ class Settings(BaseSettings):
     patterns_max_range_days: int = Field(
         default=93, ge=1, le=366, description="The longest range usagePatterns may cover."
     )
+    forecast_alert_interval_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="How often this process looks for budgets whose projected period total "
+        "crossed their limit, to raise FORECAST alerts (0: never here).",
+    )
 
     # --- observability: logs, /metrics, tracing (app/observability/) ---
     log_format: Literal["json", "text"] = Field(
@@ -308,6 +390,15 @@ class Settings(BaseSettings):
         description="OpenTelemetry tracing; the exporter is set by the standard OTEL_* "
         "variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, …).",
     )
+
+    @field_validator("clock_start", mode="before")
+    @classmethod
+    def _parse_clock_start(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_rfc3339(value.strip()) if value.strip() else None
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError("COSTGRAPH_CLOCK_START needs a time zone (e.g. Z)")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -421,8 +512,3 @@ class Settings(BaseSettings):
     @property
     def key_dir(self) -> Path:
         return self.data_dir / "keys"
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()

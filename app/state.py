@@ -15,6 +15,7 @@ from costgraph.auth.keys import KeyStore
 from costgraph.auth.revocation import RevocationList
 from costgraph.auth.verify import Verifier
 from costgraph.billing.commands import Limits
+from costgraph.kernel.unit_of_work import Units
 from costgraph.subscriptions.bus import Bus
 from costgraph.subscriptions.live import Live
 
@@ -31,6 +32,9 @@ class AppState:
     bus: Bus
     #: Websocket connections, their limits and the shared subscription streams.
     live: Live
+    #: Every write runs through it: one transaction, retried on conflicts, alerts evaluated
+    #: before commit, events published after (kernel/unit_of_work.py, app/units.py).
+    units: Units
     #: Revoked OAuth clients and tokens; the verifier consults the same list.
     revocations: RevocationList = field(default_factory=RevocationList)
     #: Alert channels and delivery (SSRF policy, SMTP, SMS, the worker's schedule).
@@ -49,4 +53,8 @@ class AppState:
             max_page_size=settings.max_page_size,
             max_metadata_bytes=settings.max_metadata_bytes,
             max_idempotency_key_length=settings.max_idempotency_key_length,
+            late_arrival_window_seconds=settings.late_arrival_window_seconds,
+            future_skew_seconds=settings.future_skew_seconds,
+            backfill_max_age_days=settings.backfill_max_age_days,
+            settle_overage_tolerance_percent=settings.settle_overage_tolerance_percent,
         )

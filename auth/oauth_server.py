@@ -52,6 +52,9 @@ from costgraph.auth.revocation import RevocationList
 from costgraph.auth.secret_hash import dummy_hash, hashing_limiter, verify_secret
 from costgraph.auth.tokens import mint_access_token
 from costgraph.auth.verify import InvalidToken, LocalKeys, TokenVerifier
+from costgraph.kernel.errors import Unavailable
+from costgraph.kernel.text import text_problem
+from costgraph.kernel.unit_of_work import Units
 
 logger = logging.getLogger("costgraph.oauth")
 
@@ -327,6 +330,8 @@ def parse_form(request: HttpRequest) -> dict[str, str]:
     names = [name for name, _ in pairs]
     if len(set(names)) != len(names):
         raise InvalidRequestError("a parameter appears more than once")
+    if any(text_problem(part) for pair in pairs for part in pair):
+        raise InvalidRequestError("a parameter holds a NUL character")
     return dict(pairs)
 
 
@@ -358,8 +363,10 @@ class OAuthService:
             "revocation_endpoint": base + REVOKE_PATH,
             "jwks_uri": base + JWKS_PATH,
             "grant_types_supported": [GRANT_TYPE],
-            # No authorization endpoint: no response type is supported.
-            "response_types_supported": [],
+            # RFC 8414 requires a non-empty list. There is no authorization endpoint, so no
+            # flow issues anything from one: "none" (OAuth 2.0 Multiple Response Type
+            # Encoding Practices) is the registered response type that issues nothing.
+            "response_types_supported": ["none"],
             "scopes_supported": list(SCOPES),
             "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
@@ -369,6 +376,8 @@ class OAuthService:
         prepared = await self._prepare(request, sessions)
         if isinstance(prepared, HttpResponse):
             return prepared
+        if not prepared.form.get("grant_type"):  # RFC 6749 §5.2: a missing parameter
+            return _error(self.server, InvalidRequestError("grant_type is required"))
         if self.keys.seconds_since_reload() >= KEY_RELOAD_SECONDS:
             self.keys.reload()
         response: HttpResponse = await anyio.to_thread.run_sync(
@@ -376,8 +385,8 @@ class OAuthService:
         )
         return response
 
-    async def revoke(self, request: HttpRequest, sessions: SessionFactory) -> HttpResponse:
-        prepared = await self._prepare(request, sessions)
+    async def revoke(self, request: HttpRequest, units: Units) -> HttpResponse:
+        prepared = await self._prepare(request, units.sessions)
         if isinstance(prepared, HttpResponse):
             return prepared
         response: HttpResponse = await anyio.to_thread.run_sync(
@@ -386,13 +395,13 @@ class OAuthService:
         )
         try:
             for token in prepared.revoked:
-                await self._persist(token, sessions)
-        except SQLAlchemyError:
+                await self._persist(token, units)
+        except (SQLAlchemyError, Unavailable):
             logger.exception("recording a token revocation failed")
             return _unavailable()
         return response
 
-    async def _persist(self, token: IssuedToken, sessions: SessionFactory) -> None:
+    async def _persist(self, token: IssuedToken, units: Units) -> None:
         principal = token.principal
         if principal.token_id is None or principal.client_id is None:
             return
@@ -400,10 +409,14 @@ class OAuthService:
         if organization_id is None:
             return
         expires_at: datetime = principal.expires_at
-        async with sessions() as session, session.begin():
-            await record_token_revocation(
-                session, organization_id, principal.token_id, principal.client_id, expires_at
-            )
+        token_id, client_id = principal.token_id, principal.client_id
+        # A unit of its own (record_token_revocation binds it to the client's tenant).
+        await units.run(
+            None,
+            lambda unit: record_token_revocation(
+                unit.session, organization_id, token_id, client_id, expires_at
+            ),
+        )
         self.revocations.revoke_token(principal.token_id, expires_at)
 
     async def _prepare(

@@ -24,6 +24,9 @@ class Right(enum.StrEnum):
     MANAGE_CLIENTS = "manage_clients"
     #: A member's own usage and allowance (fields filter to the caller's user).
     READ_OWN_USAGE = "read_own_usage"
+    #: Record usage history older than the late-arrival window (``backfillUsage``). No scope
+    #: carries it: history enters only at a person's (an org_admin's) explicit request.
+    BACKFILL_USAGE = "backfill_usage"
 
 
 ROLES = ("platform_admin", "org_admin", "finance_viewer", "member")

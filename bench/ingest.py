@@ -40,11 +40,11 @@ from bench.workload import (
 from costgraph.app.database import create_engine, create_sessionmaker, plain_url
 from costgraph.app.heap import tune_garbage_collector
 from costgraph.app.state import AppState
+from costgraph.app.units import build_units
 from costgraph.billing import ledger
 from costgraph.billing.commands import Limits
 from costgraph.billing.directory import OrgContext
 from costgraph.billing.entries import Entry
-from costgraph.models.scoping import bind_tenant
 
 TARGET_RATIO = 0.5
 MIN_EVENTS_PER_SECOND = 20_000.0
@@ -92,15 +92,13 @@ async def domain_batch(
     specs: Sequence[EventSpec],
     limits: Limits,
 ) -> list[Entry]:
-    """What ``recordUsageBatch``'s resolver does after decoding: one tenant transaction."""
+    """What ``recordUsageBatch``'s resolver does after decoding: one unit of work (a tenant
+    transaction, alerts evaluated before commit; no bus to publish to here)."""
     events = [to_usage_event(spec) for spec in specs]
-    session = sessions()
-    bind_tenant(session.sync_session, org.id)
-    try:
-        async with session.begin():
-            return list(await ledger.record_usage_batch(session, org, events, limits))
-    finally:
-        await session.close()
+    units = build_units(sessions)
+    return await units.run(
+        org, lambda unit: ledger.record_usage_batch(unit.session, unit.org, events, limits)
+    )
 
 
 def batch_body(specs: Sequence[EventSpec]) -> bytes:

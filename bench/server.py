@@ -41,6 +41,9 @@ class ServerConfig:
     currency: str = "USD"
     #: :mod:`bench.tuning` experiments applied to the app before it is built.
     tuning: tuple[str, ...] = ()
+    #: Also the server options ``costgraph serve`` sets (the request-head guard, websocket
+    #: message size, shutdown grace: ``costgraph.app.cli.uvicorn_options``).
+    as_served: bool = False
 
 
 def build_app(config: ServerConfig) -> Any:
@@ -63,6 +66,12 @@ def build_app(config: ServerConfig) -> Any:
 def serve(config: ServerConfig) -> None:
     import uvicorn
 
+    options: dict[str, Any] = {}
+    if config.as_served:
+        from bench.db import bench_settings
+        from costgraph.app.cli import uvicorn_options
+
+        options = uvicorn_options(bench_settings(Path(config.data_dir), config.database_url))
     uvicorn.Server(
         uvicorn.Config(
             build_app(config),
@@ -71,6 +80,7 @@ def serve(config: ServerConfig) -> None:
             log_level="warning",
             access_log=False,
             lifespan="on",
+            **options,
         )
     ).run()
 

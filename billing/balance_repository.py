@@ -20,37 +20,6 @@ from costgraph.models.pricing import AccountSubscription
 _Term = TypeVar("_Term", AccountSubscription, "SubscriptionTerm")
 
 
-async def add_to_balance(
-    session: AsyncSession,
-    organization_id: uuid.UUID,
-    account_id: uuid.UUID,
-    delta: Decimal,
-    *,
-    floor: Decimal | None,
-) -> Decimal | None:
-    """Add ``delta``; with a floor, only if the balance stays at or above it.
-
-    Returns the new balance, or None when the floor refused it (the row lock taken by the
-    UPDATE makes check and spend one step across processes).
-    """
-    await session.execute(
-        insert(AccountBalance)
-        .values(organization_id=organization_id, account_id=account_id, balance=0)
-        .on_conflict_do_nothing()
-    )
-    statement = (
-        update(AccountBalance)
-        .where(AccountBalance.account_id == account_id)
-        .values(balance=AccountBalance.balance + delta)
-        .returning(AccountBalance.balance)
-        .execution_options(synchronize_session=False)
-    )
-    if floor is not None:
-        statement = statement.where(AccountBalance.balance + delta >= floor)
-    value: Decimal | None = await session.scalar(statement)
-    return value
-
-
 _ENSURE_BALANCES_SQL = (
     "INSERT INTO account_balances (organization_id, account_id, balance) "
     "SELECT $1, a, 0 FROM unnest($2::uuid[]) AS a ON CONFLICT DO NOTHING"

@@ -8,12 +8,15 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.billing.scopes import Scope
+from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.billing.usage_series_repository import usage_conditions
 from costgraph.models.budget import Budget, BudgetCounter, Reservation
+from costgraph.models.directory import Account
+from costgraph.models.ledger import LedgerEntry
 
 
 async def budgets_for_scopes(session: AsyncSession, scopes: Iterable[Scope]) -> list[Budget]:
@@ -61,8 +64,10 @@ async def ensure_counter(
     organization_id: uuid.UUID,
     budget_id: uuid.UUID,
     window: tuple[datetime, datetime],
-) -> None:
-    await session.execute(
+) -> bool:
+    """Create the period's counter at zero unless it exists; True when this call created it
+    (the row stays locked by this transaction: whoever else would create it waits)."""
+    created = await session.execute(
         insert(BudgetCounter)
         .values(
             organization_id=organization_id,
@@ -71,7 +76,9 @@ async def ensure_counter(
             period_end=window[1],
         )
         .on_conflict_do_nothing()
+        .returning(BudgetCounter.budget_id)
     )
+    return created.first() is not None
 
 
 async def add_to_counter(
@@ -108,15 +115,15 @@ async def add_to_counter(
 
 
 async def read_counter(
-    session: AsyncSession, budget_id: uuid.UUID, period_start: datetime
+    session: AsyncSession, budget_id: uuid.UUID, period_start: datetime, *, lock: bool = False
 ) -> tuple[Decimal, Decimal]:
-    row = (
-        await session.execute(
-            select(BudgetCounter.spent, BudgetCounter.reserved).where(
-                BudgetCounter.budget_id == budget_id, BudgetCounter.period_start == period_start
-            )
-        )
-    ).one_or_none()
+    """``(spent, reserved)``; ``lock``: the row locked until commit."""
+    statement = select(BudgetCounter.spent, BudgetCounter.reserved).where(
+        BudgetCounter.budget_id == budget_id, BudgetCounter.period_start == period_start
+    )
+    if lock:
+        statement = statement.with_for_update()
+    row = (await session.execute(statement)).one_or_none()
     return (Decimal(0), Decimal(0)) if row is None else (row[0], row[1])
 
 
@@ -138,3 +145,180 @@ async def budgets_for_ids(
         return {}
     rows = await session.scalars(select(Budget).where(Budget.id.in_(wanted)))
     return {row.id: row for row in rows}
+
+
+# --- the guard between budget setters and ledger writers (migration 0011) ---
+
+
+async def lock_out_writers(session: AsyncSession, organization_id: uuid.UUID) -> None:
+    """Take the organisation's writer guard EXCLUSIVE until commit: wait for its ledger
+    writers in flight to commit, and make those after wait (a budget setter, before it reads
+    the ledger)."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(budget_guard_key(:org))"), {"org": organization_id}
+    )
+
+
+async def guard_writers(session: AsyncSession, organization_id: uuid.UUID) -> bool:
+    """A ledger writer's share of the guard, until commit; True when budgets exist."""
+    found = await session.scalar(
+        text("SELECT budget_writers_guard(:org)"), {"org": organization_id}
+    )
+    return bool(found)
+
+
+async def budgets_for_writer(session: AsyncSession, organization_id: uuid.UUID) -> list[Budget]:
+    """Every budget of the organisation, read under the writer's share of the guard: one
+    statement, the lock taken before the read's snapshot."""
+    statement = select(Budget).from_statement(
+        text("SELECT * FROM budgets_for_writer(:org)").bindparams(org=organization_id)
+    )
+    return list((await session.scalars(statement)).all())
+
+
+# --- counters seeded from the ledger ---
+
+
+async def usage_by_currency(
+    session: AsyncSession, organization_id: uuid.UUID, scope: Scope, start: datetime, end: datetime
+) -> list[tuple[str, Decimal, Decimal]]:
+    """``(currency, ai_cost, billed)`` of the scope's usage over ``[start, end)``."""
+    rows = await session.execute(
+        select(LedgerEntry.currency, func.sum(LedgerEntry.ai_cost), func.sum(LedgerEntry.amount))
+        .where(*usage_conditions(organization_id, scope, start, end))
+        .group_by(LedgerEntry.currency)
+    )
+    return [(row[0], row[1] or Decimal(0), row[2] or Decimal(0)) for row in rows]
+
+
+async def usage_entries(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    currencies: Sequence[str],
+) -> list[tuple[datetime, str, Decimal, Decimal]]:
+    """``(occurred_at, currency, ai_cost, billed)`` of each usage entry in these currencies
+    (each is converted at its own instant's rate, as it was counted)."""
+    rows = await session.execute(
+        select(
+            LedgerEntry.occurred_at, LedgerEntry.currency, LedgerEntry.ai_cost, LedgerEntry.amount
+        ).where(
+            *usage_conditions(organization_id, scope, start, end),
+            LedgerEntry.currency.in_(list(currencies)),
+        )
+    )
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+async def set_count(
+    session: AsyncSession,
+    budget_id: uuid.UUID,
+    period_start: datetime,
+    spent: Decimal,
+    uncounted: Sequence[tuple[str, Decimal]],
+) -> None:
+    """Set a counter's spend and uncounted spend (the ledger's count); holds stay as they are."""
+    await session.execute(
+        update(BudgetCounter)
+        .where(BudgetCounter.budget_id == budget_id, BudgetCounter.period_start == period_start)
+        .values(spent=spent, uncounted={c: format(a, "f") for c, a in uncounted})
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def counter_windows(
+    session: AsyncSession, budget_id: uuid.UUID
+) -> list[tuple[datetime, datetime]]:
+    """Every period a counter of the budget exists for, locked, oldest first."""
+    rows = await session.execute(
+        select(BudgetCounter.period_start, BudgetCounter.period_end)
+        .where(BudgetCounter.budget_id == budget_id)
+        .order_by(BudgetCounter.period_start)
+        .with_for_update()
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+async def lock_budget(session: AsyncSession, budget_id: uuid.UUID) -> Budget | None:
+    """The budget as committed, its row shared-locked until commit (its terms cannot change
+    meanwhile)."""
+    return await session.scalar(
+        select(Budget)
+        .where(Budget.id == budget_id)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    )
+
+
+# --- holds past their expiry that no authorisation has swept yet ---
+
+_EXPIRED_HOLDS_SQL = text(
+    "SELECT coalesce(sum((h ->> 'amount')::numeric), 0)"
+    " FROM reservations r, jsonb_array_elements(r.holds) AS h"
+    " WHERE r.organization_id = :org AND r.state = 'HELD' AND r.expires_at <= :now"
+    " AND (h ->> 'budget_id')::uuid = :budget"
+    " AND (h ->> 'period_start')::timestamptz = :start"
+)
+
+
+async def expired_holds(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    budget_id: uuid.UUID,
+    period_start: datetime,
+    now: datetime,
+) -> Decimal:
+    """What a counter's ``reserved`` still carries for reservations already past their
+    expiry (given back only when an authorisation sweeps them): never counted as held."""
+    found = await session.scalar(
+        _EXPIRED_HOLDS_SQL,
+        {"org": organization_id, "now": now, "budget": budget_id, "start": period_start},
+    )
+    return Decimal(found or 0)
+
+
+# --- spend a budget could not count (no rate into its currency) ---
+
+
+async def note_uncounted(
+    session: AsyncSession,
+    budget_id: uuid.UUID,
+    period_start: datetime,
+    amounts: Sequence[tuple[str, Decimal]],
+) -> None:
+    """Add to the counter's ``uncounted`` spend, per entry currency (exact, as text)."""
+    for currency, amount in amounts:
+        await session.execute(
+            text(
+                "UPDATE budget_counters SET uncounted = uncounted || jsonb_build_object("
+                "CAST(:currency AS text), (COALESCE((uncounted ->> CAST(:currency AS text))"
+                "::numeric, 0) + CAST(:amount AS numeric))::text) "
+                "WHERE budget_id = :budget AND period_start = :start"
+            ),
+            {"currency": currency, "amount": amount, "budget": budget_id, "start": period_start},
+        )
+
+
+async def read_uncounted(
+    session: AsyncSession, budget_id: uuid.UUID, period_start: datetime
+) -> dict[str, Decimal]:
+    """The period's spend its budget could not count, per entry currency."""
+    found = await session.scalar(
+        select(BudgetCounter.uncounted).where(
+            BudgetCounter.budget_id == budget_id, BudgetCounter.period_start == period_start
+        )
+    )
+    return {currency: Decimal(amount) for currency, amount in sorted((found or {}).items())}
+
+
+async def scope_account_currencies(session: AsyncSession, scope: Scope) -> set[str]:
+    """The currencies of the accounts whose spend a budget of ``scope`` counts: the account's
+    own, a customer's accounts', every account of the organisation for anything wider."""
+    statement = select(Account.currency).distinct()
+    if scope.kind is ScopeKind.ACCOUNT:
+        statement = statement.where(Account.id == scope.id)
+    elif scope.kind is ScopeKind.CUSTOMER:
+        statement = statement.where(Account.customer_id == scope.id)
+    return {currency.strip() for currency in await session.scalars(statement)}

@@ -20,15 +20,21 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from costgraph.billing import budget_ledger, events, fx
 from costgraph.billing import budget_repository as repo
-from costgraph.billing import fx
-from costgraph.billing.cost_formula import convert
+from costgraph.billing.budget_currencies import require_rate_path
 from costgraph.billing.directory import OrgContext, get_many
 from costgraph.billing.periods import Period, window
 from costgraph.billing.scopes import Attribution, Scope, ScopeKind
-from costgraph.kernel.clock import format_rfc3339
-from costgraph.kernel.errors import BudgetLimitReached, NotFound, ValidationFailed
+from costgraph.kernel.clock import format_rfc3339, utcnow
+from costgraph.kernel.errors import (
+    BudgetLimitReached,
+    NotFound,
+    OverageLimit,
+    ValidationFailed,
+)
 from costgraph.kernel.money import require_currency
+from costgraph.kernel.unit_of_work import emit
 from costgraph.models import Account, Customer, Department, User
 from costgraph.models.budget import Budget
 
@@ -82,6 +88,31 @@ class CounterChange:
     period_end: datetime
     spent_before: Decimal
     spent_after: Decimal
+    #: Spend the write could not count for want of a rate into the budget's currency, per
+    #: entry currency (on the budget's basis): the budget cannot evaluate this period.
+    uncounted: tuple[tuple[str, Decimal], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TermsChange:
+    """A budget created or given new terms: its current period's spend (recounted from the
+    ledger) under the new terms, and the stages its spend had reached under the old ones."""
+
+    budget: Budget
+    period_start: datetime
+    period_end: datetime
+    spent: Decimal
+    #: Empty for a new budget.
+    reached_before: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A reservation's actual usage: what it held per ``(budget, period start)``, and how far
+    beyond a hard cap a settlement past its hold may go (percent of the limit)."""
+
+    holds: dict[tuple[uuid.UUID, datetime], Decimal]
+    tolerance_percent: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +122,14 @@ class BudgetStatus:
     period_end: datetime
     spent: Decimal
     reserved: Decimal
+    #: Spend of the period not counted for want of a rate, per entry currency.
+    uncounted: tuple[tuple[str, Decimal], ...] = ()
+
+    @property
+    def can_evaluate(self) -> bool:
+        """False when some of the period's spend could not be brought into the budget's
+        currency: ``spent`` and the stages then leave that spend out."""
+        return not self.uncounted
 
     @property
     def remaining(self) -> Decimal:
@@ -102,9 +141,7 @@ class BudgetStatus:
 
     @property
     def stages_reached(self) -> list[int]:
-        return [
-            t for t in self.budget.thresholds if self.spent * 100 >= self.budget.limit_amount * t
-        ]
+        return list(reached(self.budget, self.spent))
 
 
 async def scope_exists(session: AsyncSession, scope: Scope) -> bool:
@@ -152,11 +189,43 @@ def validate_spec(spec: BudgetSpec) -> None:
         )
 
 
-async def set_budget(session: AsyncSession, org: OrgContext, spec: BudgetSpec) -> Budget:
-    """Create the budget of this scope, period and basis, or change its terms."""
+def _terms(budget: Budget) -> tuple[object, ...]:
+    return (
+        budget.limit_amount,
+        budget.currency,
+        budget.hard_cap,
+        tuple(budget.thresholds),
+        budget.custom_start,
+        budget.custom_end,
+    )
+
+
+def reached(budget: Budget, spent: Decimal) -> tuple[int, ...]:
+    """The thresholds (percent) ``spent`` has reached under the budget's terms."""
+    return tuple(t for t in budget.thresholds if spent * 100 >= budget.limit_amount * t)
+
+
+async def set_budget(
+    session: AsyncSession, org: OrgContext, spec: BudgetSpec, *, zone: ZoneInfo | None = None
+) -> Budget:
+    """Create the budget of this scope, period and basis, or change its terms.
+
+    The current period's counter is then recounted from the ledger — a budget set mid-period
+    starts from what the period has already spent — with the organisation's ledger writers
+    locked out meanwhile, so none is missed (:mod:`costgraph.billing.budget_ledger`). New
+    terms are a new ``terms_version``: the stages follow the new limit (the alerts evaluate
+    the :class:`TermsChange`, see :mod:`costgraph.alerts.rules`). ``zone``: where periods
+    reset (``Limits.zone``).
+    """
     validate_spec(spec)
     await require_scope(session, org, spec.scope, "input.scope.id")
+    now = utcnow()
+    await require_rate_path(session, org, spec.scope, spec.currency, now)
+    zone = zone or ZoneInfo("UTC")
+    await repo.lock_out_writers(session, org.id)  # before anything is read of the ledger
     budget = await repo.find_budget(session, spec.scope, spec.period.value, spec.basis.value)
+    previous: tuple[object, ...] | None = None
+    reached_before: tuple[int, ...] = ()
     if budget is None:
         budget = Budget(
             organization_id=org.id,
@@ -164,15 +233,44 @@ async def set_budget(session: AsyncSession, org: OrgContext, spec: BudgetSpec) -
             scope_id=spec.scope.id,
             period=spec.period.value,
             basis=spec.basis.value,
+            terms_version=1,
+            created_at=now,  # business time: reports list the budgets of a month by it
         )
         session.add(budget)
+    else:
+        previous = _terms(budget)
+        spent, _ = await repo.read_counter(session, budget.id, current_window(budget, now, zone)[0])
+        reached_before = reached(budget, spent)
     budget.limit_amount = spec.limit
     budget.currency = spec.currency
     budget.hard_cap = spec.hard_cap
     budget.thresholds = list(spec.thresholds)
     budget.custom_start, budget.custom_end = spec.custom_start, spec.custom_end
+    changed = previous != _terms(budget)
+    if previous is not None and changed:
+        budget.terms_version += 1
     await session.flush()
+    span = current_window(budget, now, zone)
+    windows = {span}
+    if previous is not None and previous[1] != budget.currency:  # every count is in it
+        windows.update(await repo.counter_windows(session, budget.id))
+    for counted in sorted(windows):
+        count = await budget_ledger.recount(session, org.id, budget, counted)
+        if counted == span and changed:
+            change = TermsChange(budget, span[0], span[1], count.spent, reached_before)
+            emit(session, events.BudgetTermsSet((change,)))
+    emit(session, events.BudgetsChanged(org.id, (budget.id,), terms=True))
     return budget
+
+
+def current_window(budget: Budget, now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """The budget's period containing ``now``; a custom window that is over or not begun:
+    the window itself."""
+    span = period_of(budget, now, zone)
+    if span is None:
+        assert budget.custom_start is not None and budget.custom_end is not None
+        span = (budget.custom_start, budget.custom_end)
+    return span
 
 
 def period_of(budget: Budget, at: datetime, zone: ZoneInfo) -> tuple[datetime, datetime] | None:
@@ -197,13 +295,16 @@ async def status(
 async def status_of(
     session: AsyncSession, budget: Budget, now: datetime, zone: ZoneInfo
 ) -> BudgetStatus:
-    """:func:`status` of a budget already read."""
-    span = period_of(budget, now, zone)
-    if span is None:  # a custom window that is over or not begun: show the window itself
-        assert budget.custom_start is not None and budget.custom_end is not None
-        span = (budget.custom_start, budget.custom_end)
+    """:func:`status` of a budget already read. Holds past their expiry are not held,
+    whether an authorisation has swept them yet or not."""
+    span = current_window(budget, now, zone)
     spent, reserved = await repo.read_counter(session, budget.id, span[0])
-    return BudgetStatus(budget, span[0], span[1], spent, reserved)
+    if reserved:
+        reserved -= await repo.expired_holds(
+            session, budget.organization_id, budget.id, span[0], now
+        )
+    uncounted = tuple((await repo.read_uncounted(session, budget.id, span[0])).items())
+    return BudgetStatus(budget, span[0], span[1], spent, reserved, uncounted)
 
 
 async def rates_for(
@@ -217,12 +318,12 @@ async def rates_for(
     return await fx.load_book(session, org.id, pairs, min(times), max(times))
 
 
-def convert_for_budget(spend: Spend, budget: Budget, rates: fx.RateBook) -> Decimal:
-    """The spend in the budget's currency, at the rate in force when it occurred."""
-    amount = spend.amount(budget.basis)
-    if spend.currency == budget.currency:
-        return amount
-    return convert(amount, rates.rate_at(spend.currency, budget.currency, spend.occurred_at))
+def budget_amount(spend: Spend, budget: Budget, rates: fx.RateBook) -> Decimal | None:
+    """The spend in the budget's currency, at the rate in force when it occurred; None when
+    no rate was in force then (the budget cannot evaluate it)."""
+    return budget_ledger.in_budget_currency(
+        budget, spend.currency, spend.ai_cost, spend.billed, spend.occurred_at, rates
+    )
 
 
 async def apply_spend(
@@ -232,19 +333,26 @@ async def apply_spend(
     zone: ZoneInfo,
     *,
     enforce: bool = True,
+    settlement: Settlement | None = None,
 ) -> list[CounterChange]:
     """Raise every applicable budget's counter by the spends; refuse past a hard cap.
 
-    ``enforce=False`` records without refusing (settling a call that has already happened).
+    ``enforce=False`` records without refusing (a correction of usage already recorded).
+    With ``settlement`` (a reservation's actual usage), a hard cap refuses only what goes
+    beyond the hold by more than the cap's tolerance (``OVERAGE_LIMIT``). A counter not
+    created yet starts from the ledger's spend in its period (:mod:`budget_ledger`). Holds
+    past their expiry never count against a cap, swept or not.
     """
     if not spends:
         return []
-    budgets = await repo.list_budgets(session, None)  # a handful per organisation
+    # Read under the writer guard: a budget set meanwhile counted these entries, or is seen.
+    budgets = await repo.budgets_for_writer(session, org.id)  # a handful per organisation
     if not budgets:
         return []
     rates = await rates_for(session, org, spends, budgets)
     totals: dict[tuple[uuid.UUID, datetime], Decimal] = defaultdict(Decimal)
     spans: dict[tuple[uuid.UUID, datetime], tuple[datetime, datetime]] = {}
+    uncounted: dict[tuple[uuid.UUID, datetime], dict[str, Decimal]] = {}
     by_id = {b.id: b for b in budgets}
     for spend in spends:
         mine = {(s.kind.value, s.id) for s in spend.attribution.scopes()}
@@ -255,37 +363,88 @@ async def apply_spend(
             if span is None:
                 continue
             key = (budget.id, span[0])
-            totals[key] += convert_for_budget(spend, budget, rates)
             spans[key] = span
+            amount = budget_amount(spend, budget, rates)
+            if amount is None:  # no rate: this budget cannot count it (see README, Budgets)
+                gap = uncounted.setdefault(key, defaultdict(Decimal))
+                gap[spend.currency] += spend.amount(budget.basis)
+                totals[key] += 0
+                continue
+            totals[key] += amount
     changes: list[CounterChange] = []
+    now = utcnow()
     for key in sorted(totals):
         budget = by_id[key[0]]
         amount = totals[key]
-        await repo.ensure_counter(session, org.id, budget.id, spans[key])
-        cap = budget.limit_amount if (enforce and budget.hard_cap) else None
+        gaps = tuple(sorted(uncounted.get(key, {}).items()))
+        await budget_ledger.open_counter(
+            session, org.id, budget, spans[key], own=budget_ledger.Count(amount, gaps)
+        )
+        if gaps:
+            await repo.note_uncounted(session, budget.id, key[1], gaps)
+        # Fails open for the spend it cannot count: nothing counted refuses nothing.
+        cap = _cap(budget, key, amount, enforce, settlement)
         after = await repo.add_to_counter(session, budget, key[1], spent=amount, cap=cap)
+        if after is None and cap is not None:
+            after = await _add_past_expired_holds(session, org, budget, key[1], amount, cap, now)
         if after is None:
             spent, reserved = await repo.read_counter(session, budget.id, key[1])
+            held = spent + reserved - await repo.expired_holds(session, org.id, *key, now)
+            if settlement is not None:
+                raise OverageLimit(
+                    str(budget.id),
+                    budget.limit_amount,
+                    budget.currency,
+                    settlement.tolerance_percent,
+                    settlement.holds.get(key, Decimal(0)),
+                    max(Decimal(0), cap - held) if cap is not None else Decimal(0),
+                )
             raise BudgetLimitReached(
                 str(budget.id),
                 budget.limit_amount,
                 budget.currency,
-                spent + reserved,
+                held,
                 format_rfc3339(spans[key][1]),
             )
         changes.append(
-            CounterChange(budget, spans[key][0], spans[key][1], after[0] - amount, after[0])
+            CounterChange(budget, spans[key][0], spans[key][1], after[0] - amount, after[0], gaps)
         )
-    session.info.setdefault(COUNTER_CHANGES_KEY, []).extend(changes)
+    if changes:  # for the alert evaluation the unit of work runs before commit
+        emit(session, events.BudgetCountersRaised(tuple(changes)))
     return changes
 
 
-#: ``session.info`` key: every counter raised in the session's transaction, for the alerts
-#: evaluation that ``Context.writing()`` runs before commit (billing never imports alerts).
-COUNTER_CHANGES_KEY = "costgraph.budget_counter_changes"
+def _cap(
+    budget: Budget,
+    key: tuple[uuid.UUID, datetime],
+    amount: Decimal,
+    enforce: bool,
+    settlement: Settlement | None,
+) -> Decimal | None:
+    """What ``spent + reserved`` may reach after adding ``amount`` (None: no check)."""
+    if not budget.hard_cap or not amount:
+        return None
+    if settlement is not None:
+        if amount <= settlement.holds.get(key, Decimal(0)):
+            return None  # within its hold: that room was reserved for it
+        return budget.limit_amount * (1 + settlement.tolerance_percent / 100)
+    return budget.limit_amount if enforce else None
 
 
-def take_counter_changes(session: AsyncSession) -> list[CounterChange]:
-    """The counters this session's writes raised since the last call (and forget them)."""
-    taken: list[CounterChange] = session.info.pop(COUNTER_CHANGES_KEY, [])
-    return taken
+async def _add_past_expired_holds(
+    session: AsyncSession,
+    org: OrgContext,
+    budget: Budget,
+    period_start: datetime,
+    amount: Decimal,
+    cap: Decimal,
+    now: datetime,
+) -> tuple[Decimal, Decimal] | None:
+    """The cap refused: try again without the holds already past their expiry that no
+    authorisation has swept yet. Read under the counter's lock, so a sweep cannot give them
+    back in between (it would wait, then give back what this no longer counts)."""
+    await repo.read_counter(session, budget.id, period_start, lock=True)
+    expired = await repo.expired_holds(session, org.id, budget.id, period_start, now)
+    if not expired:
+        return None
+    return await repo.add_to_counter(session, budget, period_start, spent=amount, cap=cap + expired)

@@ -21,7 +21,3 @@ def visible_to(owner_column: Any, organization_id: uuid.UUID | None) -> ColumnEl
     if organization_id is None:
         return owner_column.is_(None)  # type: ignore[no-any-return]
     return or_(owner_column.is_(None), owner_column == organization_id)
-
-
-def owner_label(organization_id: uuid.UUID | None) -> str:
-    return "PLATFORM" if organization_id is None else "ORGANIZATION"

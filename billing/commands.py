@@ -83,12 +83,6 @@ class LedgerFilter:
     agent: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    first: int
-    after: str | None = None
-
-
 @dataclass(slots=True)
 class Limits:
     """Operator-set bounds on what one request may carry, and the policies of enforcement."""
@@ -101,6 +95,16 @@ class Limits:
     budget_timezone: str = "UTC"
     #: How long an unsettled reservation holds budget before it expires.
     reservation_ttl_seconds: int = 900
+    #: How far past a hard cap a settlement beyond its hold may take the period, in percent
+    #: of the limit (``COSTGRAPH_SETTLE_OVERAGE_TOLERANCE_PERCENT``); beyond: OVERAGE_LIMIT.
+    settle_overage_tolerance_percent: Decimal = Decimal(10)
+    #: How late an event may arrive (``occurredAt`` before now) and still be recorded by a
+    #: plain write; older history goes through ``backfillUsage`` (billing/event_time.py).
+    late_arrival_window_seconds: int = 72 * 3600
+    #: How far ahead of now an ``occurredAt`` may be: the clock skew tolerated.
+    future_skew_seconds: int = 300
+    #: How far back a backfill may reach.
+    backfill_max_age_days: int = 731
 
     @property
     def zone(self) -> ZoneInfo:

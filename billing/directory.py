@@ -5,35 +5,23 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from costgraph.billing.pnl_ranges import TimeBucket, truncate
+from costgraph.kernel.clock import utcnow
 from costgraph.kernel.errors import NotFound, ValidationFailed
 from costgraph.kernel.money import require_currency
 from costgraph.kernel.pagination import decode_cursor
+from costgraph.kernel.tenancy import OrgContext as OrgContext  # the tenant (re-exported)
 from costgraph.models import Account, Customer, Department, Organization, User
 
 _SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{2,63}$")
 NAME_MAX = 200
-
-
-@dataclass(frozen=True, slots=True)
-class OrgContext:
-    """The caller's tenant, as resolved from a verified token."""
-
-    id: uuid.UUID
-    slug: str
-    name: str
-    reporting_currency: str
-
-    @classmethod
-    def of(cls, org: Organization) -> OrgContext:
-        return cls(org.id, org.slug, org.name, org.reporting_currency)
 
 
 def _require_name(value: str, field: str) -> str:
@@ -66,6 +54,8 @@ async def create_organization(
         name=_require_name(name, "input.name"),
         slug=slug,
         reporting_currency=require_currency(reporting_currency, "input.reportingCurrency"),
+        # Its books start this month: earlier months are history (see billing/month_close.py).
+        books_start=truncate(utcnow(), TimeBucket.MONTH),
     )
     session.add(org)
     await _flush_unique(session, f"slug {slug!r} is taken", "input.slug")
@@ -197,3 +187,47 @@ async def list_accounts(
 ) -> tuple[Sequence[Account], bool]:
     conditions = [] if customer_id is None else [Account.customer_id == customer_id]
     return await list_page(session, Account, first, after, *conditions)
+
+
+def user_label(user: User) -> str:
+    """How a person is named beside their id: ``Name <email>``, or the email alone."""
+    return user.email if not user.name else f"{user.name} <{user.email}>"
+
+
+async def scope_labels(
+    session: AsyncSession, org: OrgContext, refs: Iterable[tuple[str, uuid.UUID]]
+) -> dict[tuple[str, uuid.UUID], str]:
+    """Names of ``(kind, id)`` scopes (``ORGANIZATION``, ``CUSTOMER``, ``ACCOUNT``,
+    ``DEPARTMENT``, ``USER``): one query per kind asked for; an unknown id has no entry."""
+    wanted: dict[str, set[uuid.UUID]] = {}
+    for kind, ident in refs:
+        wanted.setdefault(kind.upper(), set()).add(ident)
+    labels: dict[tuple[str, uuid.UUID], str] = {}
+    if org.id in wanted.pop("ORGANIZATION", set()):
+        labels["ORGANIZATION", org.id] = org.name
+    if wanted.get("CUSTOMER"):
+        for ident, customer in (await get_many(session, Customer, wanted["CUSTOMER"])).items():
+            labels["CUSTOMER", ident] = customer.name
+    if wanted.get("ACCOUNT"):
+        for ident, account in (await get_many(session, Account, wanted["ACCOUNT"])).items():
+            labels["ACCOUNT", ident] = account.name
+    if wanted.get("DEPARTMENT"):
+        for ident, dept in (await get_many(session, Department, wanted["DEPARTMENT"])).items():
+            labels["DEPARTMENT", ident] = dept.name
+    if wanted.get("USER"):
+        for ident, user in (await get_many(session, User, wanted["USER"])).items():
+            labels["USER", ident] = user_label(user)
+    return labels
+
+
+async def list_departments(
+    session: AsyncSession, first: int, after: str | None
+) -> tuple[Sequence[Department], bool]:
+    return await list_page(session, Department, first, after)
+
+
+async def list_users(
+    session: AsyncSession, department_id: uuid.UUID | None, first: int, after: str | None
+) -> tuple[Sequence[User], bool]:
+    conditions = [] if department_id is None else [User.department_id == department_id]
+    return await list_page(session, User, first, after, *conditions)

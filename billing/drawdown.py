@@ -4,6 +4,10 @@ The allowance counters of the accounts involved are locked first; only then are 
 told apart from new events, so two writers of the same event cannot both draw on the
 allowance. The balance is charged after the insert, for what was actually written, with a
 floor of zero on prepaid accounts (see :func:`costgraph.billing.ledger._append`).
+
+Only a cycle still running is drawn on: usage dated in a cycle that is over (it arrived late,
+or was backfilled) is charged in full, so a late event never spends a past month's unused
+allowance.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from costgraph.billing import balance_repository as repo
 from costgraph.billing.allowances import allocate, cycle_window
 from costgraph.billing.entries import Entry
+from costgraph.kernel.clock import utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +49,18 @@ async def lock_cycles(
     organization_id: uuid.UUID,
     entries: Sequence[Entry],
     subscriptions: Mapping[uuid.UUID, Sequence[repo.SubscriptionTerm]] | None = None,
+    *,
+    now: datetime | None = None,
 ) -> dict[tuple[uuid.UUID, datetime], Cycle]:
-    """Lock the allowance counter of every (account, cycle) the entries fall in.
+    """Lock the allowance counter of every (account, cycle) the entries fall in, except
+    cycles that are over by ``now`` (default: the business clock): usage dated in a past
+    cycle — late, or backfilled — never draws on that cycle's unused tokens (nor on the
+    current cycle's); it is charged in full.
 
     ``subscriptions``: the accounts' subscriptions when the caller has read them already
     (in this transaction); else they are read here.
     """
+    now = now or utcnow()
     if subscriptions is None:
         accounts = {e.account_id for e in entries if e.account_id is not None}
         subscriptions = await repo.subscription_terms(session, organization_id, accounts)
@@ -61,6 +72,8 @@ async def lock_cycles(
         if current is None or current.included_tokens <= 0:
             continue
         start, end = cycle_window(current.starts_at, entry.occurred_at)
+        if end <= now:
+            continue
         wanted[(entry.account_id, start)] = (start, end, current.included_tokens)
     cycles: dict[tuple[uuid.UUID, datetime], Cycle] = {}
     for key in sorted(wanted):  # a fixed order: writers cannot deadlock

@@ -32,7 +32,7 @@ import math
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -40,7 +40,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import budget_repository
-from costgraph.billing import usage_series_repository as repo
 from costgraph.billing.budgets import Basis, period_of, require_scope
 from costgraph.billing.directory import OrgContext
 from costgraph.billing.forecast_models import (
@@ -53,9 +52,10 @@ from costgraph.billing.forecast_models import (
     forecast_remaining,
     summarize,
 )
+from costgraph.billing.fx import CurrencyPair
 from costgraph.billing.periods import Period, window
 from costgraph.billing.scopes import Scope, ScopeKind
-from costgraph.billing.usage_series import converter_for, default_currency, series
+from costgraph.billing.usage_series import converted_sums, default_currency, series
 from costgraph.kernel.money import round_for_presentation
 from costgraph.models.budget import Budget
 
@@ -123,6 +123,8 @@ class Projection:
     limit_reached: bool
     #: Share of simulated paths ending above the limit (1 once it is reached).
     probability_over_limit: Decimal | None
+    #: Pairs without a rate into the target's currency: that usage is not in the figures.
+    missing: tuple[CurrencyPair, ...] = ()
 
     def interval(self, level: int) -> Interval | None:
         return next((i for i in self.intervals if i.level == level), None)
@@ -179,14 +181,15 @@ async def _daily(
     start: datetime,
     end: datetime,
     zone: ZoneInfo,
-) -> tuple[dict[date, Decimal], str | None]:
-    sums = await repo.bucket_sums(session, org.id, target.scope, start, end, "day", str(zone.key))
-    converter = await converter_for(session, org, target.currency, sums)
+) -> tuple[dict[date, Decimal], str | None, tuple[CurrencyPair, ...]]:
+    sums, converter = await converted_sums(
+        session, org, target.scope, start, end, "day", str(zone.key), target.currency
+    )
     spend, _ = series(sums, target.basis, converter)
     by_date: dict[date, Decimal] = defaultdict(Decimal)
     for bucket, amount in spend.items():
         by_date[bucket.astimezone(zone).date()] += amount
-    return dict(by_date), converter.note
+    return dict(by_date), converter.note, converter.missing
 
 
 def _clamp(values: dict[date, Decimal]) -> tuple[dict[date, Decimal], set[date]]:
@@ -209,10 +212,13 @@ async def project(
     last = (target.end - timedelta(microseconds=1)).astimezone(zone).date()
     first = target.start.astimezone(zone).date()
     lookback = today - timedelta(days=history_days)
-    raw_history, note_fx = await _daily(
+    raw_history, note_fx, missing_history = await _daily(
         session, org, target, _midnight(lookback, zone), _midnight(today, zone), zone
     )
-    raw_period, note_fx_period = await _daily(session, org, target, target.start, now, zone)
+    raw_period, note_fx_period, missing_period = await _daily(
+        session, org, target, target.start, now, zone
+    )
+    missing = tuple(sorted(set(missing_history) | set(missing_period)))
     history, negative = _clamp(raw_history)
     period_days, negative_period = _clamp(raw_period)
     clamped = negative | negative_period
@@ -262,7 +268,7 @@ async def project(
             f"{len(clamped)} day(s) whose net usage was negative (corrections larger than the "
             "day's charges) counted as zero"
         )
-    return _assemble(
+    projection = _assemble(
         target,
         zone,
         now,
@@ -274,6 +280,7 @@ async def project(
         len(history_values),
         len(clamped),
     )
+    return replace(projection, missing=missing) if missing else projection
 
 
 def _assemble(

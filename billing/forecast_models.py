@@ -73,11 +73,6 @@ class DailyHistory:
     #: Weekday of ``values[0]``: 0 is Monday.
     first_weekday: int = 0
 
-    @property
-    def next_weekday(self) -> int:
-        """Weekday of the first day after the history."""
-        return (self.first_weekday + len(self.values)) % 7
-
 
 @dataclass(frozen=True, slots=True)
 class RemainingForecast:

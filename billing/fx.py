@@ -8,6 +8,15 @@ organisation first, then the platform): the direct rate, else the inverse of the
 the one stored on the entry, so the entry stays reproducible). No triangulation through a
 third currency. Nothing found is ``RATE_MISSING`` naming the pair — never a silent 1.0;
 a currency to itself is exactly 1.
+
+**The one rule of which rate converts what.** Every amount is converted at the rate in force
+at its own entry's ``occurred_at`` (an estimate's, for liability estimates), looked up by
+:meth:`RateBook.find` — pricing, budgets, P&L, usage, forecasts, patterns, KPIs, exports and
+summaries alike. Views that convert sums rather than single entries split the sums at every
+rate change inside their range (:class:`RatePlan`), so each part has one rate in force for
+all of its entries: the same figure as converting entry by entry. Which rates: an
+organisation's own rates, else the platform's; the platform P&L uses the platform's rates
+only, so one platform total never mixes an organisation's own rate with another's.
 """
 
 from __future__ import annotations
@@ -32,6 +41,17 @@ from costgraph.models.pricing import ExchangeRate
 ONE = Decimal(1)
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class CurrencyPair:
+    """``base -> quote``: what converting ``base`` amounts into ``quote`` needs a rate for."""
+
+    base: str
+    quote: str
+
+    def __str__(self) -> str:
+        return f"{self.base}->{self.quote}"
+
+
 @dataclass(frozen=True, slots=True)
 class Rate:
     id: uuid.UUID
@@ -41,6 +61,7 @@ class Rate:
     rate: Decimal
     effective_from: datetime
     created_at: datetime | None = None
+    source: str | None = None
 
     @classmethod
     def of(cls, row: ExchangeRate) -> Rate:
@@ -52,6 +73,7 @@ class Rate:
             row.rate,
             row.effective_from,
             row.created_at,
+            row.source,
         )
 
 
@@ -82,7 +104,8 @@ class RateBook:
         index = bisect.bisect_right(times, at)
         return None if index == 0 else self._rates[key][index - 1]
 
-    def rate_at(self, base: str, quote: str, at: datetime) -> Decimal:
+    def find(self, base: str, quote: str, at: datetime) -> Decimal | None:
+        """The rate in force at ``at`` (see the module's docstring), or None."""
         if base == quote:
             return ONE
         for own in (True, False):
@@ -92,7 +115,14 @@ class RateBook:
             reverse = self._latest((own, quote, base), at)
             if reverse is not None:
                 return inverse(reverse)
-        raise RateMissing(base, quote, format_rfc3339(at))
+        return None
+
+    def rate_at(self, base: str, quote: str, at: datetime) -> Decimal:
+        """:meth:`find`, a missing rate being ``RATE_MISSING`` naming the pair."""
+        rate = self.find(base, quote, at)
+        if rate is None:
+            raise RateMissing(base, quote, format_rfc3339(at))
+        return rate
 
 
 async def load_book(
@@ -105,6 +135,48 @@ async def load_book(
     wanted = {pair for pair in pairs if pair[0] != pair[1]}
     both_ways = wanted | {(quote, base) for base, quote in wanted}
     return RateBook.of(await repo.rates_between(session, organization_id, both_ways, start, end))
+
+
+@dataclass(frozen=True, slots=True)
+class RatePlan:
+    """Rates to bring sums of several currencies into ``target`` over ``[start, end)``.
+
+    ``instants`` are the rate changes strictly inside the range (ascending): sums split at
+    them (segment 0 before the first, segment ``i`` from ``instants[i - 1]``) have one rate
+    each, the rate in force at every one of their entries' instants.
+    """
+
+    target: str
+    start: datetime
+    end: datetime
+    book: RateBook
+    instants: tuple[datetime, ...] = ()
+
+    def segment_start(self, segment: int) -> datetime:
+        return self.start if segment == 0 else self.instants[segment - 1]
+
+    def rate(self, currency: str, segment: int = 0) -> Decimal | None:
+        """The rate of ``currency`` in ``segment`` (None: no rate in force there)."""
+        return self.book.find(currency, self.target, self.segment_start(segment))
+
+
+async def load_plan(
+    session: AsyncSession,
+    organization_id: uuid.UUID | None,
+    currencies: Iterable[str],
+    target: str,
+    start: datetime,
+    end: datetime,
+) -> RatePlan:
+    """The rates of every ``currency -> target`` pair over the range, in one query
+    (``organization_id`` None: the platform's rates only)."""
+    others = {c for c in currencies if c != target}
+    if not others:
+        return RatePlan(target, start, end, RateBook())
+    pairs = {(c, target) for c in others} | {(target, c) for c in others}
+    rows = await repo.rates_between(session, organization_id, pairs, start, end)
+    instants = tuple(sorted({row[3] for row in rows if start < row[3] < end}))
+    return RatePlan(target, start, end, RateBook.of(rows), instants)
 
 
 async def set_exchange_rate(

@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -106,3 +107,48 @@ async def rates_at(
         .order_by(ExchangeRate.base, ExchangeRate.quote, ExchangeRate.organization_id.is_not(None))
     )
     return rows.all()
+
+
+async def platform_rates_at(
+    session: AsyncSession, keys: Iterable[tuple[str, str, datetime]]
+) -> dict[tuple[str, str, datetime], Decimal]:
+    """The platform's rates of these ``(base, quote, effective_from)``, where they exist."""
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(
+            ExchangeRate.base, ExchangeRate.quote, ExchangeRate.effective_from, ExchangeRate.rate
+        ).where(
+            ExchangeRate.organization_id.is_(None),
+            tuple_(ExchangeRate.base, ExchangeRate.quote, ExchangeRate.effective_from).in_(wanted),
+        )
+    )
+    return {(b.strip(), q.strip(), at): rate for b, q, at, rate in rows.all()}
+
+
+async def add_platform_rate(
+    session: AsyncSession,
+    base: str,
+    quote: str,
+    rate: Decimal,
+    effective_from: datetime,
+    source: str,
+    actor: str,
+) -> bool:
+    """Add a platform rate unless one of the pair starts at that instant; True if added."""
+    added = await session.execute(
+        insert(ExchangeRate)
+        .values(
+            organization_id=None,
+            base=base,
+            quote=quote,
+            rate=rate,
+            effective_from=effective_from,
+            source=source,
+            created_by=actor,
+        )
+        .on_conflict_do_nothing()
+        .returning(ExchangeRate.id)
+    )
+    return added.first() is not None

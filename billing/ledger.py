@@ -17,29 +17,33 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.billing import balance_repository, budgets, drawdown
+from costgraph.billing import balance_repository, budgets, closed_months, drawdown, events
 from costgraph.billing import ledger_repository as repo
 from costgraph.billing.commands import Limits, Payment, PlatformFee, Refund, UsageEvent
 from costgraph.billing.directory import OrgContext, get_many
 from costgraph.billing.entries import Entry
+from costgraph.billing.event_time import PAYMENT_HINT, require_backfill, require_live
 from costgraph.billing.idempotency import replay_or_conflict, request_hash
 from costgraph.billing.pricing import PreparedPricing, PricingRequest, prepare_pricing
 from costgraph.billing.scopes import Attribution
 from costgraph.billing.validation import require_key, require_metadata, validate_usage
-from costgraph.kernel.clock import require_event_time, utcnow
+from costgraph.kernel.clock import utcnow
 from costgraph.kernel.errors import (
     AllowanceExhausted,
     CurrencyMismatch,
     IdempotencyConflict,
     NotFound,
+    RefundExceedsBalance,
     RefundExceedsPayment,
     ValidationFailed,
     join_path,
 )
 from costgraph.kernel.money import quantize_stored, require_currency, require_payment_amount
+from costgraph.kernel.unit_of_work import emit
 from costgraph.models import Account
 from costgraph.models.ledger import EntryType
 
@@ -128,8 +132,39 @@ async def _settle(
             result.append(
                 replay_or_conflict(existing[entry.idempotency_key], entry.request_hash, field)
             )
-    await _move_balances(session, [e for e in result if not e.replayed], prepaid, moved)
+    written = [e for e in result if not e.replayed]
+    if written:  # closed months are immutable (a replay of what was written before is not new)
+        await closed_months.require_open(
+            session,
+            written[0].organization_id,
+            (
+                (e.occurred_at, path)
+                for e, path in zip(result, paths, strict=True)
+                if not e.replayed
+            ),
+            suffix="occurredAt",
+        )
+    await _move_balances(session, written, prepaid, moved)
+    _announce(session, written)
     return result
+
+
+def _announce(session: AsyncSession, written: Sequence[Entry]) -> None:
+    """Tell the unit of work what was written (published after commit)."""
+    if not written:
+        return
+    usage = tuple(e for e in written if e.type is EntryType.USAGE_CHARGE)
+    if usage:
+        emit(session, events.UsageRecorded(usage))
+    accounts = tuple(
+        dict.fromkeys(
+            e.account_id
+            for e in written
+            if e.type is not EntryType.USAGE_CHARGE and e.account_id is not None
+        )
+    )
+    if accounts:
+        emit(session, events.BalancesChanged(written[0].organization_id, accounts))
 
 
 async def _move_balances(
@@ -274,9 +309,24 @@ async def record_usage(
     limits: Limits,
     *,
     enforce: bool = True,
+    path: str = "input",
+    settlement: budgets.Settlement | None = None,
 ) -> Entry:
-    """Record one event; ``enforce=False`` charges budgets without refusing (settlement)."""
-    return (await _record_usage(session, org, [event], limits, single=True, enforce=enforce))[0]
+    """Record one event; ``enforce=False`` charges budgets without refusing past a hard cap
+    (with ``settlement``, only past the hold and the cap's tolerance: a reservation's actual
+    usage); ``path``: where the event is in the request (errors name its fields under it)."""
+    return (
+        await _record_usage(
+            session,
+            org,
+            [event],
+            limits,
+            single=True,
+            enforce=enforce,
+            root=path,
+            settlement=settlement,
+        )
+    )[0]
 
 
 async def record_usage_batch(
@@ -291,6 +341,25 @@ async def record_usage_batch(
     return await _record_usage(session, org, events, limits, single=False, enforce=True)
 
 
+async def backfill_usage(
+    session: AsyncSession, org: OrgContext, events: Sequence[UsageEvent], limits: Limits
+) -> list[Entry]:
+    """History older than the late-arrival window, at an org_admin's explicit request: like
+    :func:`record_usage_batch` but reaching back ``backfill_max_age_days``. It is held to the
+    same rules as any write: nothing in a closed month, no draw on an allowance cycle that is
+    over (such usage is charged in full), and every hard cap enforced in the period the event
+    lands in (billing/event_time.py)."""
+    if not events:
+        raise ValidationFailed("a batch needs at least one event", "input")
+    if len(events) > limits.max_batch_events:
+        raise ValidationFailed(
+            f"a batch holds at most {limits.max_batch_events} events (got {len(events)})", "input"
+        )
+    return await _record_usage(
+        session, org, events, limits, single=False, enforce=True, backfill=True
+    )
+
+
 async def _record_usage(
     session: AsyncSession,
     org: OrgContext,
@@ -299,11 +368,14 @@ async def _record_usage(
     *,
     single: bool,
     enforce: bool,
+    backfill: bool = False,
+    root: str = "input",
+    settlement: budgets.Settlement | None = None,
 ) -> list[Entry]:
-    paths = ["input" if single else f"input.{i}" for i in range(len(events))]
+    paths = [root if single else f"{root}.{i}" for i in range(len(events))]
     now = utcnow()
     for event, path in zip(events, paths, strict=True):
-        validate_usage(event, limits, path, now)
+        validate_usage(event, limits, path, now, backfill=backfill)
     fingerprints = [request_hash("usage", event) for event in events]
 
     # The same key twice in one batch: one entry if the bodies agree, else a conflict.
@@ -356,7 +428,9 @@ async def _record_usage(
         entries, unique_paths = _usage_entries(org, unique, pricing, parties.now)
         # Lock the allowance cycles first, then tell replays from new events, then draw: two
         # writers of one event cannot both draw on the allowance.
-        cycles = await drawdown.lock_cycles(session, org.id, entries, parties.subscriptions)
+        cycles = await drawdown.lock_cycles(
+            session, org.id, entries, parties.subscriptions, now=now
+        )
         if cycles:
             known = await repo.known_keys(session, [e.idempotency_key for e in entries])
             fresh = [e for e in entries if e.idempotency_key not in known]
@@ -370,7 +444,9 @@ async def _record_usage(
     # Budgets count what this call wrote, never replays; a refusal rolls the entries back.
     if parties.has_budgets:  # (apply_spend does nothing for a tenant without budgets)
         spends = [spend_of(e) for e in written if not e.replayed]
-        await budgets.apply_spend(session, org, spends, limits.zone, enforce=enforce)
+        await budgets.apply_spend(
+            session, org, spends, limits.zone, enforce=enforce, settlement=settlement
+        )
     recorded = {e.idempotency_key: e for e in written}
     return [
         recorded[event.idempotency_key]
@@ -378,6 +454,23 @@ async def _record_usage(
         else recorded[event.idempotency_key].as_replay()
         for index, event in enumerate(events)
     ]
+
+
+async def record_corrections(
+    session: AsyncSession, org: OrgContext, entries: Sequence[Entry], zone: ZoneInfo
+) -> list[Entry]:
+    """Correcting entries built by the domain (a reprice's ADJUSTMENTs of usage), appended
+    like any other entry: the accounts' balances move by each ``balance_delta`` — a prepaid
+    balance too, even below zero (the usage happened; the money is owed, and the account's
+    next prepaid usage is refused until it is topped up) — and the budget counters of each
+    entry's period move by its cost, without refusing (as a settlement's do)."""
+    written = await _append(session, entries, [f"entries.{i}" for i in range(len(entries))])
+    spends = [spend_of(e) for e in written if not e.replayed]
+    changes = await budgets.apply_spend(session, org, spends, zone, enforce=False)
+    if changes:  # not usage, so no usage notice: tell the budgets' watchers
+        budget_ids = tuple(dict.fromkeys(c.budget.id for c in changes))
+        emit(session, events.BudgetsChanged(org.id, budget_ids))
+    return written
 
 
 # --- money in and out ---
@@ -389,6 +482,7 @@ async def _record_payment(
     payment: Payment,
     limits: Limits,
     entry_type: EntryType,
+    history: bool = False,
 ) -> Entry:
     require_key(payment.idempotency_key, limits, "input")
     fingerprint = request_hash(entry_type.value, payment)
@@ -401,7 +495,7 @@ async def _record_payment(
     occurred_at = (
         utcnow()
         if payment.occurred_at is None
-        else require_event_time(payment.occurred_at, "input.occurredAt")
+        else _payment_time(payment.occurred_at, limits, history)
     )
     account = await _account(session, payment.account_id, "input.accountId")
     if payment.currency != account.currency:
@@ -425,18 +519,38 @@ async def _record_payment(
     return (await _append(session, [entry], ["input"]))[0]
 
 
+def _payment_time(occurred_at: datetime, limits: Limits, history: bool) -> datetime:
+    """A payment's own date: within the late-arrival window, or (``history``: seeding past
+    books, never a client's request) as far back as a backfill reaches."""
+    if history:
+        return require_backfill(occurred_at, "input.occurredAt", limits, utcnow())
+    return require_live(occurred_at, "input.occurredAt", limits, utcnow(), PAYMENT_HINT)
+
+
 async def deposit(
-    session: AsyncSession, org: OrgContext, payment: Payment, limits: Limits
+    session: AsyncSession,
+    org: OrgContext,
+    payment: Payment,
+    limits: Limits,
+    *,
+    history: bool = False,
 ) -> Entry:
     """A top-up: money received that raises the account's prepaid balance."""
-    return await _record_payment(session, org, payment, limits, EntryType.DEPOSIT)
+    return await _record_payment(session, org, payment, limits, EntryType.DEPOSIT, history)
 
 
 async def record_subscription_payment(
-    session: AsyncSession, org: OrgContext, payment: Payment, limits: Limits
+    session: AsyncSession,
+    org: OrgContext,
+    payment: Payment,
+    limits: Limits,
+    *,
+    history: bool = False,
 ) -> Entry:
     """A plan's fee received: revenue, no change to the prepaid balance."""
-    return await _record_payment(session, org, payment, limits, EntryType.SUBSCRIPTION_PAYMENT)
+    return await _record_payment(
+        session, org, payment, limits, EntryType.SUBSCRIPTION_PAYMENT, history
+    )
 
 
 async def adjust(session: AsyncSession, org: OrgContext, payment: Payment, limits: Limits) -> Entry:
@@ -445,7 +559,9 @@ async def adjust(session: AsyncSession, org: OrgContext, payment: Payment, limit
 
 
 async def refund(session: AsyncSession, org: OrgContext, request: Refund, limits: Limits) -> Entry:
-    """Money returned against a deposit or subscription payment, never more than was paid."""
+    """Money returned against a deposit or subscription payment, never more than was paid;
+    on a prepaid account, a deposit's refund never more than its balance has left (what was
+    spent is gone: ``RefundExceedsBalance``, checked under the balance's row lock)."""
     require_key(request.idempotency_key, limits, "input")
     fingerprint = request_hash("REFUND", request)
     if (replay := await _existing(session, request.idempotency_key, fingerprint)) is not None:
@@ -479,7 +595,13 @@ async def refund(session: AsyncSession, org: OrgContext, request: Refund, limits
         idempotency_key=request.idempotency_key,
         request_hash=fingerprint,
     )
-    return (await _append(session, [entry], ["input"]))[0]
+    assert original.account_id is not None  # deposits and payments land on an account
+    account = await _account(session, original.account_id, "input.entryId")
+    floored = frozenset() if account.postpaid else frozenset({account.id})
+    try:
+        return (await _append(session, [entry], ["input"], prepaid=floored))[0]
+    except AllowanceExhausted as exhausted:
+        raise RefundExceedsBalance(exhausted.balance, original.currency) from None
 
 
 async def record_platform_fee(
@@ -507,7 +629,7 @@ async def record_platform_fee(
         customer_id=None if account is None else account.customer_id,
         occurred_at=utcnow()
         if fee.occurred_at is None
-        else require_event_time(fee.occurred_at, "input.occurredAt"),
+        else require_live(fee.occurred_at, "input.occurredAt", limits, utcnow(), PAYMENT_HINT),
         currency=fee.currency,
         amount=fee.amount,
         description=fee.description,

@@ -1,7 +1,8 @@
 """Liability estimates: an agent's expected exposure from a decision it took (a promised refund,
 a commitment it made), recorded by the caller. They are not money that moved, so they never
 enter the ledger or the P&L: the organisation P&L reports their sum beside itself, per agent,
-converted like everything else at the rate in force at each estimate's time.
+converted like everything else at the rate in force at each estimate's time; a currency
+without a rate is left out of the sums and named (``missing``), never a failure of the P&L.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.billing import fx_repository
+from costgraph.billing import fx
 from costgraph.billing.commands import Limits
 from costgraph.billing.cost_formula import EXACT
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.fx import RateBook
+from costgraph.billing.event_time import PAYMENT_HINT, require_live
+from costgraph.billing.fx import CurrencyPair
 from costgraph.billing.idempotency import request_hash
 from costgraph.billing.pnl_measures import reported
+from costgraph.billing.pnl_ranges import TimeBucket, truncate
 from costgraph.billing.validation import require_key
-from costgraph.kernel.clock import require_event_time, utcnow
+from costgraph.kernel.clock import utcnow
 from costgraph.kernel.errors import IdempotencyConflict, ValidationFailed
 from costgraph.kernel.money import decimal_places, require_currency
 from costgraph.models.rollups import LiabilityEstimate
@@ -51,6 +54,8 @@ class LiabilitySummary:
     currency: str
     total: Decimal
     by_agent: list[AgentLiability]
+    #: Pairs without a rate: estimates in those currencies are not in the sums.
+    missing: tuple[CurrencyPair, ...] = ()
 
 
 async def record(
@@ -70,7 +75,7 @@ async def record(
     occurred_at = (
         utcnow()
         if estimate.occurred_at is None
-        else require_event_time(estimate.occurred_at, "input.occurredAt")
+        else require_live(estimate.occurred_at, "input.occurredAt", limits, utcnow(), PAYMENT_HINT)
     )
     fingerprint = request_hash("LIABILITY_ESTIMATE", estimate)
     inserted = await session.scalar(
@@ -99,14 +104,17 @@ async def record(
     return row, inserted is None
 
 
-async def summary(
+async def _converted(
     session: AsyncSession,
     org: OrgContext,
     start: datetime,
     end: datetime,
     currency: str,
-    agent: str | None = None,
-) -> LiabilitySummary:
+    agent: str | None,
+) -> tuple[list[tuple[str, datetime, Decimal]], tuple[CurrencyPair, ...]]:
+    """``(agent, occurred_at, amount in currency)`` of the estimates in ``[start, end)``, each
+    converted at the rate in force at its own time; and the pairs without a rate (estimates
+    in those currencies are left out)."""
     statement = select(
         LiabilityEstimate.agent,
         LiabilityEstimate.currency,
@@ -116,18 +124,51 @@ async def summary(
     if agent is not None:
         statement = statement.where(LiabilityEstimate.agent == agent)
     rows = [(a, c.strip(), at, amount) for a, c, at, amount in (await session.execute(statement))]
-    foreign = {c for _, c, _, _ in rows if c != currency}
-    pairs = {(c, currency) for c in foreign} | {(currency, c) for c in foreign}
-    book = RateBook.of(
-        await fx_repository.rates_between(session, org.id, pairs, start, end) if pairs else []
-    )
+    plan = await fx.load_plan(session, org.id, {c for _, c, _, _ in rows}, currency, start, end)
+    rates = [plan.book.find(c, currency, at) for _, c, at, _ in rows]
+    missing = {c for (_, c, _, _), rate in zip(rows, rates, strict=True) if rate is None}
+    converted = [
+        (name, at, EXACT.multiply(amount, rate))
+        for (name, c, at, amount), rate in zip(rows, rates, strict=True)
+        if rate is not None and c not in missing
+    ]
+    return converted, tuple(CurrencyPair(c, currency) for c in sorted(missing))
+
+
+async def summary(
+    session: AsyncSession,
+    org: OrgContext,
+    start: datetime,
+    end: datetime,
+    currency: str,
+    agent: str | None = None,
+) -> LiabilitySummary:
     per_agent: dict[str, Decimal] = defaultdict(Decimal)
     counts: dict[str, int] = defaultdict(int)
-    for name, entry_currency, at, amount in rows:
-        rate = book.rate_at(entry_currency, currency, at)
-        per_agent[name] = EXACT.add(per_agent[name], EXACT.multiply(amount, rate))
+    converted, missing = await _converted(session, org, start, end, currency, agent)
+    for name, _, amount in converted:
+        per_agent[name] = EXACT.add(per_agent[name], amount)
         counts[name] += 1
     total = sum(per_agent.values(), Decimal(0))
     by_agent = [AgentLiability(a, reported(v), counts[a]) for a, v in per_agent.items()]
     by_agent.sort(key=lambda item: (-item.amount, item.agent))
-    return LiabilitySummary(currency, reported(total), by_agent)
+    return LiabilitySummary(currency, reported(total), by_agent, missing)
+
+
+async def per_bucket(
+    session: AsyncSession,
+    org: OrgContext,
+    start: datetime,
+    end: datetime,
+    currency: str,
+    bucket: TimeBucket,
+    agent: str | None = None,
+) -> dict[datetime, Decimal]:
+    """The estimates' sum per UTC bucket (keyed by the bucket's start), as :func:`summary`
+    converts them; a bucket without estimates is absent."""
+    sums: dict[datetime, Decimal] = defaultdict(Decimal)
+    converted, _ = await _converted(session, org, start, end, currency, agent)
+    for _, at, amount in converted:
+        lower = truncate(at, bucket)
+        sums[lower] = EXACT.add(sums[lower], amount)
+    return {lower: reported(value) for lower, value in sums.items()}

@@ -2,14 +2,20 @@
 its P&L per account, per customer and for the organisation is written to
 ``pnl_month_closes`` — in each entry currency, unconverted, so a close never waits on a rate.
 
-A close is a record of the books as they stood; the live P&L of that month stays exact if a
-later entry lands in it (a backfill, a reprice), and the difference is visible by comparing
-the two. Months are closed oldest first from an organisation's first entry; each
+A closed month is immutable: no entry can be dated in it afterwards (``PERIOD_CLOSED``, see
+billing/closed_months.py), so its close always equals the live P&L of that month. The close
+takes the month's advisory lock exclusive, the lock every writer dated in an ended month
+takes shared: a close never runs beside such a writer (it tries again on the next run).
+
+Months are closed oldest first, from the organisation's first entry or the start of its books
+(``organizations.books_start``: months before it hold history imported with backfillUsage and
+are never closed, so an import of many batches is never cut off halfway); each
 (organisation, month) commits on its own, and a month already closed is never rewritten.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,8 +26,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import pnl_repository as repo
+from costgraph.billing.closed_months_repository import closed_among, month_lock_key
 from costgraph.billing.pnl_measures import Totals
 from costgraph.billing.pnl_ranges import TimeBucket, following, truncate
+from costgraph.billing.raw_connection import driver_connection
+from costgraph.kernel.unit_of_work import UnitOfWork, Units
 from costgraph.models.rollups import MonthClose
 
 _INSERT = """
@@ -86,7 +95,7 @@ async def close_month(
 
 
 async def close_months(
-    connection: Any,
+    units: Units,
     now: datetime,
     grace: timedelta,
     max_months: int = 24,
@@ -94,37 +103,77 @@ async def close_months(
     only: Sequence[uuid.UUID] | None = None,
 ) -> list[Closed]:
     """Close what is due, at most ``max_months`` (organisation, month) pairs per call
-    (``only``: these organisations)."""
+    (``only``: these organisations). Each (organisation, month) is a unit of work of its own
+    (platform work: the job spans organisations)."""
     cutoff = now.astimezone(UTC) - grace
-    organizations = await connection.fetch(
-        """SELECT o.id, o.reporting_currency,
-                  (SELECT max(c.month) FROM pnl_month_closes c
-                   WHERE c.organization_id = o.id AND c.scope_kind = 'ORGANIZATION') AS closed,
-                  (SELECT min(e.occurred_at) FROM ledger_entries e
-                   WHERE e.organization_id = o.id) AS first
-           FROM organizations o WHERE $1::uuid[] IS NULL OR o.id = ANY($1::uuid[])
-           ORDER BY o.id""",
-        None if only is None else list(only),
-    )
+    organizations = await units.run(None, lambda unit: _due(unit, only), platform=True)
     done: list[Closed] = []
     for org in organizations:
         if org["first"] is None:
             continue
         month = truncate(org["first"], TimeBucket.MONTH)
+        if org["books_start"] is not None:
+            month = max(month, truncate(org["books_start"], TimeBucket.MONTH))
         if org["closed"] is not None:
             month = max(month, following(org["closed"], TimeBucket.MONTH))
         while following(month, TimeBucket.MONTH) <= cutoff and len(done) < max_months:
-            async with connection.transaction():
-                key = f"month-close:{org['id']}:{month.isoformat()}"
-                if await connection.fetchval(
-                    "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", key
-                ):
-                    count = await close_month(
-                        connection, org["id"], org["reporting_currency"].strip(), month
-                    )
-                    done.append(Closed(org["id"], month, count))
+            locked, closed = await units.run(
+                None,
+                functools.partial(
+                    _close_one,
+                    organization_id=org["id"],
+                    reporting_currency=org["reporting_currency"].strip(),
+                    month=month,
+                ),
+                platform=True,
+            )
+            if closed is not None:
+                done.append(closed)
+            if not locked:
+                break
             month = following(month, TimeBucket.MONTH)
     return done
+
+
+async def _due(unit: UnitOfWork, only: Sequence[uuid.UUID] | None) -> list[Any]:
+    """Every organisation (or ``only`` these) with its last closed month and first entry."""
+    connection = await driver_connection(unit.session)
+    rows: list[Any] = await connection.fetch(
+        """SELECT o.id, o.reporting_currency,
+                  (SELECT max(c.month) FROM pnl_month_closes c
+                   WHERE c.organization_id = o.id AND c.scope_kind = 'ORGANIZATION') AS closed,
+                  (SELECT min(e.occurred_at) FROM ledger_entries e
+                   WHERE e.organization_id = o.id) AS first,
+                  o.books_start
+           FROM organizations o WHERE $1::uuid[] IS NULL OR o.id = ANY($1::uuid[])
+           ORDER BY o.id""",
+        None if only is None else list(only),
+    )
+    return rows
+
+
+async def _close_one(
+    unit: UnitOfWork, *, organization_id: uuid.UUID, reporting_currency: str, month: datetime
+) -> tuple[bool, Closed | None]:
+    """Close one month of one organisation in the unit's transaction; ``(locked, closed)``."""
+    connection = await driver_connection(unit.session)
+    # Taken while no writer dated in the month holds it (shared); else the month is left for
+    # the next run — never skipped, months close in order.
+    locked = bool(
+        await connection.fetchval(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))",
+            month_lock_key(organization_id, month),
+        )
+    )
+    if not locked or await _is_closed(connection, organization_id, month):
+        return locked, None
+    count = await close_month(connection, organization_id, reporting_currency, month)
+    return True, Closed(organization_id, month, count)
+
+
+async def _is_closed(connection: Any, organization_id: uuid.UUID, month: datetime) -> bool:
+    """Closed by a concurrent run since this one looked (asked under the month's lock)."""
+    return bool(await closed_among(connection, organization_id, [month]))
 
 
 async def closes(session: AsyncSession, month: datetime) -> list[MonthClose]:

@@ -4,9 +4,9 @@ request costs per model and feature — over a range short enough for hourly det
 Everything is in the configured zone (``Limits.zone``): heatmap hours and weekdays, weeks
 (Monday start) of feature adoption. Spend is AI cost by default (or billed usage), in the
 scope's currency (an account's own, else the organisation's reporting currency); sums are the
-ledger's, exact to 12 places, converted per hour where a scope spans currencies (see
-:mod:`costgraph.billing.usage_series`). The statistics are described in
-:mod:`costgraph.billing.patterns`.
+ledger's, exact to 12 places, converted entry by entry where a scope spans currencies (see
+:mod:`costgraph.billing.usage_series`); a currency without a rate is left out and named.
+The statistics are described in :mod:`costgraph.billing.patterns`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from costgraph.billing import patterns
 from costgraph.billing import usage_series_repository as repo
 from costgraph.billing.budgets import Basis, require_scope
 from costgraph.billing.directory import OrgContext
+from costgraph.billing.fx import CurrencyPair
 from costgraph.billing.scopes import Scope, ScopeKind
-from costgraph.billing.usage_series import Converter, converter_for, default_currency, series
+from costgraph.billing.usage_series import Converter, converted_sums, default_currency, series
 from costgraph.kernel.errors import ValidationFailed
 
 #: Default longest range (``COSTGRAPH_PATTERNS_MAX_RANGE_DAYS``): a quarter of hourly detail.
@@ -63,6 +64,8 @@ class PatternsReport:
     adoption_truncated: bool
     cost_per_request: list[patterns.CostPerRequest]
     notes: list[str] = field(default_factory=list)
+    #: Pairs without a rate into ``currency``: that usage is left out of every figure.
+    missing: tuple[CurrencyPair, ...] = ()
 
 
 def require_pattern_range(
@@ -89,26 +92,41 @@ async def _model_features(
     zone: ZoneInfo,
     currency: str,
 ) -> list[patterns.ModelFeatureUsage]:
+    zone_name = str(zone.key)
     rows = await repo.model_feature_sums(
-        session, org.id, scope, start, end, str(zone.key), MAX_MODEL_DAY_ROWS + 1
+        session, org.id, scope, start, end, zone_name, MAX_MODEL_DAY_ROWS + 1
     )
+    converter = await Converter.load(session, org, currency, {r.currency for r in rows}, start, end)
+    if converter.instants and len(rows) <= MAX_MODEL_DAY_ROWS:
+        rows = await repo.model_feature_sums(
+            session,
+            org.id,
+            scope,
+            start,
+            end,
+            zone_name,
+            MAX_MODEL_DAY_ROWS + 1,
+            converter.instants,
+        )
     if len(rows) > MAX_MODEL_DAY_ROWS:
         raise ValidationFailed(
             "too many model and feature combinations in this range for one answer; narrow "
             "the range or the scope",
             "range",
         )
-    converter = await Converter.load(
-        session, org, currency, {r.currency for r in rows}, [r.day for r in rows]
-    )
+    converter = converter.with_parts((r.currency, r.segment) for r in rows)
     Key = tuple[str | None, str | None, str | None]
     ai: dict[Key, Decimal] = defaultdict(Decimal)
     billed: dict[Key, Decimal] = defaultdict(Decimal)
     counts: dict[Key, list[int]] = defaultdict(lambda: [0, 0, 0])
     for row in rows:
         key = (row.provider, row.model, row.feature)
-        ai[key] += converter(row.ai_cost, row.currency, row.day)
-        billed[key] += converter(row.billed, row.currency, row.day)
+        ai_cost = converter(row.ai_cost, row.currency, row.segment)
+        billed_usage = converter(row.billed, row.currency, row.segment)
+        if ai_cost is None or billed_usage is None:
+            continue  # a currency left out (no rate): named by the hourly series' note
+        ai[key] += ai_cost
+        billed[key] += billed_usage
         counts[key][0] += row.requests
         counts[key][1] += row.input_tokens
         counts[key][2] += row.output_tokens
@@ -147,8 +165,9 @@ async def usage_patterns(
     scope = scope or Scope(ScopeKind.ORGANIZATION, org.id)
     await require_scope(session, org, scope, "scope.id")
     currency = await default_currency(session, org, scope)
-    hourly = await repo.bucket_sums(session, org.id, scope, start, end, "hour", str(zone.key))
-    converter = await converter_for(session, org, currency, hourly)
+    hourly, converter = await converted_sums(
+        session, org, scope, start, end, "hour", str(zone.key), currency
+    )
     spend, requests = series(hourly, basis, converter)
     notes: list[str] = []
     negative = [bucket for bucket, value in spend.items() if value < 0]
@@ -197,6 +216,7 @@ async def usage_patterns(
         adoption_truncated=truncated,
         cost_per_request=patterns.cost_per_request(model_rows),
         notes=notes,
+        missing=converter.missing,
     )
 
 

@@ -9,10 +9,16 @@ query filtered by ``userId``.
 KPIs of a range, per customer:
 
 - **active payers**: customers who paid in the range — subscription payments, top-ups or
-  billed usage of a postpaid account (the money this P&L counts as revenue) above zero;
+  postpaid usage billed beyond the plan's allowance (the money this P&L counts as
+  revenue) above zero;
 - **new payers**: active payers who had paid nothing before the range;
 - **ARPU**: the organisation's revenue over the range / active payers;
 - **average cost to serve**: AI cost over the range / customers with usage in it.
+
+Money is converted into the requested currency entry by entry (:mod:`costgraph.billing.fx`).
+A currency without a rate is left out of the figures — customers whose only money is in it
+included — and named in ``missing``; the KPIs of each entry currency, in its own money, are
+in ``by_currency``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -32,6 +38,7 @@ from costgraph.billing import pnl_conversion as conversion
 from costgraph.billing import pnl_repository as repo
 from costgraph.billing.cost_formula import EXACT
 from costgraph.billing.directory import OrgContext
+from costgraph.billing.fx import CurrencyPair
 from costgraph.billing.ledger_repository import driver_connection
 from costgraph.billing.pnl_measures import Figures, Totals
 from costgraph.kernel.clock import EARLIEST_EVENT
@@ -78,6 +85,27 @@ class Kpis:
     ai_cost: Decimal
     arpu: Decimal | None
     average_cost_to_serve: Decimal | None
+    #: Each entry currency's KPIs in its own money (its payers, revenue, costs).
+    by_currency: tuple[Kpis, ...] = ()
+    #: Pairs without a rate: those currencies are not in the figures above.
+    missing: tuple[CurrencyPair, ...] = ()
+
+
+def _keyed(rows: list[conversion.Converted]) -> dict[Any, Totals]:
+    return {row.key[0]: row.totals for row in rows if row.key[0] is not None}
+
+
+async def _converted(
+    session: AsyncSession,
+    org: OrgContext,
+    dimension: str,
+    start: datetime,
+    end: datetime,
+    currency: str,
+) -> conversion.Conversion:
+    connection = await driver_connection(session)
+    query = repo.MeasureQuery((org.id,), start, end, group_by=(dimension,))
+    return await conversion.convert_one(session, connection, org.id, query, currency)
 
 
 async def _per(
@@ -88,10 +116,8 @@ async def _per(
     end: datetime,
     currency: str,
 ) -> dict[Any, Totals]:
-    connection = await driver_connection(session)
-    query = repo.MeasureQuery((org.id,), start, end, group_by=(dimension,))
-    rows = await conversion.convert_one(session, connection, org.id, query, currency)
-    return {row.key[0]: row.totals for row in rows if row.key[0] is not None}
+    """Per value of ``dimension``, in ``currency`` (currencies without a rate left out)."""
+    return _keyed((await _converted(session, org, dimension, start, end, currency)).rows)
 
 
 async def _history(
@@ -204,19 +230,12 @@ def _per_head(amount: Decimal, heads: int) -> Decimal | None:
     )
 
 
-async def kpis(
-    session: AsyncSession, org: OrgContext, start: datetime, end: datetime, currency: str
+def _kpis(
+    currency: str, per_customer: dict[Any, Totals], before: dict[Any, Totals], whole: Totals
 ) -> Kpis:
-    per_customer = await _per(session, org, "customer", start, end, currency)
-    before = await _history(session, org, "customer", start)
     payers = {c for c, totals in per_customer.items() if _paid(totals)}
     new = {c for c in payers if c not in before or not _paid(before[c])}
     served = {c for c, totals in per_customer.items() if totals.events}
-    connection = await driver_connection(session)
-    whole = Totals()
-    query = repo.MeasureQuery((org.id,), start, end)
-    for row in await conversion.convert_one(session, connection, org.id, query, currency):
-        whole.add(row.totals)
     figures = Figures.of(whole, currency)
     return Kpis(
         currency=currency,
@@ -228,3 +247,21 @@ async def kpis(
         arpu=_per_head(whole.revenue, len(payers)),
         average_cost_to_serve=_per_head(whole.ai_cost, len(served)),
     )
+
+
+async def kpis(
+    session: AsyncSession, org: OrgContext, start: datetime, end: datetime, currency: str
+) -> Kpis:
+    converted = await _converted(session, org, "customer", start, end, currency)
+    before = await _history(session, org, "customer", start)
+    whole = Totals()
+    for row in converted.rows:  # entries without a customer count in the whole, as in P&L
+        whole.add(row.totals)
+    panels = []
+    for own, rows in sorted(converted.by_currency.items()):
+        total = Totals()
+        for row in rows:
+            total.add(row.totals)
+        panels.append(_kpis(own, _keyed(rows), before, total))
+    result = _kpis(currency, _keyed(converted.rows), before, whole)
+    return replace(result, by_currency=tuple(panels), missing=converted.missing)

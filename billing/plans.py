@@ -21,6 +21,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from costgraph.billing import events
 from costgraph.billing import plans_repository as repo
 from costgraph.billing.catalog import require_effective_date
 from costgraph.billing.directory import OrgContext, get_many
@@ -28,6 +29,7 @@ from costgraph.billing.validation import INT8_MAX
 from costgraph.kernel.clock import utcnow
 from costgraph.kernel.errors import CurrencyMismatch, NotFound, ValidationFailed
 from costgraph.kernel.money import decimal_places, minor_unit, require_currency
+from costgraph.kernel.unit_of_work import emit
 from costgraph.models import Account
 from costgraph.models.pricing import AccountSubscription, Plan
 
@@ -145,6 +147,7 @@ async def subscribe_account(
                 "the account's current subscription starts at or after that date", "input.startsAt"
             )
         await repo.end_subscription(session, current.id, start)
+    emit(session, events.AllowanceChanged(org.id, (account.id,)))
     return await repo.add_subscription(
         session,
         AccountSubscription(

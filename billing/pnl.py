@@ -5,6 +5,10 @@ Figures are defined in :mod:`costgraph.billing.pnl_measures`, summed exactly by
 :mod:`costgraph.billing.pnl_repository` (rollups + raw edges + the not-yet-rolled-up tail) and
 converted entry-time-exact by :mod:`costgraph.billing.pnl_conversion`. Another tenant's
 account or customer answers exactly as an unknown one: ``NOT_FOUND``.
+
+A currency without a rate to the report's currency never fails the report: its entries are
+left out of the figures, the pair is named in ``missing``, and its figures stand in their own
+money in ``by_currency`` (one panel per entry currency, always given).
 """
 
 from __future__ import annotations
@@ -14,16 +18,19 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from costgraph.billing import liabilities
 from costgraph.billing import pnl_conversion as conversion
 from costgraph.billing import pnl_repository as repo
 from costgraph.billing.directory import OrgContext
+from costgraph.billing.fx import CurrencyPair
 from costgraph.billing.ledger_repository import driver_connection
-from costgraph.billing.pnl_measures import Figures, Totals
+from costgraph.billing.pnl_measures import Figures, RevenueBasis, Totals, reported
 from costgraph.billing.pnl_ranges import (
     ReportLimits,
     TimeBucket,
@@ -35,6 +42,8 @@ from costgraph.billing.validation import TAG_MAX
 from costgraph.kernel.errors import NotFound, ValidationFailed
 from costgraph.kernel.money import require_currency
 from costgraph.models import Organization
+
+ZERO_LIABILITY = reported(Decimal(0))
 
 
 class ScopeKind(enum.StrEnum):
@@ -64,6 +73,14 @@ class Report:
     #: The scope's account or customer, checked (and a customer's accounts looked up) by
     #: the read itself, in its first round trip.
     verify: tuple[str, uuid.UUID, str] | None = None
+    #: A per-currency panel: only the entries in ``currency``, in their own money.
+    panel: bool = False
+
+    @property
+    def basis(self) -> RevenueBasis:
+        """An agent's part of a P&L is a slice of usage: revenue attributed to it; a payer's
+        (organisation, customer, account) is money received."""
+        return RevenueBasis.RECEIVED if self.scope.agent is None else RevenueBasis.ATTRIBUTED
 
     def query(self, **changes: Any) -> repo.MeasureQuery:
         base = repo.MeasureQuery(
@@ -72,8 +89,13 @@ class Report:
             end=self.end,
             filters=self.filters,
             verify=self.verify,
+            currency=self.currency if self.panel else None,
         )
         return replace(base, **changes)
+
+    def panel_of(self, currency: str) -> Report:
+        """The same report over the entries in ``currency`` only, in that currency."""
+        return replace(self, currency=currency, panel=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,16 +105,45 @@ class BreakdownRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Totaled:
+    """A report's figures in its currency (every currency with a rate), each entry
+    currency's figures in its own money, and the pairs without a rate."""
+
+    figures: Figures
+    by_currency: tuple[Figures, ...] = ()
+    missing: tuple[CurrencyPair, ...] = ()
+
+    @classmethod
+    def of(
+        cls, converted: conversion.Conversion, basis: RevenueBasis = RevenueBasis.RECEIVED
+    ) -> Totaled:
+        return cls(
+            Figures.of(converted.total(), converted.target, basis),
+            tuple(Figures.of(t, c, basis) for c, t in converted.currency_totals().items()),
+            converted.missing,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Point:
     start: datetime
     end: datetime
     figures: Figures
+    #: This bucket's figures per entry currency, in its own money.
+    by_currency: tuple[Figures, ...] = ()
+    #: The report's pairs without a rate (the same on every point).
+    missing: tuple[CurrencyPair, ...] = ()
+    #: Liability estimates recorded in the bucket (beside net impact, never in it); None
+    #: for accounts and customers, whose estimates are not attributed.
+    liability: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class OrganizationFigures:
     organization: OrgContext
     figures: Figures
+    by_currency: tuple[Figures, ...] = ()
+    missing: tuple[CurrencyPair, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +151,8 @@ class PlatformReport:
     currency: str
     totals: Figures
     organizations: list[OrganizationFigures]
+    by_currency: tuple[Figures, ...] = ()
+    missing: tuple[CurrencyPair, ...] = ()
 
 
 async def scope_filters(
@@ -158,18 +211,23 @@ async def open_report(
     return Report(org, scope, start, end, target, tuple(filters), verify)
 
 
-async def _converted(session: AsyncSession, report: Report, query: repo.MeasureQuery) -> list[Any]:
+async def _converted(
+    session: AsyncSession, report: Report, query: repo.MeasureQuery
+) -> conversion.Conversion:
     connection = await driver_connection(session)
     return await conversion.convert_one(
         session, connection, report.organization.id, query, report.currency
     )
 
 
+async def summarize(session: AsyncSession, report: Report) -> Totaled:
+    """The report's figures, its per-currency panels and the pairs without a rate."""
+    return Totaled.of(await _converted(session, report, report.query()), report.basis)
+
+
 async def totals(session: AsyncSession, report: Report) -> Figures:
-    total = Totals()
-    for row in await _converted(session, report, report.query()):
-        total.add(row.totals)
-    return Figures.of(total, report.currency)
+    """The report's figures (every currency with a rate; see :func:`summarize`)."""
+    return (await summarize(session, report)).figures
 
 
 class Order(enum.Enum):
@@ -195,11 +253,14 @@ async def breakdown(
     order: Order,
     limit: int | None = None,
 ) -> list[BreakdownRow]:
-    """The report split by ``dimensions`` (entries carrying none of them are left out)."""
-    rows = await _converted(session, report, report.query(group_by=dimensions))
+    """The report split by ``dimensions`` (entries carrying none of them are left out): slices
+    of usage, so their revenue is what their usage was charged (``ATTRIBUTED``)."""
+    rows = (await _converted(session, report, report.query(group_by=dimensions))).rows
+    attributed = RevenueBasis.ATTRIBUTED
     result = [
         BreakdownRow(
-            dict(zip(dimensions, row.key, strict=True)), Figures.of(row.totals, report.currency)
+            dict(zip(dimensions, row.key, strict=True)),
+            Figures.of(row.totals, report.currency, attributed),
         )
         for row in rows
         if any(value is not None for value in row.key)
@@ -211,18 +272,39 @@ async def breakdown(
 async def timeline(
     session: AsyncSession, report: Report, bucket: TimeBucket, limits: ReportLimits
 ) -> list[Point]:
-    """Every bucket the range touches, empty ones included, clipped to the range."""
+    """Every bucket the range touches, empty ones included, clipped to the range; each with
+    its net impact (in its figures) and the liability estimates recorded in it."""
     require_points(report.start, report.end, bucket, limits, "bucket")
-    rows = await _converted(session, report, report.query(bucket=bucket.value))
+    converted = await _converted(session, report, report.query(bucket=bucket.value))
+    liability: dict[datetime, Decimal] | None = None
+    if report.scope.kind is ScopeKind.ORGANIZATION:
+        liability = await liabilities.per_bucket(
+            session,
+            report.organization,
+            report.start,
+            report.end,
+            report.currency,
+            bucket,
+            report.scope.agent,
+        )
     by_bucket: dict[datetime, Totals] = {}
-    for row in rows:
+    for row in converted.rows:
         assert row.bucket is not None
         by_bucket.setdefault(row.bucket, Totals()).add(row.totals)
+    panels: dict[datetime, dict[str, Totals]] = {}
+    for currency in sorted(converted.by_currency):
+        for row in converted.by_currency[currency]:
+            assert row.bucket is not None
+            panel = panels.setdefault(row.bucket, {}).setdefault(currency, Totals())
+            panel.add(row.totals)
     return [
         Point(
             max(lower, report.start),
             min(upper, report.end),
-            Figures.of(by_bucket.get(lower, Totals()), report.currency),
+            Figures.of(by_bucket.get(lower, Totals()), report.currency, report.basis),
+            tuple(Figures.of(t, c, report.basis) for c, t in panels.get(lower, {}).items()),
+            converted.missing,
+            None if liability is None else liability.get(lower, ZERO_LIABILITY),
         )
         for lower, upper in buckets(report.start, report.end, bucket)
     ]
@@ -235,7 +317,9 @@ async def platform(
     currency: str,
     limits: ReportLimits,
 ) -> PlatformReport:
-    """Every organisation (a platform session), each converted with its own rates."""
+    """Every organisation (a platform session), all converted with the platform's rates;
+    an organisation's currency without a platform rate is left out of the totals (and named)
+    for that organisation only."""
     start, end = require_range(start, end, limits)
     require_currency(currency, "currency")
     orgs = [OrgContext.of(o) for o in await session.scalars(select(Organization))]
@@ -244,20 +328,17 @@ async def platform(
         return PlatformReport(currency, empty, [])
     query = repo.MeasureQuery(organizations=tuple(o.id for o in orgs), start=start, end=end)
     connection = await driver_connection(session)
-    converted = await conversion.convert_many(session, connection, query, currency)
-    per_org: dict[uuid.UUID, Totals] = {}
-    for row in converted:
-        assert row.organization_id is not None
-        per_org.setdefault(row.organization_id, Totals()).add(row.totals)
-    grand = Totals()
-    for value in per_org.values():
-        grand.add(value)
-    rows = [
-        OrganizationFigures(org, Figures.of(per_org.get(org.id, Totals()), currency))
-        for org in orgs
-    ]
+    per_org = await conversion.convert_many(session, connection, query, currency)
+    whole = conversion.Conversion(currency)
+    rows = []
+    for org in orgs:
+        found = per_org.get(org.id) or conversion.Conversion(currency)
+        whole.add(found)
+        own = Totaled.of(found)
+        rows.append(OrganizationFigures(org, own.figures, own.by_currency, own.missing))
     rows.sort(key=lambda r: (-r.figures.revenue, r.organization.slug))
-    return PlatformReport(currency, Figures.of(grand, currency), rows)
+    grand = Totaled.of(whole)
+    return PlatformReport(currency, grand.figures, rows, grand.by_currency, grand.missing)
 
 
 def require_limit(limit: int, limits: ReportLimits, field: str = "limit") -> int:

@@ -5,20 +5,36 @@ Per entry (``e`` the entry, ``a`` its account):
 
 - **usage** is a ``USAGE_CHARGE`` or a usage correction: an ``ADJUSTMENT`` that points at the
   entry it corrects (``related_entry_id``; what reprice writes). Its ``ai_cost`` is AI cost,
-  its ``amount`` billed usage; billed usage of a postpaid account is also revenue.
+  its ``amount`` billed usage, and ``-balance_delta`` what the customer was **charged** for
+  it: billed usage beyond the plan's allowance (the part the allowance covered is paid by the
+  subscription fee). Charged usage of a postpaid account is revenue (billed overage).
 - ``SUBSCRIPTION_PAYMENT`` and ``DEPOSIT`` (top-ups) are revenue; ``REFUND`` and
   ``WITHDRAWAL`` (money handed back) reduce it; ``PLATFORM_FEE`` is a cost of the business.
 - An ``ADJUSTMENT`` without a related entry is a manual correction of a balance: neither
   revenue nor cost, reported on its own (``balance_adjustments``).
 
-Derived: revenue = subscriptions + top-ups + postpaid usage - refunds - withdrawals;
-markup earned = billed usage - AI cost; margin = revenue - AI cost - platform fees;
-margin % = margin / revenue x 100 (none when revenue is 0).
-Sums are exact; a figure is rounded once, to the ledger's 12 places, when it is reported.
+Revenue has one definition, read on one of two bases (:class:`RevenueBasis`):
+
+- ``RECEIVED``, for payers (the organisation, a customer, an account, the platform): money
+  received = subscriptions + top-ups + postpaid billed overage - refunds - withdrawals.
+  Prepaid usage was paid by its top-up and is not counted again; usage covered by the
+  allowance was paid by the fee.
+- ``ATTRIBUTED``, for slices of usage (an agent, a model, a provider, a user, a feature): the
+  same money, attributed to the usage that earned it = charged usage (prepaid or postpaid,
+  beyond the allowance). Payments carry no agent, model or user; the fee stays with the
+  payer, so usage covered by the allowance carries its cost and no revenue in a slice.
+
+Derived: markup earned = billed usage - AI cost; **net impact** = revenue - AI cost -
+platform fees (:func:`net_impact`, the one definition: the P&L's ``margin``, a breakdown's
+``netImpact``, the timeline's and the CSV's ``net_impact``; liability estimates are reported
+beside it, never inside); margin % = margin / |revenue| x 100 (negative on a loss, none when
+revenue is 0). Sums are exact; a figure is rounded once, to the ledger's 12 places, when it is
+reported.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -51,7 +67,10 @@ COUNTS: tuple[tuple[str, str], ...] = (
 MONEY: tuple[tuple[str, str], ...] = (
     ("ai_cost", f"CASE WHEN {USAGE_SQL} THEN e.ai_cost ELSE 0 END"),
     ("billed_usage", f"CASE WHEN {USAGE_SQL} THEN e.amount ELSE 0 END"),
-    ("postpaid_usage", f"CASE WHEN {USAGE_SQL} AND a.postpaid THEN e.amount ELSE 0 END"),
+    (
+        "postpaid_usage",
+        f"CASE WHEN {USAGE_SQL} AND a.postpaid THEN -e.balance_delta ELSE 0 END",
+    ),
     ("subscriptions", "CASE WHEN e.type = 'SUBSCRIPTION_PAYMENT' THEN e.amount ELSE 0 END"),
     ("top_ups", "CASE WHEN e.type = 'DEPOSIT' THEN e.amount ELSE 0 END"),
     ("refunds", "CASE WHEN e.type = 'REFUND' THEN e.amount ELSE 0 END"),
@@ -61,9 +80,33 @@ MONEY: tuple[tuple[str, str], ...] = (
         "balance_adjustments",
         "CASE WHEN e.type = 'ADJUSTMENT' AND e.related_entry_id IS NULL THEN e.amount ELSE 0 END",
     ),
+    ("charged_usage", f"CASE WHEN {USAGE_SQL} THEN -e.balance_delta ELSE 0 END"),
 )
 MEASURES: tuple[tuple[str, str], ...] = COUNTS + MONEY
 MEASURE_NAMES: tuple[str, ...] = tuple(name for name, _ in MEASURES)
+
+
+class RevenueBasis(enum.Enum):
+    """Which reading of revenue a set of entries gets (see the module's docstring)."""
+
+    RECEIVED = "received"  # payers: the organisation, a customer, an account, the platform
+    ATTRIBUTED = "attributed"  # slices of usage: agent, model, provider, user, feature
+
+
+def net_impact(revenue: Decimal, ai_cost: Decimal, platform_fees: Decimal) -> Decimal:
+    """The one net of the AI P&L: revenue attributed - cost attributed (AI cost and platform
+    fees). It is a P&L's ``margin`` and a breakdown's, a timeline bucket's and the CSV's
+    ``net_impact``. Liability estimates are reported beside it, never subtracted."""
+    return EXACT.subtract(EXACT.subtract(revenue, ai_cost), platform_fees)
+
+
+def margin_percent(margin: Decimal, revenue: Decimal) -> Decimal | None:
+    """margin / |revenue| x 100 to 4 places: negative on a loss whatever the sign of revenue
+    (refunds can exceed payments); None when revenue is 0."""
+    if revenue == 0:
+        return None
+    ratio = EXACT.divide(EXACT.multiply(margin, HUNDRED), abs(revenue))
+    return ratio.quantize(PERCENT_QUANTUM, rounding=ROUND_HALF_EVEN, context=EXACT)
 
 
 def reported(value: Decimal) -> Decimal:
@@ -91,6 +134,7 @@ class Totals:
     withdrawals: Decimal = ZERO
     platform_fees: Decimal = ZERO
     balance_adjustments: Decimal = ZERO
+    charged_usage: Decimal = ZERO
     last_at: datetime | None = None
 
     @classmethod
@@ -136,32 +180,35 @@ class Totals:
 
     @property
     def revenue(self) -> Decimal:
+        """Money received (the ``RECEIVED`` basis)."""
         received = self.subscriptions + self.top_ups + self.postpaid_usage
         return EXACT.subtract(EXACT.subtract(received, self.refunds), self.withdrawals)
+
+    @property
+    def covered_usage(self) -> Decimal:
+        """Billed usage the plans' allowances covered (paid by the subscription fee)."""
+        return EXACT.subtract(self.billed_usage, self.charged_usage)
+
+    def usage_revenue(self, basis: RevenueBasis) -> Decimal:
+        """The part of revenue that usage brought: postpaid billed overage (``RECEIVED``) or
+        all charged usage (``ATTRIBUTED``)."""
+        return self.postpaid_usage if basis is RevenueBasis.RECEIVED else self.charged_usage
+
+    def revenue_on(self, basis: RevenueBasis) -> Decimal:
+        if basis is RevenueBasis.RECEIVED:
+            return self.revenue
+        return self.charged_usage
 
     @property
     def markup(self) -> Decimal:
         return EXACT.subtract(self.billed_usage, self.ai_cost)
 
+    def net_impact(self, basis: RevenueBasis = RevenueBasis.RECEIVED) -> Decimal:
+        return net_impact(self.revenue_on(basis), self.ai_cost, self.platform_fees)
+
     @property
     def margin(self) -> Decimal:
-        return EXACT.subtract(EXACT.subtract(self.revenue, self.ai_cost), self.platform_fees)
-
-    @property
-    def net_impact(self) -> Decimal:
-        """What this slice's activity earned: billed usage - AI cost - fees, plus the revenue
-        that is not usage (payments carry no model, agent or user, so for those slices it is
-        the markup earned less fees)."""
-        other_revenue = EXACT.subtract(self.revenue, self.postpaid_usage)
-        return EXACT.add(EXACT.subtract(self.markup, self.platform_fees), other_revenue)
-
-    @property
-    def margin_percent(self) -> Decimal | None:
-        revenue = self.revenue
-        if revenue == 0:
-            return None
-        ratio = EXACT.divide(EXACT.multiply(self.margin, HUNDRED), revenue)
-        return ratio.quantize(PERCENT_QUANTUM, rounding=ROUND_HALF_EVEN, context=EXACT)
+        return self.net_impact(RevenueBasis.RECEIVED)
 
     def has_usage(self) -> bool:
         return self.events != 0 or self.ai_cost != 0 or self.billed_usage != 0 or self.tokens != 0
@@ -169,13 +216,20 @@ class Totals:
 
 @dataclass(frozen=True, slots=True)
 class Figures:
-    """Totals as reported: money rounded once to 12 places, in ``currency``."""
+    """Totals as reported: money rounded once to 12 places, in ``currency``; revenue (and so
+    margin and net impact, which are one figure) on ``basis``."""
 
     currency: str
     revenue: Decimal
     subscriptions: Decimal
     top_ups: Decimal
     postpaid_usage: Decimal
+    #: The part of revenue that usage brought, on ``basis``.
+    usage_revenue: Decimal
+    #: Billed usage beyond the allowances (charged to a balance or on credit).
+    charged_usage: Decimal
+    #: Billed usage the plans' allowances covered.
+    covered_usage: Decimal
     refunds: Decimal
     withdrawals: Decimal
     ai_cost: Decimal
@@ -195,15 +249,23 @@ class Figures:
     reasoning_tokens: int
     tokens: int
     last_at: datetime | None
+    basis: RevenueBasis = RevenueBasis.RECEIVED
 
     @classmethod
-    def of(cls, totals: Totals, currency: str) -> Figures:
+    def of(
+        cls, totals: Totals, currency: str, basis: RevenueBasis = RevenueBasis.RECEIVED
+    ) -> Figures:
+        revenue = totals.revenue_on(basis)
+        impact = totals.net_impact(basis)
         return cls(
             currency=currency,
-            revenue=reported(totals.revenue),
+            revenue=reported(revenue),
             subscriptions=reported(totals.subscriptions),
             top_ups=reported(totals.top_ups),
             postpaid_usage=reported(totals.postpaid_usage),
+            usage_revenue=reported(totals.usage_revenue(basis)),
+            charged_usage=reported(totals.charged_usage),
+            covered_usage=reported(totals.covered_usage),
             refunds=reported(totals.refunds),
             withdrawals=reported(totals.withdrawals),
             ai_cost=reported(totals.ai_cost),
@@ -211,9 +273,9 @@ class Figures:
             markup=reported(totals.markup),
             platform_fees=reported(totals.platform_fees),
             balance_adjustments=reported(totals.balance_adjustments),
-            margin=reported(totals.margin),
-            margin_percent=totals.margin_percent,
-            net_impact=reported(totals.net_impact),
+            margin=reported(impact),
+            margin_percent=margin_percent(impact, revenue),
+            net_impact=reported(impact),
             events=totals.events,
             entries=totals.entries,
             input_tokens=totals.input_tokens,
@@ -223,6 +285,7 @@ class Figures:
             reasoning_tokens=totals.reasoning_tokens,
             tokens=totals.tokens,
             last_at=totals.last_at,
+            basis=basis,
         )
 
 

@@ -103,6 +103,8 @@ class MeasureQuery:
     end: datetime
     #: ``(dimension, value)``: entries whose dimension equals the value.
     filters: tuple[tuple[str, Any], ...] = ()
+    #: Only entries in this currency (a per-currency panel of a report).
+    currency: str | None = None
     #: With a ``customer`` filter: that customer's accounts (the raw parts use their index).
     customer_accounts: tuple[uuid.UUID, ...] = ()
     group_by: tuple[str, ...] = ()
@@ -189,6 +191,8 @@ def _raw_filters(query: MeasureQuery, p: _Params) -> list[str]:
         conditions.append(f"{dimension.raw()} = {p(value)}")
         if name == "customer":
             conditions.append(f"e.account_id = ANY({p(list(query.customer_accounts), '::uuid[]')})")
+    if query.currency is not None:
+        conditions.append(f"e.currency = {p(query.currency)}")
     return conditions
 
 
@@ -222,6 +226,7 @@ _TAIL_COLUMNS = ", ".join(
         "type",
         "related_entry_id",
         "amount",
+        "balance_delta",
         "ai_cost",
         "input_tokens",
         "output_tokens",
@@ -312,6 +317,8 @@ def build(
             where.append(f"r.bucket <> ALL({p(list(shape.split_hours), '::timestamptz[]')})")
         for name, value in query.filters:
             where.append(f"r.{DIMENSIONS[name].column} = {p(value)}")
+        if query.currency is not None:
+            where.append(f"r.currency = {p(query.currency)}")
         branches.append(
             f"SELECT {', '.join(rolled)} FROM {table.name} r WHERE {' AND '.join(where)}"
         )
@@ -327,16 +334,6 @@ def build(
     if not branches:
         return None
     return _grouped(query, branches, p), p.values
-
-
-def build_tail(query: MeasureQuery, snapshot: str) -> tuple[str, list[Any]] | None:
-    """The tail alone, for the mark ``snapshot`` read in the same transaction."""
-    shape = plan(query)
-    if shape.table is None or shape.whole is None:
-        return None
-    p = _Params()
-    branch = _tail_branch(query, shape, p, snapshot_xmin(snapshot), snapshot)
-    return _grouped(query, [branch], p), p.values
 
 
 def _rows(query: MeasureQuery, records: Sequence[Any]) -> list[MeasureRow]:
@@ -376,14 +373,6 @@ def _rows(query: MeasureQuery, records: Sequence[Any]) -> list[MeasureRow]:
         MeasureRow(organization, currency, key, bucket, segment, tuple(sums))
         for (organization, currency, key, bucket, segment), sums in merged.items()
     ]
-
-
-async def read_mark(connection: Any) -> str:
-    """The rollup job's high-water snapshot (``xmin:xmax:xip,…``)."""
-    snapshot: str = await connection.fetchval(
-        "SELECT snapshot FROM rollup_state WHERE name = $1", STATE_NAME
-    )
-    return snapshot
 
 
 def _parse(snapshot: str) -> tuple[int, int, set[int]]:

@@ -16,6 +16,17 @@ already written against it add up to. Each difference becomes one ``ADJUSTMENT``
   correction lands in the period it corrects; no token counts (they were counted once);
 - ``metadata``: ``{"kind": "reprice", "run_id", "previous": {...}}``.
 
+A run whose corrections would land in a closed month is refused whole with ``PERIOD_CLOSED``
+(closed months are immutable, billing/closed_months.py): reprice a range of open months.
+
+The adjustments move money like any other entry, through the ledger's shared append path
+(:func:`costgraph.billing.ledger.record_corrections`), in the run's transaction: each
+account's balance moves by ``balance_delta`` (a prepaid balance drops by the billed delta and
+may go below zero — the usage happened; the account's next prepaid usage is then refused
+until it is topped up), and the budget counters of the corrected entry's period move by the
+cost delta in each budget's basis, without refusing (as a settlement: the spend is real).
+Allowance counters count tokens, and a reprice changes no token count, so they do not move.
+
 Every run leaves an audit row (``reprice_runs``: who, why, range, filters, counts). Running
 the same reprice twice writes nothing the second time: there is no difference left.
 """
@@ -23,14 +34,15 @@ the same reprice twice writes nothing the second time: there is no difference le
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.billing import ledger_repository
+from costgraph.billing import closed_months, ledger
 from costgraph.billing import reprice_repository as repo
 from costgraph.billing.commands import UnitUsage, UsageEvent
 from costgraph.billing.directory import OrgContext, get_many
@@ -101,8 +113,13 @@ def _previous(standing: _Standing) -> dict[str, Any]:
 
 
 async def reprice(
-    session: AsyncSession, org: OrgContext, request: RepriceRequest, actor: str
+    session: AsyncSession,
+    org: OrgContext,
+    request: RepriceRequest,
+    actor: str,
+    zone: ZoneInfo,
 ) -> RepriceOutcome:
+    """Run a reprice (``zone``: where budget periods reset, as :attr:`Limits.zone`)."""
     if request.end <= request.start:
         raise ValidationFailed("range end must be after its start", "input.range")
     if request.reason is not None and len(request.reason) > 2_000:
@@ -186,7 +203,11 @@ async def reprice(
                 request_hash=request_hash("reprice", {"key": key, "metadata": metadata}),
             )
         )
-    recorded = await ledger_repository.insert_entries(session, adjustments)
+    # A correction lands in the period it corrects: never in a closed month (PERIOD_CLOSED).
+    await closed_months.require_open(
+        session, org.id, [(a.occurred_at, "input.range") for a in adjustments]
+    )
+    written = await ledger.record_corrections(session, org, adjustments, zone)
     run = await repo.add_run(
         session,
         RepriceRun(
@@ -205,5 +226,4 @@ async def reprice(
             adjusted=len(adjustments),
         ),
     )
-    written = [replace(a, recorded_at=recorded.get(a.idempotency_key)) for a in adjustments]
     return RepriceOutcome(run.id, len(entries), written, run.created_at)

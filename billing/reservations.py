@@ -2,10 +2,19 @@
 
 ``authorize`` raises each applicable budget's ``reserved`` under its cap (refused with
 BUDGET_LIMIT_REACHED when it cannot fit); ``settle`` gives the hold back and records the
-actual usage, which is charged even past a cap — the call has already happened and its cost
-is real; ``release`` gives the hold back unused. Holds left by a caller that crashed expire:
-every authorisation of the organisation expires the overdue ones in the same statement
-before it counts what is held, so they stop counting.
+actual usage; ``release`` gives the hold back unused.
+
+A settlement within its hold is always recorded: that room was reserved for it. Beyond its
+hold — a stream's final cost can exceed its estimate, and the ledger must record what was
+spent — it is recorded while each hard-capped budget's period stays within its limit plus
+``Limits.settle_overage_tolerance_percent`` of it; past that it is refused with
+OVERAGE_LIMIT naming the room left, and nothing is written. A period a settlement took over
+its cap raises an OVERAGE alert, and refuses every authorisation and usage until it ends.
+
+Holds left by a caller that crashed expire: every authorisation of the organisation expires
+the overdue ones in the same statement before it counts what is held, and every other reader
+(a cap checked by recordUsage, ``budgetStatus.reserved``) leaves out the ones past their
+expiry that no authorisation has swept yet.
 
 The authorisation's writes are one statement (``reservation_repository.reserve``) so that
 concurrent authorisations of one budget queue only for as long as that statement runs.
@@ -21,10 +30,10 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from costgraph.billing import budget_ledger, events, ledger
 from costgraph.billing import budget_repository as repo
-from costgraph.billing import ledger
 from costgraph.billing import reservation_repository as holds
-from costgraph.billing.budgets import Spend, convert_for_budget, period_of, rates_for
+from costgraph.billing.budgets import Settlement, Spend, budget_amount, period_of, rates_for
 from costgraph.billing.commands import Limits, UsageEvent
 from costgraph.billing.directory import OrgContext
 from costgraph.billing.entries import Entry
@@ -41,12 +50,11 @@ from costgraph.kernel.errors import (
     Unavailable,
     ValidationFailed,
 )
+from costgraph.kernel.unit_of_work import emit
 from costgraph.models.budget import Budget, Reservation
 
 #: Tries of one authorisation when the budgets change under it (each reloads them).
 MAX_ATTEMPTS: Final = 4
-#: ``session.info`` key: how many overdue reservations this session's authorisations expired.
-EXPIRED_KEY: Final = "costgraph.reservations_expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +118,10 @@ class _Plan:
     hold: holds.HoldRequest
     budgets: dict[uuid.UUID, Budget]
     spans: dict[uuid.UUID, tuple[datetime, datetime]]
+
+    def windows(self) -> list[tuple[uuid.UUID, tuple[datetime, datetime]]]:
+        """The budgets and periods the hold is on."""
+        return [(h.budget_id, (h.period_start, h.period_end)) for h in self.hold.holds]
 
     def refused(self, refusal: holds.CapRefused) -> BudgetLimitReached:
         budget = self.budgets[refusal.budget_id]
@@ -188,7 +200,9 @@ async def _plan(
         span = period_of(budget, now, zone)
         if span is None:
             continue
-        amount = convert_for_budget(spend, budget, rates)
+        amount = budget_amount(spend, budget, rates)
+        if amount is None:
+            continue  # no rate into the budget's currency: it cannot hold (fails open)
         if budget.hard_cap and amount > budget.limit_amount:
             raise ValidationFailed(
                 f"the estimate ({amount} {budget.currency}) is more than budget {budget.id} "
@@ -259,6 +273,8 @@ async def authorize(
             raise
         if engine is not None and session.in_transaction():
             await session.rollback()  # it only read: give its connection back before the hold
+        # A counter the hold would create starts from the ledger's spend, not zero.
+        await budget_ledger.open_counters(session, org.id, plan.windows(), engine)
         try:
             outcome = await holds.reserve(session, plan.hold, engine)
         except holds.BudgetsChanged:
@@ -276,8 +292,11 @@ async def authorize(
             existing = await repo.reservation_by_key(session, request.idempotency_key)
             assert existing is not None  # reservations are never deleted
             return existing, True
-        session.info[EXPIRED_KEY] = session.info.get(EXPIRED_KEY, 0) + outcome.expired
-        return plan.reservation(outcome), False
+        reservation = plan.reservation(outcome)
+        if outcome.expired:
+            emit(session, events.HoldsExpired(org.id, outcome.expired))
+        emit(session, events.BudgetsChanged(org.id, tuple(held_budgets(reservation))))
+        return reservation, False
     raise Unavailable(
         "the budgets kept changing while this authorisation was worked out; retry it",
         reason="conflict",
@@ -297,7 +316,9 @@ async def settle(
         raise NotFound("reservation", reservation_id, "input.reservationId")
     if reservation.state == "SETTLED":
         # A retry of the same settlement replays; anything else is a second settlement.
-        entry = await ledger.record_usage(session, org, event, limits, enforce=False)
+        entry = await ledger.record_usage(
+            session, org, event, limits, enforce=False, path="input.usage"
+        )
         if not entry.replayed or entry.id != reservation.settled_entry_id:
             raise ValidationFailed("this reservation is already settled", "input.reservationId")
         return entry
@@ -309,8 +330,22 @@ async def settle(
         )
     if event.account_id != reservation.account_id:
         raise ValidationFailed("usage must land on the reserved account", "input.usage.accountId")
+    # The writer guard before any counter is locked (a budget setter holding it waits for
+    # counters; the order is the guard first, then counters).
+    await repo.guard_writers(session, org.id)
     await _release_holds(session, reservation)
-    entry = await ledger.record_usage(session, org, event, limits, enforce=False)
+    settlement = Settlement(
+        {
+            (uuid.UUID(h["budget_id"]), datetime.fromisoformat(h["period_start"])): Decimal(
+                h["amount"]
+            )
+            for h in reservation.holds
+        },
+        limits.settle_overage_tolerance_percent,
+    )
+    entry = await ledger.record_usage(
+        session, org, event, limits, enforce=False, path="input.usage", settlement=settlement
+    )
     reservation.state = "SETTLED"
     reservation.settled_entry_id = entry.id
     reservation.closed_at = now
@@ -331,4 +366,5 @@ async def release(
         reservation.state = "RELEASED" if reservation.expires_at > now else "EXPIRED"
         reservation.closed_at = now
         await session.flush()
+        emit(session, events.BudgetsChanged(org.id, tuple(held_budgets(reservation))))
     return reservation

@@ -55,6 +55,8 @@ _GRAIN: tuple[tuple[str, str], ...] = (
     ("department_id", f"coalesce(e.department_id, {_NIL})"),
     ("feature", "coalesce(e.feature, '')"),
 )
+#: The same, for :mod:`costgraph.billing.verify_repository` (which recomputes every table).
+GRAIN = _GRAIN
 
 #: table -> (its key after the organisation, extra columns carried along).
 TABLE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

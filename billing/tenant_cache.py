@@ -95,11 +95,6 @@ class TtlCache(Generic[K, V]):
         self._generation += 1
         self._entries.pop(key, None)
 
-    def invalidate_where(self, matches: Callable[[K], bool]) -> None:
-        self._generation += 1
-        for key in [k for k in self._entries if matches(k)]:
-            del self._entries[key]
-
     def clear(self) -> None:
         self._generation += 1
         self._entries.clear()
@@ -135,9 +130,4 @@ def configure(ttl_seconds: float) -> None:
     """Set every cache's TTL (from settings at startup); 0 turns caching off."""
     for cache in ALL:
         cache.ttl = ttl_seconds
-        cache.clear()
-
-
-def clear_all() -> None:
-    for cache in ALL:
         cache.clear()

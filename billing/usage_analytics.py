@@ -6,6 +6,10 @@ Usage is what :mod:`costgraph.billing.pnl_measures` calls usage: usage charges a
 corrections reprice writes against them. Groups with no usage (payments only) are left out.
 The same engine as P&L answers it, so a usage figure and a P&L figure over the same range
 agree to the last digit.
+
+A currency without a rate to the requested one is not converted: its groups come as rows of
+their own, in that currency, naming the missing pair (``UsageRow.missing``); the other rows
+are in the requested currency, as always.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from costgraph.billing import pnl_conversion as conversion
 from costgraph.billing import pnl_repository as repo
 from costgraph.billing.directory import OrgContext
+from costgraph.billing.fx import CurrencyPair
 from costgraph.billing.ledger_repository import driver_connection
 from costgraph.billing.pnl import Scope, ScopeKind, require_report_currency, scope_filters
 from costgraph.billing.pnl_measures import Figures
@@ -61,6 +66,8 @@ class UsageRow:
     key: dict[str, Any]
     bucket: datetime | None
     figures: Figures
+    #: Set on a row left in its own currency: the pair that had no rate.
+    missing: tuple[CurrencyPair, ...] = ()
 
 
 async def _filters(
@@ -120,14 +127,25 @@ async def usage(
         bucket=None if bucket is None else bucket.value,
     )
     connection = await driver_connection(session)
-    rows = await conversion.convert_one(session, connection, org.id, query, target)
+    converted = await conversion.convert_one(session, connection, org.id, query, target)
     result = [
         UsageRow(
             dict(zip(dimensions, row.key, strict=True)), row.bucket, Figures.of(row.totals, target)
         )
-        for row in rows
+        for row in converted.rows
         if row.totals.has_usage()
     ]
+    for pair in converted.missing:
+        result.extend(
+            UsageRow(
+                dict(zip(dimensions, row.key, strict=True)),
+                row.bucket,
+                Figures.of(row.totals, pair.base),
+                (pair,),
+            )
+            for row in converted.by_currency.get(pair.base, [])
+            if row.totals.has_usage()
+        )
     if len(result) > limits.max_usage_rows:
         raise ValidationFailed(
             f"the grouping makes {len(result)} rows; at most {limits.max_usage_rows} are "
@@ -138,6 +156,8 @@ async def usage(
         key=lambda r: (
             r.bucket or start,
             *("" if v is None else str(v) for v in r.key.values()),
+            bool(r.missing),
+            r.figures.currency,
         )
     )
     return result

@@ -1,25 +1,28 @@
 """Usage sums in one currency and basis, for forecasts and usage patterns.
 
-A scope's usage may sit in several currencies (its accounts' own). Each bucket's sum in a
-currency is converted at the rate in force at the bucket's start (a local midnight or hour):
-close to, but not exactly, converting every entry at its own instant, which is what P&L does.
-Forecasts and patterns are estimates; P&L is the exact figure. A missing rate is
-``RATE_MISSING``, never a silent 1.0.
+A scope's usage may sit in several currencies (its accounts' own). They are converted by the
+one rule of :mod:`costgraph.billing.fx`: each entry at the rate in force at its own instant —
+the sums are split at every rate change inside the range, so each part has one rate — the
+same figures P&L converts. A currency without a rate for some of its usage in the range is
+left out (wholly), named in :attr:`Converter.missing` and in the note: never a silent 1.0,
+and never a failure of the whole forecast.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import fx
+from costgraph.billing import usage_series_repository as repo
 from costgraph.billing.budgets import Basis
 from costgraph.billing.cost_formula import convert
 from costgraph.billing.directory import OrgContext, get_many
+from costgraph.billing.fx import CurrencyPair
 from costgraph.billing.scopes import Scope, ScopeKind
 from costgraph.billing.usage_series_repository import BucketSum
 from costgraph.models import Account
@@ -36,12 +39,23 @@ async def default_currency(session: AsyncSession, org: OrgContext, scope: Scope)
 
 
 class Converter:
-    """Converts amounts of several currencies into one, at dated rates loaded once."""
+    """Converts sums of several currencies into one by the rule of :mod:`fx` (see above)."""
 
-    def __init__(self, target: str, book: fx.RateBook) -> None:
-        self.target = target
-        self._book = book
-        self.converted_from: set[str] = set()
+    def __init__(self, plan: fx.RatePlan, parts: Iterable[tuple[str, int]] = ()) -> None:
+        self.plan = plan
+        self.target = plan.target
+        self._rates: dict[tuple[str, int], Decimal] = {}
+        #: Currencies left out: some of their usage has no rate to the target.
+        self.missing_currencies: set[str] = set()
+        for currency, segment in parts:
+            if currency == self.target or (currency, segment) in self._rates:
+                continue
+            rate = plan.rate(currency, segment)
+            if rate is None:
+                self.missing_currencies.add(currency)
+            else:
+                self._rates[currency, segment] = rate
+        self.converted_from = {c for c, _ in self._rates} - self.missing_currencies
 
     @classmethod
     async def load(
@@ -49,39 +63,68 @@ class Converter:
         session: AsyncSession,
         org: OrgContext,
         target: str,
-        currencies: set[str],
-        instants: Sequence[datetime],
+        currencies: Iterable[str],
+        start: datetime,
+        end: datetime,
     ) -> Converter:
-        others = {c for c in currencies if c != target}
-        if not others or not instants:
-            return cls(target, fx.RateBook())
-        book = await fx.load_book(
-            session, org.id, {(c, target) for c in others}, min(instants), max(instants)
-        )
-        return cls(target, book)
+        """The rates over ``[start, end)``; sums must be split at :attr:`instants`."""
+        return cls(await fx.load_plan(session, org.id, set(currencies), target, start, end))
 
-    def __call__(self, amount: Decimal, currency: str, at: datetime) -> Decimal:
+    @property
+    def instants(self) -> tuple[datetime, ...]:
+        return self.plan.instants
+
+    def with_parts(self, parts: Iterable[tuple[str, int]]) -> Converter:
+        """This converter checked against the sums it will convert."""
+        return Converter(self.plan, parts)
+
+    def __call__(self, amount: Decimal, currency: str, segment: int = 0) -> Decimal | None:
+        """``amount`` in the target; None when its currency is left out."""
         if currency == self.target:
             return amount
-        self.converted_from.add(currency)
-        return convert(amount, self._book.rate_at(currency, self.target, at))
+        if currency in self.missing_currencies:
+            return None
+        return convert(amount, self._rates[currency, segment])
+
+    @property
+    def missing(self) -> tuple[CurrencyPair, ...]:
+        return tuple(CurrencyPair(c, self.target) for c in sorted(self.missing_currencies))
 
     @property
     def note(self) -> str | None:
-        if not self.converted_from:
-            return None
-        return (
-            f"usage in {', '.join(sorted(self.converted_from))} converted to {self.target} at "
-            "the rate in force at the start of each bucket"
+        notes = []
+        if self.converted_from:
+            notes.append(
+                f"usage in {', '.join(sorted(self.converted_from))} converted to {self.target} "
+                "at the rate in force at each entry's time"
+            )
+        if self.missing_currencies:
+            notes.append(
+                f"usage in {', '.join(sorted(self.missing_currencies))} left out: no rate to "
+                f"{self.target} for all of it in the range"
+            )
+        return "; ".join(notes) or None
+
+
+async def converted_sums(
+    session: AsyncSession,
+    org: OrgContext,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    unit: repo.Unit,
+    zone: str,
+    target: str,
+) -> tuple[list[BucketSum], Converter]:
+    """Usage per local ``unit`` and currency, split at the rate changes into ``target`` when
+    there are any, with the converter that brings them into ``target``."""
+    sums = await repo.bucket_sums(session, org.id, scope, start, end, unit, zone)
+    converter = await Converter.load(session, org, target, {s.currency for s in sums}, start, end)
+    if converter.instants:
+        sums = await repo.bucket_sums(
+            session, org.id, scope, start, end, unit, zone, converter.instants
         )
-
-
-async def converter_for(
-    session: AsyncSession, org: OrgContext, target: str, sums: Sequence[BucketSum]
-) -> Converter:
-    return await Converter.load(
-        session, org, target, {s.currency for s in sums}, [s.bucket for s in sums]
-    )
+    return sums, converter.with_parts((s.currency, s.segment) for s in sums)
 
 
 def amount_of(row: BucketSum, basis: Basis) -> Decimal:
@@ -91,10 +134,14 @@ def amount_of(row: BucketSum, basis: Basis) -> Decimal:
 def series(
     sums: Sequence[BucketSum], basis: Basis, converter: Converter
 ) -> tuple[dict[datetime, Decimal], dict[datetime, int]]:
-    """Spend (in the converter's currency) and requests per bucket."""
+    """Spend (in the converter's currency) and requests per bucket; a currency left out adds
+    neither (its requests are not in the spend either)."""
     spend: dict[datetime, Decimal] = defaultdict(Decimal)
     requests: dict[datetime, int] = defaultdict(int)
     for row in sums:
-        spend[row.bucket] += converter(amount_of(row, basis), row.currency, row.bucket)
+        amount = converter(amount_of(row, basis), row.currency, row.segment)
+        if amount is None:
+            continue
+        spend[row.bucket] += amount
         requests[row.bucket] += row.requests
     return dict(spend), dict(requests)

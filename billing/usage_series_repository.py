@@ -8,12 +8,14 @@ balance adjustments are not usage. Requests count ``USAGE_CHARGE`` entries only.
 
 Buckets are cut in a time zone with ``date_trunc(unit, occurred_at, zone)``: a local midnight
 or local hour start, returned as the UTC instant it is (so the repeated hour of a DST change
-is two buckets, not one).
+is two buckets, not one). Sums that are converted may also be split at exchange rate changes
+(``instants``; ``segment`` 0 before the first, see :class:`costgraph.billing.fx.RatePlan`).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -25,9 +27,11 @@ from sqlalchemy import (
     and_,
     case,
     func,
+    literal,
     or_,
     select,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -54,6 +58,8 @@ class BucketSum:
     ai_cost: Decimal
     billed: Decimal
     requests: int
+    #: The part of the bucket between two exchange rate changes (0 unless split).
+    segment: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,7 @@ class ModelFeatureSum:
     requests: int
     input_tokens: int
     output_tokens: int
+    segment: int = 0
 
 
 def _usage() -> ColumnElement[bool]:
@@ -105,12 +112,32 @@ def _where(
     return conditions
 
 
+def usage_conditions(
+    organization_id: uuid.UUID, scope: Scope, start: datetime, end: datetime
+) -> list[ColumnElement[bool]]:
+    """The scope's usage over ``[start, end)``, as forecasts and budget counters count it."""
+    return _where(organization_id, scope, start, end)
+
+
 def _truncate(unit: Unit, zone: str) -> Any:
     return func.date_trunc(unit, _E.occurred_at, zone, type_=DateTime(timezone=True))
 
 
 def _requests() -> Any:
     return func.sum(case((_E.type == EntryType.USAGE_CHARGE.value, 1), else_=0), type_=Integer)
+
+
+def _segments(instants: Sequence[datetime]) -> list[Any]:
+    """Which part between the rate changes ``instants`` an entry falls in (0: before all),
+    as a column to select and group by; none when there are no changes."""
+    if not instants:
+        return []
+    bounds = literal(list(instants), ARRAY(DateTime(timezone=True)))
+    return [func.width_bucket(_E.occurred_at, bounds, type_=Integer).label("segment")]
+
+
+def _segment_of(row: Any, index: int) -> int:
+    return int(row[index]) if len(row) > index else 0
 
 
 async def bucket_sums(
@@ -121,9 +148,12 @@ async def bucket_sums(
     end: datetime,
     unit: Unit,
     zone: str,
+    instants: Sequence[datetime] = (),
 ) -> list[BucketSum]:
-    """Usage per local ``unit`` and currency over ``[start, end)``, oldest first."""
+    """Usage per local ``unit`` and currency (and part between ``instants``) over
+    ``[start, end)``, oldest first."""
     bucket = _truncate(unit, zone).label("bucket")
+    segments = _segments(instants)
     statement = (
         select(
             bucket,
@@ -131,13 +161,17 @@ async def bucket_sums(
             func.sum(_E.ai_cost),
             func.sum(_E.amount),
             _requests(),
+            *segments,
         )
         .where(*_where(organization_id, scope, start, end))
-        .group_by(bucket, _E.currency)
-        .order_by(bucket, _E.currency)
+        .group_by(bucket, _E.currency, *segments)
+        .order_by(bucket, _E.currency, *segments)
     )
     rows = (await session.execute(statement)).all()
-    return [BucketSum(row[0], row[1], row[2], row[3], int(row[4] or 0)) for row in rows]
+    return [
+        BucketSum(row[0], row[1].strip(), row[2], row[3], int(row[4] or 0), _segment_of(row, 5))
+        for row in rows
+    ]
 
 
 async def feature_adoption(
@@ -207,10 +241,12 @@ async def model_feature_sums(
     end: datetime,
     zone: str,
     limit: int,
+    instants: Sequence[datetime] = (),
 ) -> list[ModelFeatureSum]:
-    """Usage per provider, model, feature, local day and currency (days so each is converted
-    at its own rate). At most ``limit`` rows."""
+    """Usage per provider, model, feature, local day and currency (and part between the rate
+    changes ``instants``). At most ``limit`` rows."""
     day = _truncate("day", zone).label("day")
+    segments = _segments(instants)
     statement = (
         select(
             day,
@@ -223,16 +259,27 @@ async def model_feature_sums(
             _requests(),
             func.sum(_E.input_tokens),
             func.sum(_E.output_tokens),
+            *segments,
         )
         .where(*_where(organization_id, scope, start, end))
-        .group_by(day, _E.provider, _E.model, _E.feature, _E.currency)
-        .order_by(day, _E.provider, _E.model, _E.feature, _E.currency)
+        .group_by(day, _E.provider, _E.model, _E.feature, _E.currency, *segments)
+        .order_by(day, _E.provider, _E.model, _E.feature, _E.currency, *segments)
         .limit(limit)
     )
     rows = (await session.execute(statement)).all()
     return [
         ModelFeatureSum(
-            r[0], r[1], r[2], r[3], r[4], r[5], r[6], int(r[7] or 0), int(r[8] or 0), int(r[9] or 0)
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4].strip(),
+            r[5],
+            r[6],
+            int(r[7] or 0),
+            int(r[8] or 0),
+            int(r[9] or 0),
+            _segment_of(r, 10),
         )
         for r in rows
     ]

@@ -9,9 +9,10 @@ from typing import Any
 import orjson
 
 from costgraph.billing.commands import Limits, UsageEvent
-from costgraph.kernel.clock import require_event_time
+from costgraph.billing.event_time import require_backfill, require_live
+from costgraph.kernel.clock import utcnow
 from costgraph.kernel.errors import ValidationFailed, join_path
-from costgraph.kernel.money import require_currency
+from costgraph.kernel.money import require_currency, require_input_range
 
 UNIT_KINDS = frozenset({"IMAGE", "AUDIO_SECOND", "VIDEO_SECOND", "REQUEST", "CHARACTER"})
 TAG_MAX = 200
@@ -49,11 +50,21 @@ def require_tag(value: str | None, path: str, name: str) -> None:
 
 
 def validate_usage(
-    event: UsageEvent, limits: Limits, path: str, now: datetime | None = None
+    event: UsageEvent,
+    limits: Limits,
+    path: str,
+    now: datetime | None = None,
+    *,
+    backfill: bool = False,
 ) -> None:
-    """``now``: the clock the event's time is checked against (a batch reads it once)."""
+    """``now``: the clock the event's time is checked against (a batch reads it once);
+    ``backfill``: the event is history an org_admin asked to backfill (billing/event_time.py)."""
     require_key(event.idempotency_key, limits, path)
-    require_event_time(event.occurred_at, join_path(path, "occurredAt"), now)
+    field, now = join_path(path, "occurredAt"), now or utcnow()
+    if backfill:
+        require_backfill(event.occurred_at, field, limits, now)
+    else:
+        require_live(event.occurred_at, field, limits, now)
     for name in ("provider", "model"):
         value = getattr(event, name)
         if not value or not value.strip():
@@ -76,6 +87,7 @@ def validate_usage(
             raise ValidationFailed(
                 "quantity must be zero or more", join_path(unit_path, "quantity")
             )
+        require_input_range(unit.quantity, join_path(unit_path, "quantity"))
     require_tag(event.feature, path, "feature")
     require_tag(event.agent, path, "agent")
     require_tag(event.request_id, path, "requestId")
@@ -90,5 +102,6 @@ def validate_usage(
             raise ValidationFailed(
                 "provider cost must be zero or more", join_path(path, "providerCost")
             )
+        require_input_range(event.provider_cost, join_path(path, "providerCost"))
         assert event.provider_currency is not None
         require_currency(event.provider_currency, join_path(path, "providerCurrency"))

@@ -1,4 +1,4 @@
-"""The business clock, RFC 3339 timestamps (always UTC), and the accepted range of event times.
+"""The business clock and RFC 3339 timestamps (always UTC).
 
 Every business decision that depends on "now" (the period a budget is in, the cycle of an
 allowance, whether an event is late, when a hold expires, the default ``occurredAt``) reads
@@ -15,16 +15,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from costgraph.kernel.errors import ValidationFailed
-
 _RFC3339_RE = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
 
-#: Events older than this are refused as typos rather than history.
+#: The earliest date anything in CostGraph is dated (a price version, the start of a report
+#: "since the beginning"). Which ``occurredAt`` a write may carry is the late-arrival policy
+#: (billing/event_time.py).
 EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
-#: Clock skew tolerated for events stamped in the future.
-FUTURE_TOLERANCE = timedelta(days=1)
 
 
 class Clock(Protocol):
@@ -61,6 +59,11 @@ def install(clock: Clock) -> Clock:
     return previous
 
 
+def installed() -> Clock:
+    """The business clock of this process."""
+    return _installed
+
+
 def utcnow() -> datetime:
     """Now, by the installed business clock."""
     return _installed.now()
@@ -86,15 +89,3 @@ def parse_rfc3339(text: str) -> datetime:
 
 def format_rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def require_event_time(value: datetime, field: str, now: datetime | None = None) -> datetime:
-    if value.tzinfo is None:
-        raise ValidationFailed("timestamp must carry a time zone", field)
-    now = now or utcnow()
-    if value < EARLIEST_EVENT or value > now + FUTURE_TOLERANCE:
-        raise ValidationFailed(
-            f"timestamp must lie between {format_rfc3339(EARLIEST_EVENT)} and one day from now",
-            field,
-        )
-    return value.astimezone(UTC)

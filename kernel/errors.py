@@ -24,6 +24,10 @@ class ErrorCode(enum.StrEnum):
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
+    #: An entry dated in a month whose books are closed (``monthlyCloses``): nothing written.
+    PERIOD_CLOSED = "PERIOD_CLOSED"
+    #: A settlement beyond its hold by more than a hard cap's tolerance: nothing written.
+    OVERAGE_LIMIT = "OVERAGE_LIMIT"
 
 
 class DomainError(Exception):
@@ -103,10 +107,11 @@ class CurrencyMismatch(DomainError):
 class RateMissing(DomainError):
     code = ErrorCode.RATE_MISSING
 
-    def __init__(self, base: str, quote: str, at: str) -> None:
+    def __init__(self, base: str, quote: str, at: str, field: str | None = None) -> None:
         super().__init__(f"no exchange rate {base}->{quote} in force at {at}")
         self.base = base
         self.quote = quote
+        self.field = field
 
 
 class PriceMissing(DomainError):
@@ -158,6 +163,65 @@ class RefundExceedsPayment(ValidationFailed):
         super().__init__(
             f"refund exceeds what is left to refund ({refundable} {currency})", "input.amount"
         )
+
+
+class PeriodClosed(DomainError):
+    """An entry dated in a closed month: closed months are immutable, nothing was written."""
+
+    code = ErrorCode.PERIOD_CLOSED
+
+    def __init__(self, month: str, field: str | None = None) -> None:
+        super().__init__(
+            f"the books of the month starting {month} are closed: nothing can be dated in it; "
+            "record the entry dated in an open month (e.g. now) and name the date it belongs "
+            "to in its metadata"
+        )
+        self.month = month
+        self.field = field
+
+
+class OverageLimit(DomainError):
+    """A settlement would take a hard-capped period beyond its limit plus the tolerance for
+    settlements (``COSTGRAPH_SETTLE_OVERAGE_TOLERANCE_PERCENT``): nothing was written.
+    ``room``: the most this settlement may record on the budget (its hold included)."""
+
+    code = ErrorCode.OVERAGE_LIMIT
+
+    def __init__(
+        self,
+        budget_id: str,
+        limit: Decimal,
+        currency: str,
+        tolerance_percent: Decimal,
+        hold: Decimal,
+        room: Decimal,
+        field: str | None = "input.usage",
+    ) -> None:
+        super().__init__(
+            f"overage limit: budget {budget_id} allows {limit} {currency} and "
+            f"{tolerance_percent}% more for settlements beyond their holds; this one held "
+            f"{hold} {currency} and may record at most {room} {currency} on it"
+        )
+        self.budget_id = budget_id
+        self.limit = limit
+        self.currency = currency
+        self.tolerance_percent = tolerance_percent
+        self.hold = hold
+        self.room = room
+        self.field = field
+
+
+class RefundExceedsBalance(ValidationFailed):
+    """A refund of prepaid money (a deposit) beyond what is left of the account's balance:
+    the rest was already spent."""
+
+    def __init__(self, balance: Decimal, currency: str) -> None:
+        super().__init__(
+            f"refund exceeds the account's remaining prepaid balance ({balance} {currency}); "
+            "money already spent cannot be refunded",
+            "input.amount",
+        )
+        self.balance = balance
 
 
 def join_path(*parts: str | int | None) -> str:

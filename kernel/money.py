@@ -7,7 +7,7 @@ database. Nothing on the money path is ever a float.
 from __future__ import annotations
 
 import re
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from functools import cache
 
 import iso4217
@@ -18,8 +18,18 @@ from costgraph.kernel.errors import ValidationFailed
 SCALE = 12
 INTEGER_DIGITS = 26
 QUANTUM = Decimal(1).scaleb(-SCALE)
+#: Integer digits of a decimal a caller sends (amounts, prices, rates, quantities): below
+#: 10^15. Stored sums and conversions of such values keep 11 digits of room in NUMERIC(38, 12)
+#: (10^11 largest amounts before a balance could overflow), and a value with its 12 decimals
+#: is 27 significant digits, exact in Python's default 28-digit decimal context.
+INPUT_INTEGER_DIGITS = 15
+LARGEST_INPUT = Decimal(10) ** INPUT_INTEGER_DIGITS
+#: Wide enough to quantize anything NUMERIC(38, 12) holds, and more, without InvalidOperation.
+_WIDE = Context(prec=80)
 
-_DECIMAL_RE = re.compile(rf"^-?(0|[1-9][0-9]{{0,{INTEGER_DIGITS - 1}}})(\.[0-9]{{1,{SCALE}}})?$")
+_DECIMAL_RE = re.compile(
+    rf"^-?(0|[1-9][0-9]{{0,{INPUT_INTEGER_DIGITS - 1}}})(\.[0-9]{{1,{SCALE}}})?$"
+)
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 
 
@@ -28,7 +38,7 @@ def parse_decimal(text: str) -> Decimal:
     if not _DECIMAL_RE.fullmatch(text):
         raise ValueError(
             f'{text[:40]!r} is not an exact decimal: write it as a string like "12.34" '
-            f"with at most {INTEGER_DIGITS} integer digits and {SCALE} decimals"
+            f"with at most {INPUT_INTEGER_DIGITS} integer digits and {SCALE} decimals"
         )
     return Decimal(text)
 
@@ -74,6 +84,7 @@ def require_payment_amount(
     """A payment-like amount: not zero (positive unless allowed), in the currency's minor unit."""
     if not amount.is_finite():
         raise ValidationFailed("amount must be a finite decimal", field)
+    require_input_range(amount, field)
     if amount == 0 or (amount < 0 and not allow_negative):
         raise ValidationFailed(
             "amount must be greater than zero" if not allow_negative else "amount must not be zero",
@@ -85,9 +96,22 @@ def require_payment_amount(
     return amount
 
 
+def require_input_range(value: Decimal, field: str | None) -> Decimal:
+    """A caller's decimal below 10^15 in magnitude (``INPUT_INTEGER_DIGITS``)."""
+    if value.is_finite() and abs(value) >= LARGEST_INPUT:
+        raise ValidationFailed(
+            f"must be less than 10^{INPUT_INTEGER_DIGITS} in magnitude "
+            f"(at most {INPUT_INTEGER_DIGITS} integer digits)",
+            field,
+        )
+    return value
+
+
 def quantize_stored(value: Decimal) -> Decimal:
-    """To the stored scale (12 places), half-to-even. Used for computed costs, not payments."""
-    return value.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+    """To the stored scale (12 places), half-to-even. Used for computed costs, not payments.
+    Exact for any magnitude (a wide context): an amount too large to store is the caller's
+    check (``LARGEST`` in billing/pricing.py), never an ``InvalidOperation`` here."""
+    return value.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=_WIDE)
 
 
 def round_for_presentation(value: Decimal, currency: str) -> Decimal:

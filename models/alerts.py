@@ -74,22 +74,56 @@ class Alert(TenantScoped, Base):
 
     __tablename__ = "alerts"
     __table_args__ = (
-        UniqueConstraint("organization_id", "budget_id", "stage", "period_start"),
+        # Once per budget, kind, stage and period under one version of the budget's terms:
+        # a limit change re-arms the stages (budgets.terms_version).
+        UniqueConstraint(
+            "organization_id",
+            "budget_id",
+            "kind",
+            "stage",
+            "period_start",
+            "terms_version",
+            name="uq_alerts_once_per_terms",
+        ),
         ForeignKeyConstraint(
             ["organization_id", "budget_id"], ["budgets.organization_id", "budgets.id"]
         ),
         CheckConstraint("stage BETWEEN 0 AND 100", name="stage"),
+        CheckConstraint(
+            "kind IN ('THRESHOLD', 'FORECAST', 'OVERAGE', 'RATE_MISSING', 'PAYMENT_CONFLICT')",
+            name="kind",
+        ),
+        CheckConstraint("budget_id IS NOT NULL OR subject IS NOT NULL", name="budget_or_subject"),
         Index("ix_alerts_org_raised", "organization_id", "raised_at"),
+        # An alert about something else than a budget, once per subject.
+        Index(
+            "uq_alerts_subject",
+            "organization_id",
+            "subject",
+            unique=True,
+            postgresql_where=text("subject IS NOT NULL"),
+        ),
     )
 
     id: Mapped[Id] = mapped_column(primary_key=True)
-    budget_id: Mapped[uuid.UUID]
-    #: Percent of the limit (1..100), or 0 for the forecast stage.
+    #: None: an alert about something else (``subject``), e.g. a PAYMENT_CONFLICT.
+    budget_id: Mapped[uuid.UUID | None]
+    #: What an alert without a budget is about (a Stripe payment's key and refused body).
+    subject: Mapped[str | None] = mapped_column(String(255))
+    #: THRESHOLD (a stage reached), FORECAST (the projected total is over the limit),
+    #: OVERAGE (a settle beyond its hold took a hard-capped period over its limit) or
+    #: RATE_MISSING (spend the budget could not count for want of a rate).
+    kind: Mapped[str] = mapped_column(String(16), server_default=text("'THRESHOLD'"))
+    #: Percent of the limit (1..100) for a THRESHOLD; 0 for the other kinds.
     stage: Mapped[int] = mapped_column(SmallInteger)
+    #: The budget's ``terms_version`` the alert was raised under.
+    terms_version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     scope_kind: Mapped[str] = mapped_column(String(16))
     scope_id: Mapped[uuid.UUID]
+    #: The scope's name as it was when raised (a user's name and email, a department's name).
+    scope_name: Mapped[str | None] = mapped_column(Text)
     #: Spend after the write that crossed the stage (the projection, for the forecast stage).
     spent: Mapped[Money]
     limit_amount: Mapped[Money]

@@ -49,6 +49,9 @@ class Budget(TenantScoped, Base):
     basis: Mapped[str] = mapped_column(String(16))
     hard_cap: Mapped[bool] = mapped_column(Boolean)
     thresholds: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    #: Raised whenever the limit, currency, hard cap, thresholds or window change: alerts are
+    #: once per version, so a change re-arms the stages (alerts.terms_version).
+    terms_version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     created_at: Mapped[CreatedAt]
 
 
@@ -71,6 +74,9 @@ class BudgetCounter(TenantScoped, Base):
     period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     spent: Mapped[Money] = mapped_column(server_default=text("0"))
     reserved: Mapped[Money] = mapped_column(server_default=text("0"))
+    #: Spend of the period the budget could not count for want of a rate into its currency,
+    #: ``{entry currency: exact amount as text}``; not empty: the budget cannot evaluate.
+    uncounted: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
 
 
 class Reservation(TenantScoped, Base):

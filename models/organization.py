@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import String
+from datetime import datetime
+
+from sqlalchemy import DateTime, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from costgraph.models.base import Base, CreatedAt, CurrencyColumn, Id
@@ -15,6 +17,9 @@ class Organization(Base):
     name: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     reporting_currency: Mapped[CurrencyColumn]
+    #: The first month whose books CostGraph keeps (and closes); earlier months hold history
+    #: imported with backfillUsage and are never closed. None: from the first entry.
+    books_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[CreatedAt]
 
     def __repr__(self) -> str:

@@ -178,6 +178,9 @@ class ExchangeRate(Base):
     rate: Mapped[Money]
     effective_from: Mapped[Timestamp]
     created_by: Mapped[str | None] = mapped_column(String(255))
+    #: Where the rate comes from (the shipped platform rates name the published reference
+    #: rates and their date); optional for rates set through the API.
+    source: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[CreatedAt]
 
 

@@ -63,6 +63,7 @@ class RollupMeasures:
     withdrawals: Mapped[Money] = mapped_column(server_default=_ZERO)
     platform_fees: Mapped[Money] = mapped_column(server_default=_ZERO)
     balance_adjustments: Mapped[Money] = mapped_column(server_default=_ZERO)
+    charged_usage: Mapped[Money] = mapped_column(server_default=_ZERO)
     last_at: Mapped[Timestamp]
 
 

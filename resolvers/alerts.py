@@ -102,8 +102,9 @@ class AlertMutation:
             budget_id=decode_optional(input.budget_id, "budget", "input.budgetId"),
         )
         who = context.require_principal().subject
-        async with context.writing() as (session, org):
-            created = await channels.create_channel(session, org, spec, context.app.alerts, who)
+        created = await context.write(
+            lambda uow: channels.create_channel(uow.session, uow.org, spec, context.app.alerts, who)
+        )
         return types.NotificationChannel.of(created)
 
     @strawberry.mutation(
@@ -116,8 +117,9 @@ class AlertMutation:
         self, info: Info, id: strawberry.ID, secret: str | None = None, keep_previous: int = 1
     ) -> types.NotificationChannel:
         ident = decode_id(id, "notification channel", "id")
-        async with info.context.writing() as (session, _):
-            rotated = await channels.rotate_secret(session, ident, secret, keep_previous)
+        rotated = await info.context.write(
+            lambda uow: channels.rotate_secret(uow.session, ident, secret, keep_previous)
+        )
         return types.NotificationChannel.of(rotated)
 
     @strawberry.mutation(
@@ -128,8 +130,9 @@ class AlertMutation:
         self, info: Info, id: strawberry.ID, enabled: bool
     ) -> types.NotificationChannel:
         ident = decode_id(id, "notification channel", "id")
-        async with info.context.writing() as (session, _):
-            changed = await channels.set_enabled(session, ident, enabled)
+        changed = await info.context.write(
+            lambda uow: channels.set_enabled(uow.session, ident, enabled)
+        )
         return types.NotificationChannel.of(changed)
 
     @strawberry.mutation(
@@ -140,6 +143,5 @@ class AlertMutation:
     async def acknowledge_alert(self, info: Info, id: strawberry.ID) -> types.Alert:
         ident = decode_id(id, "alert", "id")
         who = info.context.require_principal().subject
-        async with info.context.writing() as (session, _):
-            alert = await queries.acknowledge(session, ident, who)
+        alert = await info.context.write(lambda uow: queries.acknowledge(uow.session, ident, who))
         return types.Alert.of_record(alert)

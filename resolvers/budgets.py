@@ -8,7 +8,7 @@ import strawberry
 
 from costgraph.app.observability import counting
 from costgraph.auth.permissions import Right
-from costgraph.billing import budget_repository, budgets, reservation_repository, reservations
+from costgraph.billing import budget_repository, budgets, reservations
 from costgraph.billing.allowance_status import allowance_status
 from costgraph.billing.scopes import Scope, ScopeKind
 from costgraph.kernel.clock import utcnow
@@ -22,7 +22,6 @@ from costgraph.schema import results
 from costgraph.schema.allowances import Allowance
 from costgraph.schema.scopes import BudgetScopeInput
 from costgraph.schema.types import Info, LedgerEntry
-from costgraph.subscriptions import publish
 
 
 def decode_scope(value: BudgetScopeInput, organization_id: uuid.UUID, field: str) -> Scope:
@@ -82,10 +81,10 @@ class BudgetMutation:
             custom_start=input.custom_start,
             custom_end=input.custom_end,
         )
-        async with info.context.writing() as (session, org):
-            row = await budgets.set_budget(session, org, spec)
-        reservation_repository.forget_budgets(org.id)  # this process's copy; others re-check
-        publish.budgets_changed(info.context.app.bus, org.id, [row.id])  # after commit
+        zone = info.context.app.limits.zone
+        row = await info.context.write(
+            lambda uow: budgets.set_budget(uow.session, uow.org, spec, zone=zone)
+        )
         return types.Budget.of(row)
 
     @strawberry.mutation(
@@ -113,17 +112,18 @@ class BudgetMutation:
                 estimated_cost=input.estimated_cost,
                 estimated_cost_currency=input.estimated_cost_currency,
             )
-            org = await context.org()
-            # Lookups through a reading session; the hold is one statement on a connection of
+            # Lookups through the unit's session; the hold is one statement on a connection of
             # its own, so the budget counters stay locked only while it runs.
-            async with context.reading() as session:
-                held, replayed = await reservations.authorize(
-                    session, org, request, context.app.limits, utcnow(), engine=context.app.engine
+            held, replayed = await context.write(
+                lambda uow: reservations.authorize(
+                    uow.session,
+                    uow.org,
+                    request,
+                    context.app.limits,
+                    utcnow(),
+                    engine=context.app.engine,
                 )
-                swept = session.info.get(reservations.EXPIRED_KEY, 0)
-            counting.expired(context.app.metrics, swept)  # overdue holds this call released
-            if not replayed:  # after commit; never raises
-                publish.budgets_changed(context.app.bus, org.id, reservations.held_budgets(held))
+            )
             return types.UsageAuthorized(reservation=types.Reservation.of(held), replayed=replayed)
 
         result = await result_of(run)
@@ -142,11 +142,11 @@ class BudgetMutation:
         async def run() -> results.UsageRecorded:
             ident = decode_id(input.reservation_id, "reservation", "input.reservationId")
             event = usage_event(input.usage, "input.usage")
-            async with context.writing() as (session, org):
-                entry = await reservations.settle(
-                    session, org, ident, event, context.app.limits, utcnow()
+            entry = await context.write(
+                lambda uow: reservations.settle(
+                    uow.session, uow.org, ident, event, context.app.limits, utcnow()
                 )
-            publish.usage_recorded(context.app.bus, [entry])  # after commit; never raises
+            )
             return results.UsageRecorded(entry=LedgerEntry.of(entry), replayed=entry.replayed)
 
         result = await result_of(run)
@@ -161,10 +161,9 @@ class BudgetMutation:
     async def release_reservation(self, info: Info, id: strawberry.ID) -> types.Reservation:
         ident = decode_id(id, "reservation", "id")
         now = utcnow()
-        async with info.context.writing() as (session, org):
-            row = await reservations.release(session, org, ident, now)
+        row = await info.context.write(
+            lambda uow: reservations.release(uow.session, uow.org, ident, now)
+        )
         # closed by this call (not an earlier one): RELEASED, or EXPIRED when it had run out
         counting.release(info.context.app.metrics, row.state, closed_now=row.closed_at == now)
-        if row.closed_at == now:  # its holds were given back by this call
-            publish.budgets_changed(info.context.app.bus, org.id, reservations.held_budgets(row))
         return types.Reservation.of(row)

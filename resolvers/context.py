@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from costgraph.alerts import evaluation as alert_evaluation
-from costgraph.app.observability import counting
 from costgraph.app.state import AppState
 from costgraph.auth.principal import Principal
 from costgraph.billing import tenant_cache
 from costgraph.billing.directory import OrgContext, get_organization
 from costgraph.kernel.errors import Forbidden, Unauthenticated
+from costgraph.kernel.unit_of_work import UnitOfWork
 from costgraph.models.scoping import bind_tenant
-from costgraph.resolvers.alert_events import announce
 from costgraph.resolvers.loaders import Loaders
+
+T = TypeVar("T")
 
 
 async def organization(app: AppState, principal: Principal) -> OrgContext:
@@ -75,26 +76,15 @@ class Context:
         finally:
             await session.close()
 
-    @asynccontextmanager
-    async def writing(self) -> AsyncIterator[tuple[AsyncSession, OrgContext]]:
-        """One transaction: committed when the block succeeds, rolled back on any error.
+    async def write(self, action: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        """Run one domain action for the caller's tenant as a unit of work: one transaction,
+        retried on conflicts, alerts evaluated before commit, events published after."""
+        return await self.app.units.run(await self.org(), action)
 
-        Just before commit, every budget stage the block's spend crossed raises its alert (once
-        per budget, stage and period) and the alert's outbox rows, in this same transaction;
-        after commit the alerts are announced on ``alertRaised``.
-        """
-        org = await self.org()
-        session = await self.tenant_session()
-        try:
-            async with session.begin():
-                yield session, org
-                await alert_evaluation.evaluate(session, org)
-            raised = alert_evaluation.take_raised(session)
-        finally:
-            await session.close()
-        if raised:
-            announce(self.app.bus, self.app.alert_wakeup, raised)
-            counting.alerts(self.app.metrics, [alert.kind.code for alert in raised])
+    async def write_untenanted(self, action: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        """:meth:`write` on a session bound to no tenant (it refuses tenant tables): creating
+        an organisation, the platform catalog."""
+        return await self.app.units.run(None, action)
 
     @cached_property
     def loaders(self) -> Loaders:

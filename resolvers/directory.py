@@ -59,6 +59,36 @@ class DirectoryQuery:
             rows, more = await directory.list_accounts(session, customer, size, after)
         return connection(rows, more, created_cursor, Account.of)
 
+    @strawberry.field(
+        description="The organisation's departments, oldest first.",
+        extensions=[needs(Right.READ_DIRECTORY)],
+    )
+    async def departments(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Department]:
+        size = page_size(first, 50, info.context.app.limits.max_page_size)
+        async with info.context.reading() as session:
+            rows, more = await directory.list_departments(session, size, after)
+        return connection(rows, more, created_cursor, Department.of)
+
+    @strawberry.field(
+        description="The organisation's users (of one department, with `departmentId`), "
+        "oldest first.",
+        extensions=[needs(Right.READ_DIRECTORY)],
+    )
+    async def users(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        department_id: strawberry.ID | None = None,
+    ) -> Connection[User]:
+        size = page_size(first, 50, info.context.app.limits.max_page_size)
+        department = decode_optional(department_id, "department", "departmentId")
+        async with info.context.reading() as session:
+            rows, more = await directory.list_users(session, department, size, after)
+        return connection(rows, more, created_cursor, User.of)
+
 
 @strawberry.type
 class DirectoryMutation:
@@ -68,36 +98,45 @@ class DirectoryMutation:
     async def create_organization(
         self, info: Info, input: inputs.OrganizationInput
     ) -> Organization:
-        async with info.context.app.sessions() as session, session.begin():
-            org = await directory.create_organization(
-                session, input.name, input.slug, input.reporting_currency
+        org = await info.context.write_untenanted(
+            lambda uow: directory.create_organization(
+                uow.session, input.name, input.slug, input.reporting_currency
             )
+        )
         return Organization.of(directory.OrgContext.of(org))
 
     @strawberry.mutation(extensions=[needs(Right.MANAGE_ORGANIZATION)])
     async def create_customer(self, info: Info, input: inputs.CustomerInput) -> Customer:
-        async with info.context.writing() as (session, org):
-            row = await directory.create_customer(session, org, input.name, input.external_id)
+        row = await info.context.write(
+            lambda uow: directory.create_customer(
+                uow.session, uow.org, input.name, input.external_id
+            )
+        )
         return Customer.of(row)
 
     @strawberry.mutation(extensions=[needs(Right.MANAGE_ORGANIZATION)])
     async def create_account(self, info: Info, input: inputs.AccountInput) -> Account:
         customer_id = decode_id(input.customer_id, "customer", "input.customerId")
-        async with info.context.writing() as (session, org):
-            row = await directory.create_account(
-                session, org, customer_id, input.name, input.postpaid, input.currency
+        row = await info.context.write(
+            lambda uow: directory.create_account(
+                uow.session, uow.org, customer_id, input.name, input.postpaid, input.currency
             )
+        )
         return Account.of(row)
 
     @strawberry.mutation(extensions=[needs(Right.MANAGE_ORGANIZATION)])
     async def create_department(self, info: Info, input: inputs.DepartmentInput) -> Department:
-        async with info.context.writing() as (session, org):
-            row = await directory.create_department(session, org, input.name)
+        row = await info.context.write(
+            lambda uow: directory.create_department(uow.session, uow.org, input.name)
+        )
         return Department.of(row)
 
     @strawberry.mutation(extensions=[needs(Right.MANAGE_ORGANIZATION)])
     async def create_user(self, info: Info, input: inputs.UserInput) -> User:
         department_id = decode_optional(input.department_id, "department", "input.departmentId")
-        async with info.context.writing() as (session, org):
-            row = await directory.create_user(session, org, input.email, input.name, department_id)
+        row = await info.context.write(
+            lambda uow: directory.create_user(
+                uow.session, uow.org, input.email, input.name, department_id
+            )
+        )
         return User.of(row)

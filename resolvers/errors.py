@@ -10,7 +10,6 @@ import strawberry
 from costgraph.app.observability.context import note_error_code
 from costgraph.kernel import errors as domain
 from costgraph.kernel.clock import parse_rfc3339
-from costgraph.kernel.retry import in_transaction
 from costgraph.schema import results
 from costgraph.schema.scalars import CurrencyCode
 
@@ -32,7 +31,7 @@ def as_user_error(exc: domain.DomainError) -> Any:
         )
     if isinstance(exc, domain.RateMissing):
         return results.RateMissing(
-            code=exc.code, message=exc.message, base=exc.base, quote=exc.quote
+            code=exc.code, message=exc.message, field=exc.field, base=exc.base, quote=exc.quote
         )
     if isinstance(exc, domain.PriceMissing):
         return results.PriceMissing(
@@ -60,17 +59,30 @@ def as_user_error(exc: domain.DomainError) -> Any:
             needed=exc.needed,
             balance=exc.balance,
         )
+    if isinstance(exc, domain.PeriodClosed):
+        return results.PeriodClosed(
+            code=exc.code, message=exc.message, field=exc.field, month=parse_rfc3339(exc.month)
+        )
+    if isinstance(exc, domain.OverageLimit):
+        return results.OverageLimit(
+            code=exc.code,
+            message=exc.message,
+            field=exc.field,
+            budget_id=strawberry.ID(exc.budget_id),
+            limit=exc.limit,
+            currency=CurrencyCode(exc.currency),
+            tolerance_percent=exc.tolerance_percent,
+            hold=exc.hold,
+            room=exc.room,
+        )
     raise exc  # not an expected member: a GraphQL error with extensions.code
 
 
 async def result_of(action: Callable[[], Awaitable[T]]) -> T | Any:
-    """Run a mutation's action; an expected failure becomes its union member.
-
-    The action holds one write transaction: it runs again on a serialization failure or a
-    deadlock, and a database fault ends as ``UNAVAILABLE`` (see :mod:`costgraph.kernel.retry`).
-    """
+    """Run a mutation's action (decoding, then its unit of work); an expected failure becomes
+    its union member. Transactions and their retries are the unit of work's business."""
     try:
-        return await in_transaction(action)
+        return await action()
     except (domain.Forbidden, domain.Unauthenticated):
         raise
     except domain.DomainError as exc:

@@ -16,7 +16,6 @@ from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_id, decode_optional
 from costgraph.schema import inputs, results
 from costgraph.schema.types import Connection, Info, LedgerEntry, connection, entry_cursor
-from costgraph.subscriptions import publish
 
 
 def _metadata(value: object) -> dict[str, Any] | None:
@@ -120,9 +119,9 @@ class LedgerMutation:
 
         async def run() -> results.UsageRecorded:
             event = usage_event(input, "input")
-            async with context.writing() as (session, org):
-                entry = await ledger.record_usage(session, org, event, context.app.limits)
-            publish.usage_recorded(context.app.bus, [entry])  # after commit; never raises
+            entry = await context.write(
+                lambda uow: ledger.record_usage(uow.session, uow.org, event, context.app.limits)
+            )
             return results.UsageRecorded(entry=LedgerEntry.of(entry), replayed=entry.replayed)
 
         result = await result_of(run)
@@ -146,9 +145,9 @@ class LedgerMutation:
                     "input",
                 )
             events = [usage_event(e, f"input.{i}") for i, e in enumerate(input)]
-            async with context.writing() as (session, org):
-                entries = await ledger.record_usage_batch(session, org, events, limits)
-            publish.usage_recorded(context.app.bus, entries)  # after commit; never raises
+            entries = await context.write(
+                lambda uow: ledger.record_usage_batch(uow.session, uow.org, events, limits)
+            )
             replayed = sum(1 for e in entries if e.replayed)
             return results.UsageBatchRecorded(
                 recorded_entries=entries,
@@ -160,15 +159,49 @@ class LedgerMutation:
         counting.usage(context.app.metrics, "recordUsageBatch", result, events=len(input))
         return result
 
+    @strawberry.mutation(
+        description="Record history older than the late-arrival window (an org_admin's explicit "
+        "backfill, as many events as recordUsageBatch takes). Never dated in a closed month "
+        "(PERIOD_CLOSED), never drawing on an allowance cycle that is over (charged in full), "
+        "and held to every hard cap in the period each event lands in.",
+        extensions=[needs(Right.BACKFILL_USAGE)],
+    )
+    async def backfill_usage(
+        self, info: Info, input: list[inputs.UsageEventInput]
+    ) -> results.RecordUsageBatchResult:
+        context = info.context
+
+        async def run() -> results.UsageBatchRecorded:
+            limits = context.app.limits
+            if len(input) > limits.max_batch_events:
+                raise ValidationFailed(
+                    f"a batch holds at most {limits.max_batch_events} events (got {len(input)})",
+                    "input",
+                )
+            events = [usage_event(e, f"input.{i}") for i, e in enumerate(input)]
+            entries = await context.write(
+                lambda uow: ledger.backfill_usage(uow.session, uow.org, events, limits)
+            )
+            replayed = sum(1 for e in entries if e.replayed)
+            return results.UsageBatchRecorded(
+                recorded_entries=entries,
+                recorded=len(entries) - replayed,
+                replayed=replayed,
+            )
+
+        result = await result_of(run)
+        counting.usage(context.app.metrics, "backfillUsage", result, events=len(input))
+        return result
+
     @strawberry.mutation(description="A top-up.", extensions=[needs(Right.WRITE_BILLING)])
     async def deposit(self, info: Info, input: inputs.DepositInput) -> results.LedgerEntryResult:
         context = info.context
 
         async def run() -> results.LedgerEntryRecorded:
             payment = _payment(input)
-            async with context.writing() as (session, org):
-                entry = await ledger.deposit(session, org, payment, context.app.limits)
-            publish.balance_changed(context.app.bus, [entry])  # after commit; never raises
+            entry = await context.write(
+                lambda uow: ledger.deposit(uow.session, uow.org, payment, context.app.limits)
+            )
             return _recorded(entry)
 
         return await result_of(run)
@@ -181,11 +214,11 @@ class LedgerMutation:
 
         async def run() -> results.LedgerEntryRecorded:
             payment = _payment(input)
-            async with context.writing() as (session, org):
-                entry = await ledger.record_subscription_payment(
-                    session, org, payment, context.app.limits
+            entry = await context.write(
+                lambda uow: ledger.record_subscription_payment(
+                    uow.session, uow.org, payment, context.app.limits
                 )
-            publish.balance_changed(context.app.bus, [entry])  # after commit; never raises
+            )
             return _recorded(entry)
 
         return await result_of(run)
@@ -196,9 +229,9 @@ class LedgerMutation:
 
         async def run() -> results.LedgerEntryRecorded:
             payment = _payment(input)
-            async with context.writing() as (session, org):
-                entry = await ledger.adjust(session, org, payment, context.app.limits)
-            publish.balance_changed(context.app.bus, [entry])  # after commit; never raises
+            entry = await context.write(
+                lambda uow: ledger.adjust(uow.session, uow.org, payment, context.app.limits)
+            )
             return _recorded(entry)
 
         return await result_of(run)
@@ -214,9 +247,9 @@ class LedgerMutation:
                 amount=input.amount,
                 reason=input.reason,
             )
-            async with context.writing() as (session, org):
-                entry = await ledger.refund(session, org, request, context.app.limits)
-            publish.balance_changed(context.app.bus, [entry])  # after commit; never raises
+            entry = await context.write(
+                lambda uow: ledger.refund(uow.session, uow.org, request, context.app.limits)
+            )
             return _recorded(entry)
 
         return await result_of(run)
@@ -234,10 +267,13 @@ class LedgerMutation:
                 currency=input.currency,
                 account_id=decode_optional(input.account_id, "account", "input.accountId"),
                 description=input.description,
+                occurred_at=input.occurred_at,
             )
-            async with context.writing() as (session, org):
-                entry = await ledger.record_platform_fee(session, org, fee, context.app.limits)
-            publish.balance_changed(context.app.bus, [entry])  # after commit; never raises
+            entry = await context.write(
+                lambda uow: ledger.record_platform_fee(
+                    uow.session, uow.org, fee, context.app.limits
+                )
+            )
             return _recorded(entry)
 
         return await result_of(run)

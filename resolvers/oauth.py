@@ -35,8 +35,9 @@ class OAuthMutation:
     async def register_oauth_client(
         self, info: Info, input: OAuthClientInput
     ) -> OAuthClientCredentials:
-        async with info.context.writing() as (session, org):
-            registered = await clients.register_client(session, org.id, input.name, input.scopes)
+        registered = await info.context.write(
+            lambda uow: clients.register_client(uow.session, uow.org.id, input.name, input.scopes)
+        )
         token_endpoint = info.context.app.settings.issuer.rstrip("/") + TOKEN_PATH
         return OAuthClientCredentials.of(registered, token_endpoint)
 
@@ -47,7 +48,6 @@ class OAuthMutation:
     )
     async def revoke_oauth_client(self, info: Info, id: strawberry.ID) -> OAuthClient:
         client_id = decode_id(id, "OAuth client", "id")
-        async with info.context.writing() as (session, _org):
-            record = await clients.revoke_client(session, client_id)
+        record = await info.context.write(lambda uow: clients.revoke_client(uow.session, client_id))
         info.context.app.revocations.revoke_client(record.client_id)  # at once, here
         return OAuthClient.of(record)

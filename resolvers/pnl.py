@@ -35,8 +35,8 @@ async def _pnl(
         report = await pnl.open_report(
             session, org, scope, range.start, range.end, currency, limits, scope_field=field
         )
-        figures = await pnl.totals(session, report)
-    return types.PnL.of(report, figures)
+        totaled = await pnl.summarize(session, report)
+    return types.PnL.of(report, totaled)
 
 
 def _scope(value: types.PnLScopeInput) -> Scope:
@@ -276,8 +276,9 @@ class PnLMutation:
                 occurred_at=input.occurred_at,
                 description=input.description,
             )
-            async with context.writing() as (session, org):
-                row, replayed = await liabilities.record(session, org, estimate, context.app.limits)
+            row, replayed = await context.write(
+                lambda uow: liabilities.record(uow.session, uow.org, estimate, context.app.limits)
+            )
             return types.LiabilityEstimateRecorded(
                 estimate=types.LiabilityEstimate.of(row), replayed=replayed
             )

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +25,8 @@ from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_id, decode_optional
 from costgraph.schema import pricing as types
 from costgraph.schema.types import Info
+
+T = TypeVar("T")
 
 
 def _catalog_version(input: types.ModelPriceInput) -> catalog.NewPriceVersion:
@@ -68,14 +71,14 @@ async def _owner_reading(context: Context) -> AsyncIterator[tuple[AsyncSession, 
             yield session, org.id
 
 
-@asynccontextmanager
-async def _owner_writing(context: Context) -> AsyncIterator[tuple[AsyncSession, uuid.UUID | None]]:
+async def _owner_write(
+    context: Context, action: Callable[[AsyncSession, uuid.UUID | None], Awaitable[T]]
+) -> T:
+    """``action(session, owner)`` as a unit of work: for the caller's organisation, or for the
+    platform (owner None) from a platform admin's token without one."""
     if _platform_caller(context):
-        async with context.app.sessions() as session, session.begin():
-            yield session, None
-    else:
-        async with context.writing() as (session, org):
-            yield session, org.id
+        return await context.write_untenanted(lambda uow: action(uow.session, None))
+    return await context.write(lambda uow: action(uow.session, uow.org.id))
 
 
 @strawberry.type
@@ -133,8 +136,10 @@ class PricingMutation:
     async def set_model_price(self, info: Info, input: types.ModelPriceInput) -> types.ModelPrice:
         version = _catalog_version(input)
         actor = info.context.require_principal().subject
-        async with _owner_writing(info.context) as (session, owner):
-            saved = await catalog.set_model_price(session, owner, version, actor)
+        saved = await _owner_write(
+            info.context,
+            lambda session, owner: catalog.set_model_price(session, owner, version, actor),
+        )
         return types.ModelPrice.of(saved)
 
     @strawberry.mutation(
@@ -145,19 +150,22 @@ class PricingMutation:
         self, info: Info, input: types.ExchangeRateInput
     ) -> types.ExchangeRate:
         actor = info.context.require_principal().subject
-        async with _owner_writing(info.context) as (session, owner):
-            rate = await fx.set_exchange_rate(
+        rate = await _owner_write(
+            info.context,
+            lambda session, owner: fx.set_exchange_rate(
                 session, owner, input.base, input.quote, input.rate, input.effective_from, actor
-            )
+            ),
+        )
         return types.ExchangeRate.of(rate)
 
     @strawberry.mutation(extensions=[needs(Right.MANAGE_ORGANIZATION)])
     async def set_markup(self, info: Info, input: types.MarkupInput) -> types.MarkupRule:
         customer_id = decode_optional(input.customer_id, "customer", "input.customerId")
-        async with info.context.writing() as (session, org):
-            rule = await markup.set_markup(
-                session, org, input.percent, customer_id, input.provider, input.model
+        rule = await info.context.write(
+            lambda uow: markup.set_markup(
+                uow.session, uow.org, input.percent, customer_id, input.provider, input.model
             )
+        )
         return types.MarkupRule.of(rule)
 
     @strawberry.mutation(extensions=[needs(Right.MANAGE_ORGANIZATION)])
@@ -171,8 +179,7 @@ class PricingMutation:
             annual_fee=input.annual_fee,
             seats=input.seats,
         )
-        async with info.context.writing() as (session, org):
-            row = await plans.set_plan(session, org, spec)
+        row = await info.context.write(lambda uow: plans.set_plan(uow.session, uow.org, spec))
         return types.Plan.of(row)
 
     @strawberry.mutation(extensions=[needs(Right.WRITE_BILLING)])
@@ -181,10 +188,11 @@ class PricingMutation:
     ) -> types.AccountSubscription:
         account_id = decode_id(input.account_id, "account", "input.accountId")
         cycle = plans.BillingCycle(input.billing.value)
-        async with info.context.writing() as (session, org):
-            row = await plans.subscribe_account(
-                session, org, account_id, input.plan_code, cycle, input.starts_at
+        row = await info.context.write(
+            lambda uow: plans.subscribe_account(
+                uow.session, uow.org, account_id, input.plan_code, cycle, input.starts_at
             )
+        )
         return types.AccountSubscription.of(row)
 
     @strawberry.mutation(
@@ -207,8 +215,11 @@ class PricingMutation:
                 reason=input.reason,
             )
             actor = context.require_principal().subject
-            async with context.writing() as (session, org):
-                outcome = await reprice.reprice(session, org, request, actor)
+            outcome = await context.write(
+                lambda uow: reprice.reprice(
+                    uow.session, uow.org, request, actor, context.app.limits.zone
+                )
+            )
             return types.RepriceCompleted.of(outcome)
 
         return await result_of(run)

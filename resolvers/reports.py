@@ -80,8 +80,11 @@ class ReportMutation:
             spec = _spec(input)
             limits = ExportLimits.of(context.app.settings)
             subject = context.require_principal().subject
-            async with context.writing() as (session, org):
-                saved = await templates.save_template(session, org, spec, limits, subject, utcnow())
+            saved = await context.write(
+                lambda uow: templates.save_template(
+                    uow.session, uow.org, spec, limits, subject, utcnow()
+                )
+            )
             return types.ReportTemplateSaved(template=types.ReportTemplate.of(saved))
 
         return await result_of(run)
@@ -97,8 +100,7 @@ class ReportMutation:
 
         async def run() -> types.ReportTemplateDeleted:
             ident = decode_id(id, "report template", "id")
-            async with context.writing() as (session, _org):
-                await templates.delete_template(session, ident)
+            await context.write(lambda uow: templates.delete_template(uow.session, ident))
             return types.ReportTemplateDeleted(id=id)
 
         return await result_of(run)

@@ -31,7 +31,9 @@ strawberry.enum(
     KindModel,
     name="AlertKind",
     description="THRESHOLD: a stage (percent of the limit) reached; FORECAST: the period's "
-    "projected total is over the limit.",
+    "projected total is over the limit; OVERAGE: a settlement beyond its hold took a "
+    "hard-capped period over its limit; PAYMENT_CONFLICT: a Stripe payment was not recorded "
+    "because another request holds its idempotency key (no budget; organisation-wide).",
 )
 AlertKind = KindModel
 strawberry.enum(ChannelKind, name="ChannelKind")
@@ -42,22 +44,25 @@ def _id(value: object) -> strawberry.ID | None:
     return None if value is None else strawberry.ID(str(value))
 
 
-def _scope(kind: str | None, ident: object) -> BudgetScope | None:
+def _scope(kind: str | None, ident: object, name: str | None = None) -> BudgetScope | None:
     if kind is None or ident is None:
         return None
-    return BudgetScope(kind=BudgetScopeKind(kind), id=strawberry.ID(str(ident)))
+    return BudgetScope(kind=BudgetScopeKind(kind), id=strawberry.ID(str(ident)), name=name)
 
 
 @strawberry.type(
-    description="A budget stage reached in a period: raised once per budget, stage and period, "
+    description="A budget stage reached in a period: raised once per budget, kind, stage, "
+    "period and version of the budget's terms (a change of terms re-arms the stages), "
     "acknowledged by a person."
 )
 class Alert:
     id: strawberry.ID
-    code: str = strawberry.field(description="BUDGET_THRESHOLD or BUDGET_FORECAST.")
+    code: str = strawberry.field(
+        description="BUDGET_THRESHOLD, BUDGET_FORECAST, BUDGET_OVERAGE, or the kind's name."
+    )
     kind: AlertKind
     stage: int | None = strawberry.field(
-        description="The threshold reached, in percent (null for a FORECAST alert)."
+        description="The threshold reached, in percent (null for the other kinds)."
     )
     message: str
     raised_at: dt.datetime
@@ -83,14 +88,12 @@ class Alert:
         return cls(
             id=strawberry.ID(str(notice.id)),
             code=notice.code,
-            kind=AlertKind.FORECAST
-            if notice.code == AlertKind.FORECAST.code
-            else AlertKind.THRESHOLD,
+            kind=AlertKind.of_code(notice.code),
             stage=notice.stage,
             message=notice.message,
             raised_at=notice.raised_at,
             budget_id=_id(notice.budget_id),
-            scope=_scope(notice.scope_kind, notice.scope_id),
+            scope=_scope(notice.scope_kind, notice.scope_id, notice.scope_name),
             period_start=notice.period_start,
             period_end=notice.period_end,
             spent=notice.spent,
@@ -110,8 +113,8 @@ class Alert:
             stage=None if alert.stage == FORECAST_STAGE else alert.stage,
             message=alert.message,
             raised_at=alert.raised_at,
-            budget_id=strawberry.ID(str(alert.budget_id)),
-            scope=_scope(alert.scope_kind, alert.scope_id),
+            budget_id=_id(alert.budget_id),
+            scope=_scope(alert.scope_kind, alert.scope_id, alert.scope_name),
             period_start=alert.period_start,
             period_end=alert.period_end,
             spent=alert.spent,

@@ -13,6 +13,7 @@ from costgraph.billing.budgets import BudgetStatus as StatusModel
 from costgraph.billing.periods import Period
 from costgraph.models.budget import Budget as BudgetRow
 from costgraph.models.budget import Reservation as ReservationRow
+from costgraph.schema.currencies import CurrencyAmount, CurrencyPair
 from costgraph.schema.inputs import UsageEventInput
 from costgraph.schema.results import (
     BudgetLimitReached,
@@ -35,6 +36,11 @@ BudgetBasis = Basis
 class BudgetScope:
     kind: BudgetScopeKind
     id: strawberry.ID
+    name: str | None = strawberry.field(
+        default=None,
+        description="On alerts: the scope's name when raised (a user's `Name <email>` or "
+        "email, a department's, customer's or account's name).",
+    )
 
 
 @strawberry.type(description="A limit on spend for one scope and period.")
@@ -78,10 +84,31 @@ class BudgetStatus:
     remaining: decimal.Decimal
     percent_used: decimal.Decimal
     stages_reached: list[int]
+    can_evaluate: bool = strawberry.field(
+        description="False when some of the period's spend has no rate into the budget's "
+        "currency: `spent`, `percentUsed` and the stages leave it out (see `uncounted`), and "
+        "a hard cap holds only over the spend it can count (it fails open for the rest, for "
+        "this budget only). A RATE_MISSING alert says so once per period."
+    )
+    uncounted: list[CurrencyAmount] = strawberry.field(
+        description="The period's spend not counted for want of a rate, per entry currency."
+    )
+    missing_rates: list[CurrencyPair] = strawberry.field(
+        description="The pairs (entry currency -> budget currency) that had no rate."
+    )
 
     @classmethod
     def of(cls, status: StatusModel) -> BudgetStatus:
+        currency = status.budget.currency.strip()
         return cls(
+            can_evaluate=status.can_evaluate,
+            uncounted=[
+                CurrencyAmount(currency=CurrencyCode(c), amount=a) for c, a in status.uncounted
+            ],
+            missing_rates=[
+                CurrencyPair(base=CurrencyCode(c), quote=CurrencyCode(currency))
+                for c, _ in status.uncounted
+            ],
             budget=Budget.of(status.budget),
             period_start=status.period_start,
             resets_at=status.period_end,

@@ -25,6 +25,7 @@ from costgraph.resolvers.pnl import PnLMutation, PnLQuery
 from costgraph.resolvers.pricing import PricingMutation, PricingQuery
 from costgraph.resolvers.reports import ReportMutation, ReportQuery
 from costgraph.resolvers.subscriptions import Subscription
+from costgraph.resolvers.verify import VerifyQuery
 from costgraph.schema.scalars import SCALAR_MAP
 
 
@@ -39,6 +40,7 @@ class Query(
     PnLQuery,
     ForecastQuery,
     ReportQuery,
+    VerifyQuery,
 ):
     pass
 
@@ -89,11 +91,10 @@ def build_schema(
     app/query_limits.py and app/query_caches.py. ``extra_extensions`` come last, innermost:
     the app's operation observer and tracing.
     """
-    # Factories, not instances: strawberry builds extensions per request; both caches live at
-    # module level, keyed by maxsize, so they are shared by every request.
-    # ParserCache and ValidationCache, subclassed to check the limits (tokens, depth, aliases,
-    # cost, list sizes) on the way: a request over one is refused before it executes.
-    extensions: list[Any] = limited_caches(limits or QueryLimits(), maxsize=1024)
+    # A factory, not an instance: strawberry builds extensions per request. In place of its
+    # ParserCache and ValidationCache: the limits (bytes, tokens, depth, aliases, cost, list
+    # sizes, …) checked on the way, and one cache of accepted documents bounded in bytes.
+    extensions: list[Any] = limited_caches(limits or QueryLimits())
     if not introspection:
         extensions.append(DisableIntrospection)
     extensions.extend(extra_extensions)

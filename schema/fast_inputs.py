@@ -8,6 +8,10 @@ fields are sorted once per schema into leaves (copied) and the rest (converted b
 e.g. a list of nested inputs), through the ``from_input`` hook strawberry offers for types
 that build their own value. The object built is the one strawberry would build: the same
 keyword arguments, the same implicit ``None`` for a required field, the same class.
+
+Only strawberry's public names are used: the ``from_input`` hook, ``InputContext.convert`` and
+``strawberry.scalars.is_scalar``. tests/test_third_party_assumptions.py checks that strawberry
+calls the hook and passes every field taken as a leaf here through unchanged.
 """
 
 from __future__ import annotations
@@ -16,11 +20,31 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from strawberry.relay.types import GlobalID
-from strawberry.types.arguments import InputContext, _is_leaf_type, _is_optional_leaf_type
+from strawberry.relay import GlobalID
+from strawberry.scalars import is_scalar
+from strawberry.types.arguments import InputContext
 from strawberry.types.base import StrawberryMaybe, StrawberryObjectDefinition, StrawberryOptional
+from strawberry.types.enum import StrawberryEnumDefinition
+from strawberry.types.lazy_type import LazyType
 
 _Plan = tuple[dict[str, None], tuple[tuple[str, str], ...], tuple[tuple[str, str, Any, bool], ...]]
+
+
+def is_leaf(field_type: object, context: InputContext) -> bool:
+    """Whether strawberry uses a value of ``field_type`` as graphql-core parsed it: a scalar
+    or an enum definition, optional or not. Not a ``Maybe`` (its value is wrapped), nor a
+    ``GlobalID`` (decoded from its string)."""
+    if isinstance(field_type, StrawberryMaybe):
+        return False
+    if isinstance(field_type, StrawberryOptional):
+        field_type = field_type.of_type
+    if isinstance(field_type, LazyType):
+        field_type = field_type.resolve_type()
+    if field_type is GlobalID:
+        return False
+    return isinstance(field_type, StrawberryEnumDefinition) or is_scalar(
+        field_type, context.scalar_registry
+    )
 
 
 def _plan(definition: StrawberryObjectDefinition, context: InputContext) -> _Plan:
@@ -32,13 +56,10 @@ def _plan(definition: StrawberryObjectDefinition, context: InputContext) -> _Pla
     }
     leaves: list[tuple[str, str]] = []
     others: list[tuple[str, str, Any, bool]] = []
-    registry = context.scalar_registry
     for field in definition.fields:
         name = context.config.name_converter.from_field(field)
         field_type = field.resolve_type(type_definition=definition)
-        leaf = _is_leaf_type(field_type, registry, skip_classes=(GlobalID,))
-        optional_leaf = _is_optional_leaf_type(field_type, registry, skip_classes=(GlobalID,))
-        if (leaf or optional_leaf) and not isinstance(field_type, StrawberryMaybe):
+        if is_leaf(field_type, context):
             leaves.append((name, field.python_name))
         else:
             # A null for a plain optional field converts to None (a Maybe wraps it instead).

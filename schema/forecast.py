@@ -15,6 +15,7 @@ from costgraph.billing.forecast_models import Method
 from costgraph.billing.patterns import AnomalyKind, Baseline
 from costgraph.kernel.money import quantize_stored
 from costgraph.schema.budgets import BudgetBasis, BudgetPeriod, BudgetScope
+from costgraph.schema.currencies import CurrencyPair, pairs
 from costgraph.schema.scalars import CurrencyCode
 from costgraph.schema.scopes import BudgetScopeKind
 
@@ -137,11 +138,16 @@ class Forecast:
     clamped_negative_days: int = strawberry.field(
         description="Days whose net usage was negative (corrections), counted as zero."
     )
+    missing_rates: list[CurrencyPair] = strawberry.field(
+        description="Pairs without a rate into `currency`: usage in those currencies is left "
+        "out of every figure (the note says so). Empty when all usage converted."
+    )
 
     @classmethod
     def of(cls, p: model.Projection) -> Forecast:
         target = p.target
         return cls(
+            missing_rates=pairs(p.missing),
             scope=BudgetScope(
                 kind=BudgetScopeKind(target.scope.kind), id=strawberry.ID(str(target.scope.id))
             ),
@@ -286,6 +292,10 @@ class UsagePatterns:
         description="By provider, model and feature, the largest AI cost first."
     )
     notes: list[str]
+    missing_rates: list[CurrencyPair] = strawberry.field(
+        description="Pairs without a rate into `currency`: usage in those currencies is left "
+        "out of every figure. Empty when all usage converted."
+    )
 
     @classmethod
     def of(cls, report: pattern_analysis.PatternsReport) -> UsagePatterns:
@@ -332,4 +342,5 @@ class UsagePatterns:
             feature_adoption_truncated=report.adoption_truncated,
             cost_per_request=[ModelCostPerRequest.of(r) for r in report.cost_per_request],
             notes=report.notes,
+            missing_rates=pairs(report.missing),
         )

@@ -142,6 +142,9 @@ class PlatformFeeInput:
     currency: CurrencyCode
     account_id: strawberry.ID | None = None
     description: str | None = None
+    occurred_at: dt.datetime | None = strawberry.field(
+        default=None, description="Default: now; within the late-arrival window."
+    )
 
 
 @strawberry.input(description="Half-open: [start, end).")

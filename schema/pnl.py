@@ -16,13 +16,14 @@ from costgraph.billing.payers import ActivityStatus, Kpis
 from costgraph.billing.payers import CustomerActivity as CustomerActivityModel
 from costgraph.billing.payers import UserActivity as UserActivityModel
 from costgraph.billing.pnl import BreakdownRow, Order, Report, ScopeKind
-from costgraph.billing.pnl_measures import Figures
+from costgraph.billing.pnl_measures import Figures, RevenueBasis
 from costgraph.billing.pnl_ranges import ReportLimits, TimeBucket
 from costgraph.billing.usage_analytics import UsageDimension
 from costgraph.billing.usage_analytics import UsageRow as UsageRowModel
 from costgraph.kernel.pagination import page_size
 from costgraph.models.rollups import LiabilityEstimate as LiabilityRow
 from costgraph.models.rollups import MonthClose as MonthCloseRow
+from costgraph.schema.currencies import CurrencyPair, pairs
 from costgraph.schema.results import IdempotencyConflict, ValidationFailed
 from costgraph.schema.scalars import CurrencyCode
 from costgraph.schema.types import (
@@ -39,6 +40,11 @@ from costgraph.schema.types import (
 strawberry.enum(TimeBucket, name="TimeBucket", description="UTC buckets; weeks start on Monday.")
 strawberry.enum(UsageDimension, name="UsageDimension")
 strawberry.enum(ScopeKind, name="PnLScopeKind")
+strawberry.enum(
+    RevenueBasis,
+    name="RevenueBasis",
+    description="RECEIVED: money received from payers; ATTRIBUTED: attributed to usage.",
+)
 strawberry.enum(
     ActivityStatus,
     name="ActivityStatus",
@@ -84,7 +90,10 @@ class RevenueBySource:
     subscriptions: decimal.Decimal
     top_ups: decimal.Decimal
     billed_usage: decimal.Decimal = strawberry.field(
-        description="Billed usage of postpaid accounts (prepaid usage was paid by top-ups)."
+        description="Usage charged beyond the plans' allowances: for a payer (RECEIVED), the "
+        "billed overage of postpaid accounts (prepaid usage was paid by its top-up); for a "
+        "slice of usage (ATTRIBUTED), all its charged usage. Usage the allowance covered is "
+        "paid by the subscription fee and never counted again."
     )
     refunds: decimal.Decimal
     withdrawals: decimal.Decimal
@@ -101,13 +110,19 @@ class TokenTotals:
 
 
 @strawberry.interface(
-    description="Figures of a P&L in `currency`, exact (12 decimal places). revenue = "
-    "subscriptions + top-ups + billed usage of postpaid accounts - refunds - withdrawals; "
-    "margin = revenue - aiCost - platformFees."
+    description="Figures of a P&L in `currency`, exact (12 decimal places). revenue "
+    "(revenueBasis RECEIVED: the organisation, a customer, an account) = subscriptions + "
+    "top-ups + postpaid billed overage - refunds - withdrawals; revenue (ATTRIBUTED: an "
+    "agent, a model, a user) = its usage charged beyond the allowances. margin = netImpact = "
+    "revenue - aiCost - platformFees."
 )
 class PnLFigures:
     currency: CurrencyCode
     revenue: decimal.Decimal
+    revenue_basis: RevenueBasis = strawberry.field(
+        description="RECEIVED: money a payer paid; ATTRIBUTED: that money attributed to the "
+        "usage that earned it."
+    )
     revenue_by_source: RevenueBySource
     ai_cost: decimal.Decimal = strawberry.field(
         description="Provider cost of usage, reprice corrections included."
@@ -116,13 +131,23 @@ class PnLFigures:
         description="Customer-facing price of usage (AI cost with markup)."
     )
     markup_earned: decimal.Decimal = strawberry.field(description="billedUsage - aiCost.")
+    allowance_usage: decimal.Decimal = strawberry.field(
+        description="Billed usage the plans' allowances covered: paid by the subscription "
+        "fee, not revenue a second time."
+    )
     platform_fees: decimal.Decimal
     balance_adjustments: decimal.Decimal = strawberry.field(
         description="Manual balance corrections: neither revenue nor cost."
     )
     margin: decimal.Decimal
     margin_percent: decimal.Decimal | None = strawberry.field(
-        description="margin / revenue x 100, 4 decimal places; null when revenue is 0."
+        description="margin / |revenue| x 100, 4 decimal places: negative on a loss; null "
+        "when revenue is 0."
+    )
+    net_impact: decimal.Decimal = strawberry.field(
+        description="revenue attributed - cost attributed (aiCost + platformFees): the same "
+        "figure as margin, named as the AI P&L names it. Liability estimates are reported "
+        "beside it, never in it. Top agents and users rank by its size."
     )
     event_count: int
     tokens: TokenTotals
@@ -132,20 +157,23 @@ def figures_fields(f: Figures) -> dict[str, Any]:
     return {
         "currency": CurrencyCode(f.currency),
         "revenue": f.revenue,
+        "revenue_basis": f.basis,
         "revenue_by_source": RevenueBySource(
             subscriptions=f.subscriptions,
             top_ups=f.top_ups,
-            billed_usage=f.postpaid_usage,
+            billed_usage=f.usage_revenue,
             refunds=f.refunds,
             withdrawals=f.withdrawals,
         ),
         "ai_cost": f.ai_cost,
         "billed_usage": f.billed_usage,
         "markup_earned": f.markup,
+        "allowance_usage": f.covered_usage,
         "platform_fees": f.platform_fees,
         "balance_adjustments": f.balance_adjustments,
         "margin": f.margin,
         "margin_percent": f.margin_percent,
+        "net_impact": f.net_impact,
         "event_count": f.events,
         "tokens": TokenTotals(
             input=f.input_tokens,
@@ -165,10 +193,6 @@ class PnLBreakdown(PnLFigures):
     model: str | None
     agent: str | None
     user_id: strawberry.ID | None
-    net_impact: decimal.Decimal = strawberry.field(
-        description="What the slice earned: billed usage - AI cost - platform fees, plus "
-        "payments carried by it net of refunds. Top agents and users rank by its size."
-    )
 
     @strawberry.field
     async def user(self, info: Info) -> User | None:
@@ -188,7 +212,6 @@ class PnLBreakdown(PnLFigures):
             model=key.get("model"),
             agent=key.get("agent"),
             user_id=_id(user_id),
-            net_impact=row.figures.net_impact,
             **figures_fields(row.figures),
         )
 
@@ -205,10 +228,14 @@ class LiabilitySummary:
     currency: CurrencyCode
     total: decimal.Decimal
     by_agent: list[AgentLiability]
+    missing_rates: list[CurrencyPair] = strawberry.field(
+        description="Pairs without a rate: estimates in those currencies are not summed."
+    )
 
     @classmethod
     def of(cls, s: SummaryModel) -> LiabilitySummary:
         return cls(
+            missing_rates=pairs(s.missing),
             currency=CurrencyCode(s.currency),
             total=s.total,
             by_agent=[
@@ -228,11 +255,35 @@ async def _breakdown(
     return [PnLBreakdown.of(row) for row in rows]
 
 
+_MISSING_RATES = (
+    "Currency pairs without a rate in the range: entries in these `base` currencies are not "
+    "in the figures above (never converted at a made-up rate); `byCurrency` has them in their "
+    "own money. Empty when every currency converted."
+)
+
+
 @strawberry.type(description="Profit and loss over a range, in one currency.")
 class PnL(PnLFigures):
     start: dt.datetime
     end: dt.datetime
     report: strawberry.Private[Report]
+    totaled: strawberry.Private[pnl.Totaled]
+
+    @strawberry.field(
+        description="The same P&L per entry currency, each in its own money (unconverted), "
+        "whether or not a rate exists: the panels a currency without a rate is read from."
+    )
+    def by_currency(self) -> list[PnL]:
+        if self.report.panel:
+            return [self]
+        return [
+            PnL.of(self.report.panel_of(f.currency), pnl.Totaled(f, (f,)))
+            for f in self.totaled.by_currency
+        ]
+
+    @strawberry.field(description=_MISSING_RATES)
+    def missing_rates(self) -> list[CurrencyPair]:
+        return pairs(self.totaled.missing)
 
     @strawberry.field(description="By provider and model, largest AI cost first.")
     async def by_model(self, info: Info) -> list[PnLBreakdown]:
@@ -271,8 +322,14 @@ class PnL(PnLFigures):
         return LiabilitySummary.of(summary)
 
     @classmethod
-    def of(cls, report: Report, figures: Figures) -> PnL:
-        return cls(start=report.start, end=report.end, report=report, **figures_fields(figures))
+    def of(cls, report: Report, totaled: pnl.Totaled) -> PnL:
+        return cls(
+            start=report.start,
+            end=report.end,
+            report=report,
+            totaled=totaled,
+            **figures_fields(totaled.figures),
+        )
 
 
 @strawberry.type
@@ -280,18 +337,39 @@ class PnLTotals(PnLFigures):
     pass
 
 
+def _panels(found: tuple[Figures, ...]) -> list[PnLTotals]:
+    return [PnLTotals(**figures_fields(f)) for f in found]
+
+
 @strawberry.type
 class OrganizationPnL(PnLFigures):
     organization: Organization
+    by_currency: list[PnLTotals] = strawberry.field(
+        description="This organisation's figures per entry currency, each in its own money."
+    )
+    missing_rates: list[CurrencyPair] = strawberry.field(
+        description="Pairs without a platform rate: this organisation's entries in those "
+        "currencies are not in its figures nor in the platform totals."
+    )
 
 
-@strawberry.type(description="The whole platform: totals and one row per organisation.")
+@strawberry.type(
+    description="The whole platform: totals and one row per organisation, every organisation "
+    "converted with the platform's rates (one rate per pair and instant)."
+)
 class PlatformPnL:
     currency: CurrencyCode
     start: dt.datetime
     end: dt.datetime
     totals: PnLTotals
     organizations: list[OrganizationPnL]
+    by_currency: list[PnLTotals] = strawberry.field(
+        description="The platform's figures per entry currency, each in its own money."
+    )
+    missing_rates: list[CurrencyPair] = strawberry.field(
+        description="Pairs without a platform rate, over every organisation (see each "
+        "organisation's own `missingRates`)."
+    )
 
     @classmethod
     def of(cls, report: pnl.PlatformReport, start: dt.datetime, end: dt.datetime) -> PlatformPnL:
@@ -302,10 +380,15 @@ class PlatformPnL:
             totals=PnLTotals(**figures_fields(report.totals)),
             organizations=[
                 OrganizationPnL(
-                    organization=Organization.of(row.organization), **figures_fields(row.figures)
+                    organization=Organization.of(row.organization),
+                    by_currency=_panels(row.by_currency),
+                    missing_rates=pairs(row.missing),
+                    **figures_fields(row.figures),
                 )
                 for row in report.organizations
             ],
+            by_currency=_panels(report.by_currency),
+            missing_rates=pairs(report.missing),
         )
 
 
@@ -313,10 +396,25 @@ class PlatformPnL:
 class PnLPoint(PnLFigures):
     start: dt.datetime
     end: dt.datetime
+    by_currency: list[PnLTotals] = strawberry.field(
+        description="This bucket per entry currency, each in its own money."
+    )
+    missing_rates: list[CurrencyPair] = strawberry.field(description=_MISSING_RATES)
+    liability: decimal.Decimal | None = strawberry.field(
+        description="Liability estimates recorded in the bucket (the agent's, for an agent "
+        "scope), beside netImpact and never in it; null for accounts and customers."
+    )
 
     @classmethod
     def of(cls, point: pnl.Point) -> PnLPoint:
-        return cls(start=point.start, end=point.end, **figures_fields(point.figures))
+        return cls(
+            start=point.start,
+            end=point.end,
+            liability=point.liability,
+            by_currency=_panels(point.by_currency),
+            missing_rates=pairs(point.missing),
+            **figures_fields(point.figures),
+        )
 
 
 @strawberry.type(description="Usage of one group (and bucket), in `currency`.")
@@ -340,11 +438,17 @@ class UsageRow:
     reasoning_tokens: int
     ai_cost: decimal.Decimal
     billed_usage: decimal.Decimal
+    missing_rates: list[CurrencyPair] = strawberry.field(
+        description="Empty for a row in the requested currency. A row whose currency has no "
+        "rate to it stays in its own `currency` and names that pair here; it is a group of "
+        "its own, beside the converted rows."
+    )
 
     @classmethod
     def of(cls, row: UsageRowModel) -> UsageRow:
         key, f = row.key, row.figures
         return cls(
+            missing_rates=pairs(row.missing),
             bucket=row.bucket,
             model=key.get("model"),
             provider=key.get("provider"),
@@ -462,7 +566,8 @@ class CustomerActivity:
 class PayerKpis:
     currency: CurrencyCode
     active_payers: int = strawberry.field(
-        description="Customers who paid in the range (subscriptions, top-ups, postpaid usage)."
+        description="Customers who paid in the range (subscriptions, top-ups, postpaid usage "
+        "beyond the allowance)."
     )
     new_payers: int = strawberry.field(description="Active payers who had never paid before.")
     customers_served: int = strawberry.field(description="Customers with usage in the range.")
@@ -472,10 +577,19 @@ class PayerKpis:
     average_cost_to_serve: decimal.Decimal | None = strawberry.field(
         description="aiCost / customersServed."
     )
+    by_currency: list[PayerKpis] = strawberry.field(
+        description="The KPIs of each entry currency's money alone, in that currency."
+    )
+    missing_rates: list[CurrencyPair] = strawberry.field(
+        description="Pairs without a rate: money in those currencies (and customers whose "
+        "money is all in them) is not in the figures above; see `byCurrency`."
+    )
 
     @classmethod
     def of(cls, k: Kpis) -> PayerKpis:
         return cls(
+            by_currency=[PayerKpis.of(panel) for panel in k.by_currency],
+            missing_rates=pairs(k.missing),
             currency=CurrencyCode(k.currency),
             active_payers=k.active_payers,
             new_payers=k.new_payers,

@@ -11,7 +11,13 @@ import strawberry
 
 from costgraph.billing.plans import annual_discount_percent
 from costgraph.schema.inputs import DateRange, UnitKind
-from costgraph.schema.results import NotFound, PriceMissing, RateMissing, ValidationFailed
+from costgraph.schema.results import (
+    NotFound,
+    PeriodClosed,
+    PriceMissing,
+    RateMissing,
+    ValidationFailed,
+)
 from costgraph.schema.scalars import CurrencyCode
 from costgraph.schema.types import LedgerEntry
 
@@ -110,10 +116,15 @@ class ExchangeRate:
     quote: CurrencyCode
     rate: decimal.Decimal
     effective_from: dt.datetime
+    source: str | None = strawberry.field(
+        description="Where the rate comes from: the platform rates CostGraph ships name the "
+        "published reference rates and their date; null for rates set without one."
+    )
 
     @classmethod
     def of(cls, r: Rate) -> ExchangeRate:
         return cls(
+            source=r.source,
             id=strawberry.ID(str(r.id)),
             scope=PriceScope.PLATFORM if r.organization_id is None else PriceScope.ORGANIZATION,
             base=CurrencyCode(r.base),
@@ -220,7 +231,7 @@ class RepriceCompleted:
 
 
 RepriceResult = Annotated[
-    RepriceCompleted | ValidationFailed | NotFound | PriceMissing | RateMissing,
+    RepriceCompleted | ValidationFailed | NotFound | PriceMissing | RateMissing | PeriodClosed,
     strawberry.union("RepriceResult"),
 ]
 

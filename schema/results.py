@@ -80,6 +80,33 @@ class AllowanceExhausted(UserError):
     balance: decimal.Decimal
 
 
+@strawberry.type(
+    description="Refused: the entry is dated in a month whose books are closed "
+    "(monthlyCloses); closed months are immutable. Nothing was written."
+)
+class PeriodClosed(UserError):
+    month: dt.datetime = strawberry.field(description="The start of the closed month (UTC).")
+
+
+@strawberry.type(
+    description="Refused: a settlement beyond its hold would take a hard-capped budget's "
+    "period past its limit plus the tolerance for settlements "
+    "(COSTGRAPH_SETTLE_OVERAGE_TOLERANCE_PERCENT). Nothing was written; the reservation is "
+    "still held."
+)
+class OverageLimit(UserError):
+    budget_id: strawberry.ID
+    limit: decimal.Decimal
+    currency: CurrencyCode
+    tolerance_percent: decimal.Decimal = strawberry.field(
+        description="How far past the limit a settlement may take the period, in percent."
+    )
+    hold: decimal.Decimal = strawberry.field(description="What the reservation held on it.")
+    room: decimal.Decimal = strawberry.field(
+        description="The most this settlement may record on the budget (its hold included)."
+    )
+
+
 @strawberry.type(description="An entry written now, or the original one when this was a replay.")
 class LedgerEntryRecorded:
     entry: LedgerEntry
@@ -106,7 +133,12 @@ class UsageBatchRecorded:
 
 
 LedgerEntryResult = Annotated[
-    LedgerEntryRecorded | ValidationFailed | NotFound | IdempotencyConflict | CurrencyMismatch,
+    LedgerEntryRecorded
+    | ValidationFailed
+    | NotFound
+    | IdempotencyConflict
+    | CurrencyMismatch
+    | PeriodClosed,
     strawberry.union("LedgerEntryResult"),
 ]
 RecordUsageResult = Annotated[
@@ -117,7 +149,9 @@ RecordUsageResult = Annotated[
     | NotFound
     | IdempotencyConflict
     | PriceMissing
-    | RateMissing,
+    | RateMissing
+    | PeriodClosed
+    | OverageLimit,
     strawberry.union("RecordUsageResult"),
 ]
 RecordUsageBatchResult = Annotated[
@@ -128,6 +162,7 @@ RecordUsageBatchResult = Annotated[
     | NotFound
     | IdempotencyConflict
     | PriceMissing
-    | RateMissing,
+    | RateMissing
+    | PeriodClosed,
     strawberry.union("RecordUsageBatchResult"),
 ]

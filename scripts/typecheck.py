@@ -22,6 +22,7 @@ PACKAGES = (
     "auth",
     "subscriptions",
     "alerts",
+    "kernel",
     "migrations",
 )
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from broadcaster import Broadcast
+from broadcaster import Broadcast, BroadcastBackend
 
 from costgraph.subscriptions.inbox import Inbox
 from costgraph.subscriptions.redis_backend import RedisPubSubBackend
@@ -73,6 +73,10 @@ class Bus:
         self._channels: dict[str, set[Inbox[BusItem]]] = {}
         self._pumps: dict[str, _Pump] = {}
         self._broadcast: Broadcast | None = None
+        #: The backend under ``_broadcast`` when the bus made it (Redis), to disconnect it
+        #: even when broadcaster's own disconnect fails first (it re-raises a dead listener's
+        #: error before it reaches the backend).
+        self._backend: BroadcastBackend | None = None
         self._up = False
         self._interrupted = False
         #: Some subscriber was told INTERRUPTED and is owed a RESUMED.
@@ -253,7 +257,7 @@ class Bus:
 
     async def _connect(self) -> None:
         self._failure.clear()
-        broadcast = self._new_broadcast()
+        broadcast, self._backend = self._new_broadcast()
         self._broadcast = broadcast
         await asyncio.wait_for(broadcast.connect(), self.config.connect_timeout)
         if self.config.distributed:
@@ -262,15 +266,15 @@ class Bus:
         for channel in list(self._channels):
             await self._start_pump(channel)
 
-    def _new_broadcast(self) -> Broadcast:
+    def _new_broadcast(self) -> tuple[Broadcast, BroadcastBackend | None]:
         if not self.config.distributed:
-            return Broadcast(self.config.url)
+            return Broadcast(self.config.url), None  # memory: nothing to release, never fails
         backend = RedisPubSubBackend(
             self.config.url,
             connect_timeout=self.config.connect_timeout,
             on_failure=self._failure.set,
         )
-        return Broadcast(backend=backend)
+        return Broadcast(backend=backend), backend
 
     async def _confirm_heartbeat(self, broadcast: Broadcast) -> None:
         loop = asyncio.get_running_loop()
@@ -385,12 +389,12 @@ class Bus:
         if pumps:
             await asyncio.wait([p.task for p in pumps], timeout=1.0)
         broadcast, self._broadcast = self._broadcast, None
+        backend, self._backend = self._backend, None
         if broadcast is None:
             return
         try:
             await asyncio.wait_for(broadcast.disconnect(), 1.0)
         except Exception:  # already broken; what matters is that nothing is left running
-            backend = getattr(broadcast, "_backend", None)
             if backend is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(backend.disconnect(), 1.0)

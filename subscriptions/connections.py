@@ -63,9 +63,6 @@ class Connections:
         else:
             self._by_principal.pop(lease.key, None)
 
-    def held_by(self, principal: Principal) -> int:
-        return self._by_principal.get((principal.organization_id, principal.subject), 0)
-
     def __len__(self) -> int:
         return len(self._open)
 

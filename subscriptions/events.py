@@ -91,6 +91,7 @@ class AlertNotice:
     spent: Decimal | None = None
     limit: Decimal | None = None
     currency: str | None = None
+    scope_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,7 @@ def encode_alert(notice: AlertNotice) -> str:
             "spent": None if notice.spent is None else format(notice.spent, "f"),
             "limit": None if notice.limit is None else format(notice.limit, "f"),
             "cur": notice.currency,
+            "sn": notice.scope_name,
         }
     ).decode()
 
@@ -312,6 +314,7 @@ def decode_alert(text: str) -> AlertNotice:
     if period is not None and (not isinstance(period, list) or len(period) != 2):
         raise MalformedNotice("malformed period")
     spent, limit, currency = body.get("spent"), body.get("limit"), body.get("cur")
+    scope_name = body.get("sn")
     return AlertNotice(
         organization_id=_req_uuid(body.get("org")),
         id=_req_uuid(body.get("id")),
@@ -327,6 +330,7 @@ def decode_alert(text: str) -> AlertNotice:
         spent=None if spent is None else _decimal(spent),
         limit=None if limit is None else _decimal(limit),
         currency=None if currency is None else _str(currency),
+        scope_name=None if scope_name is None else _str(scope_name),
     )
 
 

@@ -1,6 +1,8 @@
 """``connection_init``: the token in the payload, verified like a bearer header, and the
-principal's connection counted. A refusal closes the socket with 4403 (strawberry's code for
-a rejected init); the reason goes to the log, never to the client."""
+principal's connection counted. A refused token closes the socket with 4403 (the protocol's
+code for a rejected init); one connection too many for the principal closes it with 1008
+(policy violation: a distinct code, which graphql-ws clients do not retry blindly, unlike
+4403). The reason goes to the log, never to the client."""
 
 from __future__ import annotations
 
@@ -17,6 +19,13 @@ from costgraph.subscriptions.connections import Connections, TooManyConnections
 from costgraph.subscriptions.context import ConnectionContext
 
 logger = logging.getLogger("costgraph.ws")
+
+#: The close code and reason of a connection over the principal's limit.
+TOO_MANY_CONNECTIONS = (1008, "too many connections")
+
+
+class TooManySockets(ConnectionRejectionError):
+    """The principal already holds as many connections as it may (close 1008)."""
 
 
 def bearer_from(params: dict[str, Any] | None) -> str | None:
@@ -57,6 +66,6 @@ async def accept(context: ConnectionContext, verifier: Verifier, connections: Co
         lease = connections.acquire(principal, _closer(context.response))
     except TooManyConnections as exc:
         logger.info("websocket refused: %s", exc)
-        raise ConnectionRejectionError({"reason": "too many connections"}) from None
+        raise TooManySockets({"reason": "too many connections"}) from None
     context.principal = principal
     context.lease = lease

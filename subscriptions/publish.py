@@ -1,8 +1,8 @@
-"""The hooks a write calls *after* its transaction committed. They never raise.
+"""What a committed write publishes on the bus. These functions never raise.
 
-The domain knows nothing of the bus: a resolver commits through ``context.writing()``, and
-after that block calls, e.g., ``usage_recorded(context.app.bus, entries)``. A failure here is
-logged and counted; the committed write is not affected.
+The domain knows nothing of the bus: it emits typed events on its unit of work, and after
+the commit :class:`costgraph.subscriptions.announcer.BusAnnouncer` maps them to these calls.
+A failure here is logged; the committed write is not affected.
 """
 
 from __future__ import annotations
@@ -113,24 +113,19 @@ def usage_recorded(bus: Publisher, entries: Sequence[Entry]) -> None:
         logger.exception("could not publish usage notices")
 
 
-def balance_changed(bus: Publisher, entries: Sequence[Entry]) -> None:
-    """Announce committed money entries (top-ups, refunds, adjustments, fees) by account.
-
-    Replays change nothing and are skipped; entries without an account are skipped too.
-    """
+def accounts_changed(
+    bus: Publisher, organization_id: uuid.UUID, account_ids: Iterable[uuid.UUID]
+) -> None:
+    """Announce accounts whose balance or allowance a committed write changed (no usage)."""
     try:
-        by_org: dict[uuid.UUID, dict[uuid.UUID, None]] = {}
-        for entry in entries:
-            if entry.replayed or entry.account_id is None:
-                continue
-            by_org.setdefault(entry.organization_id, {})[entry.account_id] = None
         now = datetime.now(UTC)
-        for org_id, accounts in by_org.items():
-            for ids in _chunks(tuple(accounts)):
-                notice = AccountNotice(organization_id=org_id, published_at=now, account_ids=ids)
-                bus.publish(accounts_channel(org_id), encode_account(notice))
+        for ids in _chunks(tuple(dict.fromkeys(account_ids))):
+            notice = AccountNotice(
+                organization_id=organization_id, published_at=now, account_ids=ids
+            )
+            bus.publish(accounts_channel(organization_id), encode_account(notice))
     except Exception:  # a notification must never fail a committed write
-        logger.exception("could not publish balance notices")
+        logger.exception("could not publish account notices")
 
 
 def alert_raised(bus: Publisher, notice: AlertNotice) -> None:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -48,6 +48,7 @@ from costgraph.billing.periods import Period, window
 from costgraph.billing.pnl_measures import USAGE_SQL
 from costgraph.billing.pnl_repository import MARK_SQL, ceil_hour, floor_hour
 from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.kernel.clock import utcnow
 from costgraph.models.scoping import TenantNotBound, bound_tenant
 
 _UTC = ZoneInfo("UTC")
@@ -78,7 +79,7 @@ class UsageTotals:
 
 def current_period(now: datetime | None = None) -> tuple[datetime, datetime]:
     """The calendar month (UTC) containing ``now``, as ``[start, end)``."""
-    return window(Period.MONTH, now or datetime.now(UTC), _UTC)
+    return window(Period.MONTH, now or utcnow(), _UTC)
 
 
 #: Per scope kind: the smallest rollup table holding it, and the scope's column in both the

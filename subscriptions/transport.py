@@ -1,8 +1,15 @@
 """The graphql-transport-ws handler: strawberry's protocol, with CostGraph's rules on top.
 
 strawberry already refuses what the protocol refuses (subscribe before ``connection_ack``:
-4401; a second ``connection_init``: 4429; no init within the timeout: 4408; more operations
-than allowed: an ``error`` message). This subclass adds:
+4401; a second ``connection_init``: 4429; no init within the timeout: 4408). This subclass
+adds:
+
+- ``connection_init`` refused with 4403 for a bad token, 1008 for one connection too many
+  (subscriptions/handshake.py);
+- every ``subscribe`` (queries and mutations over the socket too) draws on the principal's
+  and OAuth client's request budgets, as an HTTP request does: over budget, an ``error``
+  with ``RATE_LIMITED`` and ``retryAfter``; more operations at once than allowed, an
+  ``error`` with ``SUBSCRIPTION_LIMIT``; a malformed ``subscribe`` payload closes with 4400;
 
 - the socket closes with 4403 when the token expires (or is revoked: checked before each
   update), and the principal's connection count is released when it ends;
@@ -22,15 +29,23 @@ from typing import Any, Protocol, cast
 import orjson
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
+from strawberry.types.unset import UnsetType
 
+from costgraph.auth.principal import Principal
 from costgraph.resolvers.context import Context
+from costgraph.subscriptions.context import ConnectionContext
 from costgraph.subscriptions.fanout import Frame, FrameKind
+from costgraph.subscriptions.handshake import TOO_MANY_CONNECTIONS, TooManySockets
 from costgraph.subscriptions.inbox import InboxClosed, SlowConsumer
 from costgraph.subscriptions.live import Live
 from costgraph.subscriptions.sharing import share_key
@@ -42,9 +57,28 @@ REVOKED = (4403, "token revoked")
 SLOW = (1013, "subscriber too slow")
 
 
+#: The ``extensions.code`` of a ``subscribe`` over the per-connection operation limit.
+SUBSCRIPTION_LIMIT = "SUBSCRIPTION_LIMIT"
+
+
 class LiveView(Protocol):
     @property
     def live(self) -> Live: ...
+
+    async def operation_refusal(self, principal: Principal) -> dict[str, Any] | None:
+        """The GraphQL error refusing one more operation of ``principal`` (its request
+        budget is spent), or None; counts the operation."""
+        ...
+
+
+def _valid_subscribe(payload: object) -> bool:
+    return (
+        isinstance(payload, dict)
+        and isinstance(payload.get("query"), str)
+        and isinstance(payload.get("variables"), dict | None)
+        and isinstance(payload.get("operationName"), str | None)
+        and isinstance(payload.get("extensions"), dict | None)
+    )
 
 
 def _slow_error(id_json: str, capacity: int) -> str:
@@ -78,9 +112,35 @@ class LiveTransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
     # --- connection ---
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
-        await super().handle_connection_init(message)
+        """strawberry's, but a refusal closes with the code its reason has (4403, 1008)."""
+        if self.connection_timed_out:
+            return
+        if self.connection_init_timeout_task:
+            self.connection_init_timeout_task.cancel()
+        payload = message.get("payload", {})
+        if not isinstance(payload, dict):
+            await self.websocket.close(code=4400, reason="Invalid connection init payload")
+            return
+        if self.connection_init_received:
+            await self.websocket.close(code=4429, reason="Too many initialisation requests")
+            return
+        self.connection_init_received = True
+        cast(ConnectionContext, self.context).connection_params = payload
+        try:
+            ack = await self.view.on_ws_connect(self.context)
+        except TooManySockets:
+            await self.websocket.close(*TOO_MANY_CONNECTIONS)
+            return
+        except ConnectionRejectionError:
+            await self.websocket.close(code=4403, reason="Forbidden")
+            return
+        if isinstance(ack, UnsetType):
+            await self.send_message({"type": "connection_ack"})
+        else:
+            await self.send_message({"type": "connection_ack", "payload": ack})
+        self.connection_acknowledged = True
         principal = self.context.principal
-        if self.connection_acknowledged and self._expiry is None and principal is not None:
+        if self._expiry is None and principal is not None:
             self._expiry = asyncio.create_task(self._close_at(principal.expires_at))
 
     async def _close_at(self, when: datetime) -> None:
@@ -118,6 +178,32 @@ class LiveTransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 lease.release()
 
     # --- operations ---
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        """Refuse what strawberry would not: a malformed payload (4400), an operation over
+        the principal's request budget or over the connection's operation limit (``error``,
+        with a code). The rest is strawberry's (4401 before the ack, 4409 a reused id)."""
+        if not self.connection_acknowledged or message["id"] in self.operations:
+            await super().handle_subscribe(message)
+            return
+        if not _valid_subscribe(message.get("payload")):
+            await self.websocket.close(code=4400, reason="Invalid subscribe payload")
+            return
+        principal = self.context.principal
+        refusal = None
+        if principal is not None:
+            refusal = await cast(LiveView, self.view).operation_refusal(principal)
+        limit = self.max_subscriptions_per_connection
+        if refusal is None and limit is not None and len(self.operations) >= limit:
+            refusal = {
+                "message": f"at most {limit} operations may run at once on one connection",
+                "extensions": {"code": SUBSCRIPTION_LIMIT, "maximum": limit},
+            }
+        if refusal is not None:
+            error: Any = {"id": message["id"], "type": "error", "payload": [refusal]}
+            await self.send_message(error)
+            return
+        await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         key, replay = share_key(

@@ -1,16 +1,27 @@
 """Test fixtures on a real PostgreSQL: the machine's server when COSTGRAPH_DATABASE_URL is
 set, else an embedded one. Each run gets a fresh database, migrated once; tests isolate by
-creating their own organisation (tenant), which is also how production isolates."""
+creating their own organisation (tenant), which is also how production isolates.
+
+The business clock (``costgraph.kernel.clock.utcnow``): with ``COSTGRAPH_TEST_NOW`` (RFC 3339,
+e.g. ``2028-02-29T23:59:30Z``) set, every test starts with the clock at that same instant (an
+autouse fixture installs a fresh ``ShiftedClock`` before each test, which then ticks at the
+wall clock's pace); unset, tests run on the system clock. Test data is dated relative to the
+clock with tests/dates.py, anchored at the test's start; a test that must cross a boundary
+moves the clock itself (``dates.set_now``), and the next test starts afresh. Server processes
+a test starts get the same clock through ``COSTGRAPH_CLOCK_START`` (``dates.clock_environment``).
+Security and operational time (tokens, rate limits, leases) stays on the wall clock.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +41,43 @@ from costgraph.auth.keys import KeyStore
 from costgraph.auth.tokens import mint_access_token
 from costgraph.billing import directory
 from costgraph.billing.directory import OrgContext
+from costgraph.kernel import clock
+from costgraph.kernel.clock import ShiftedClock, SystemClock, parse_rfc3339
 from costgraph.models.scoping import bind_tenant
+from tests import dates
+
+
+def _test_now() -> datetime | None:
+    text = os.environ.get("COSTGRAPH_TEST_NOW")
+    if not text:
+        return None
+    try:
+        return parse_rfc3339(text)
+    except ValueError as exc:
+        raise pytest.UsageError(f"COSTGRAPH_TEST_NOW: {exc}") from exc
+
+
+#: The instant every test starts at, or None for the system clock.
+TEST_NOW = _test_now()
+
+
+def _fresh_clock() -> clock.Clock:
+    return SystemClock() if TEST_NOW is None else ShiftedClock(TEST_NOW)
+
+
+# Module constants of test files (computed at import) count from the session's start.
+clock.install(_fresh_clock())
+dates.anchor(TEST_NOW)
+
+
+@pytest.fixture(autouse=True)
+def business_clock() -> Iterator[None]:
+    """Every test starts on a fresh business clock (at COSTGRAPH_TEST_NOW when set), with the
+    date helpers anchored there; whatever clock a test installs ends with it."""
+    clock.install(_fresh_clock())
+    dates.anchor(TEST_NOW)
+    yield
+    clock.install(_fresh_clock())
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +100,12 @@ def server_url(data_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def database_url(server_url: str) -> AsyncIterator[str]:
-    """A fresh database on that server, migrated to head, dropped afterwards."""
+    """A fresh database on that server, migrated to head, dropped afterwards.
+
+    ``COSTGRAPH_TEST_KEEP_DATABASE=<file>`` keeps it instead and writes its URL to the file,
+    for a check after the session (CI runs ``costgraph verify`` on it, then drops it with
+    ``scripts/drop_database.py <file>``). Meaningful with ``COSTGRAPH_DATABASE_URL`` set: an
+    embedded server stops with the session."""
     name = f"costgraph_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(plain_url(server_url))
     try:
@@ -61,8 +113,13 @@ async def database_url(server_url: str) -> AsyncIterator[str]:
     finally:
         await admin.close()
     url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    keep = os.environ.get("COSTGRAPH_TEST_KEEP_DATABASE")
+    if keep:
+        await asyncio.to_thread(Path(keep).write_text, url + "\n", "utf-8")
     await migrate(url)
     yield url
+    if keep:
+        return
     admin = await asyncpg.connect(plain_url(server_url))
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -86,10 +143,17 @@ def settings(data_dir: Path, database_url: str) -> Settings:
         rollup_interval_seconds=0,
         # Report schedule tests run their own scheduler rounds (`run_due`).
         reports_scheduler=False,
+        # Forecast alert tests run their own rounds (`ForecastAlerts.tick`).
+        forecast_alert_interval_seconds=0,
         # The limiter runs on every request of the suite, with budgets no test reaches;
         # tests/test_rate_limit.py builds apps with small ones.
         rate_limit_principal_per_minute=100_000_000,
         rate_limit_client_per_minute=100_000_000,
+        # Tests seed history (P&L, forecasts, exports, reports, partitions of past years) with
+        # plain writes, so the suite's app takes events of any age (the most the setting
+        # allows, a century); the late-arrival policy itself is tested at the shipped default,
+        # 72 hours (tests/test_late_arrival.py sets it on the app's limits).
+        late_arrival_window_seconds=36_525 * 86_400,
     )
 
 

@@ -14,6 +14,7 @@ from tests.conftest import Tenant
 FIGURES = """currency revenue
   revenueBySource { subscriptions topUps billedUsage refunds withdrawals }
   aiCost billedUsage markupEarned platformFees balanceAdjustments margin marginPercent eventCount
+  netImpact revenueBasis allowanceUsage
   tokens { input output total }"""
 
 ACCOUNT_PNL = f"""query($id: ID!, $range: DateRange!, $currency: CurrencyCode) {{

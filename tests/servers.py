@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import httpx
 
 from costgraph.app.settings import Settings
+from tests.dates import clock_environment
 
 
 def free_port() -> int:
@@ -23,7 +24,8 @@ def free_port() -> int:
 
 
 def server_environment(settings: Settings, **env: str) -> dict[str, str]:
-    """The environment of a server process on the test's database, keys and token audience."""
+    """The environment of a server process on the test's database, keys, token audience,
+    business clock and late-arrival window."""
     assert settings.database_url
     return dict(
         os.environ,
@@ -31,6 +33,8 @@ def server_environment(settings: Settings, **env: str) -> dict[str, str]:
         COSTGRAPH_DATA_DIR=str(settings.data_dir),
         COSTGRAPH_ISSUER=settings.issuer,
         COSTGRAPH_AUDIENCE=settings.audience,
+        COSTGRAPH_LATE_ARRIVAL_WINDOW_SECONDS=str(settings.late_arrival_window_seconds),
+        **clock_environment(),
         **env,
     )
 

@@ -8,7 +8,6 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -16,6 +15,8 @@ import uvicorn
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+from costgraph.kernel.clock import utcnow
 
 PROTOCOL = "graphql-transport-ws"
 
@@ -44,7 +45,7 @@ def usage_input(account_id: uuid.UUID, **overrides: Any) -> dict[str, Any]:
     event: dict[str, Any] = {
         "idempotencyKey": f"live-{uuid.uuid4().hex}",
         "accountId": str(account_id),
-        "occurredAt": datetime.now(UTC).isoformat(),
+        "occurredAt": utcnow().isoformat(),
         "provider": "openai",
         "model": "gpt-4o-mini",
         "inputTokens": 1000,

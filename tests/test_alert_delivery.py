@@ -36,6 +36,7 @@ from tests.alerts_support import (
     until,
 )
 from tests.conftest import Tenant, raw_connection
+from tests.dates import clock_environment
 from tests.servers import running_servers
 from tests.test_budgets import RECORD_USAGE, charge, set_budget
 
@@ -169,7 +170,7 @@ async def test_each_stage_reaches_each_channel_exactly_once(
                     await record(tenant, "0.03")
 
             # 40 x 0.03 = 1.20: the stages fall exactly on writes 20, 30, 36 and 40.
-            local = DeliveryWorker(state.sessions, fast_config(state, smtp=smtp))
+            local = DeliveryWorker(state.units, fast_config(state, smtp=smtp))
             async with running(local):
                 writers = [remote_writer(), local_writer(), remote_writer(), local_writer()]
                 await asyncio.gather(*writers)
@@ -203,7 +204,7 @@ async def test_500_then_200_is_retried_and_delivered_once(
     receiver.secrets["flaky"] = hook["signingSecret"]
     await set_budget(tenant, hardCap=False, thresholds=[50])
     await record(tenant, "0.60")
-    async with running(DeliveryWorker(state.sessions, fast_config(state))):
+    async with running(DeliveryWorker(state.units, fast_config(state))):
         (found,) = await settled(database_url, tenant, 1)
     assert found["state"] == "DELIVERED" and found["attempts"] == 2
     first, second = receiver.at("flaky")
@@ -228,7 +229,7 @@ async def test_a_silent_receiver_goes_dead_and_the_worker_carries_on(
     await set_budget(tenant, hardCap=False, thresholds=[50])
     await record(tenant, "0.60")
     started = time.monotonic()
-    async with running(DeliveryWorker(state.sessions, fast_config(state))):
+    async with running(DeliveryWorker(state.units, fast_config(state))):
         await until(lambda: len(receiver.at("teams")) == 1 and len(receiver.at("pd")) == 1, 5)
         delivered_after = time.monotonic() - started
         found = await settled(database_url, tenant, 3)
@@ -264,7 +265,7 @@ async def test_smtp_that_refuses_then_accepts_and_smtp_that_hangs(
             state.alerts = saved
         await set_budget(tenant, hardCap=False, thresholds=[50, 100])
         await record(tenant, "0.60")
-        async with running(DeliveryWorker(state.sessions, fast_config(state, smtp=smtp))):
+        async with running(DeliveryWorker(state.units, fast_config(state, smtp=smtp))):
             (mail,) = await settled(database_url, tenant, 1)
     assert mail["state"] == "DELIVERED" and mail["attempts"] == 2
     assert mailbox.refused == 1 and len(mailbox.messages) == 1
@@ -274,7 +275,7 @@ async def test_smtp_that_refuses_then_accepts_and_smtp_that_hangs(
     await channel(tenant, "WEBHOOK", receiver.url("beside-smtp"))
     async with hanging_tcp_server() as port:
         hung = SmtpConfig(host="127.0.0.1", port=port, security="none", timeout=0.3)
-        async with running(DeliveryWorker(state.sessions, fast_config(state, smtp=hung))):
+        async with running(DeliveryWorker(state.units, fast_config(state, smtp=hung))):
             await record(tenant, "0.50")  # 1.10: stage 100
             found = await settled(database_url, tenant, 3)
     late = {d["kind"]: d for d in found if d["stage"] == 100}
@@ -303,7 +304,7 @@ async def test_redirects_are_not_followed_and_addresses_are_rechecked(
         await set_budget(tenant, hardCap=False, thresholds=[50])
         await record(tenant, "0.60")
         narrow = fast_config(state, policy=TargetPolicy(parse_networks(["127.0.0.1/32"])))
-        async with running(DeliveryWorker(state.sessions, narrow)):
+        async with running(DeliveryWorker(state.units, narrow)):
             found = await settled(database_url, tenant, 2)
     assert all(d["state"] == "DEAD" for d in found)
     assert len(receiver.at("redirect")) == FAST.max_attempts
@@ -328,7 +329,7 @@ async def test_rotated_secrets_sign_with_each_active_secret(
     ]
     await set_budget(tenant, hardCap=False, thresholds=[50])
     await record(tenant, "0.60")
-    async with running(DeliveryWorker(state.sessions, fast_config(state))):
+    async with running(DeliveryWorker(state.units, fast_config(state))):
         await settled(database_url, tenant, 1)
     (message,) = receiver.at("rotating")
     assert len(message.headers["webhook-signature"].split(" ")) == 2
@@ -351,6 +352,7 @@ def _start_worker(settings: Settings, **env: str) -> subprocess.Popen[bytes]:
         COSTGRAPH_ALERTS_DELIVERY_TIMEOUT_SECONDS="2",
         COSTGRAPH_ALERTS_CLAIM_LEASE_SECONDS="2.5",
         COSTGRAPH_ALERTS_RETRY_BASE_SECONDS="0.1",
+        **clock_environment(),
         **env,
     )
     return subprocess.Popen(

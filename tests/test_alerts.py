@@ -7,7 +7,7 @@ import asyncio
 import ipaddress
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +20,7 @@ from costgraph.app.state import AppState
 from costgraph.billing import budget_repository
 from costgraph.models.scoping import bind_tenant
 from costgraph.subscriptions import feeds
+from tests import dates
 from tests.alerts_support import ACKNOWLEDGE, ALERTS, CHANNEL
 from tests.conftest import Tenant, raw_connection
 from tests.test_budgets import (
@@ -261,7 +262,7 @@ async def test_filters_and_pages(tenant: Tenant) -> None:
     assert len(rest["nodes"]) == 2 and not rest["pageInfo"]["hasNextPage"]
     seen = {a["id"] for a in page["nodes"]} | {a["id"] for a in rest["nodes"]}
     assert len(seen) == 5
-    future = datetime.now(UTC) + timedelta(days=1)
+    future = dates.later(days=1)  # alerts are raised by the business clock
     window = {"start": future.isoformat(), "end": (future + timedelta(days=1)).isoformat()}
     assert await _alerts(tenant, filter={"range": window}) == []
     bad = await tenant.gql(
@@ -318,7 +319,7 @@ async def test_forecast_stage_is_raised_once_per_period(tenant: Tenant, state: A
         bind_tenant(session.sync_session, tenant.org.id)
         budget = await budget_repository.get_budget(session, uuid.UUID(made["id"]))
         assert budget is not None
-        period = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+        period = (dates.month(), dates.month(1))  # this month
         under = await evaluation.raise_forecast_alert(
             session, tenant.org, budget, period, Decimal("0.99")
         )

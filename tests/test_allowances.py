@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from tests.conftest import Tenant, raw_connection
+from tests.dates import month, rfc
 from tests.test_ledger import DEPOSIT, RECORD_USAGE, deposit_input, entry_count, usage
 
 RECORD = RECORD_USAGE.replace(
@@ -45,7 +46,7 @@ async def prepaid_account(tenant: Tenant, tokens: int | None) -> str:
                     "accountId": account_id,
                     "planCode": code,
                     "billing": "MONTHLY",
-                    "startsAt": "2026-01-01T00:00:00Z",
+                    "startsAt": rfc(month(-1)),  # monthly cycles on the 1st
                 }
             },
         )
@@ -60,7 +61,7 @@ def spend(tenant: Tenant, account_id: str, tokens: int, cost: str) -> dict[str, 
         inputTokens=tokens,
         outputTokens=0,
         providerCost=cost,
-        occurredAt="2026-11-20T12:00:00Z",
+        occurredAt=rfc(month()),  # the current cycle, whatever the day
     )
 
 

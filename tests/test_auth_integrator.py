@@ -12,6 +12,7 @@ from gql.transport.httpx import HTTPXAsyncTransport
 from starlette.applications import Starlette
 
 from tests.conftest import Tenant
+from tests.dates import month, rfc
 
 
 def graphql_client(app: Starlette, token: str) -> Client:
@@ -81,7 +82,7 @@ async def test_register_get_token_post_usage_read_it_back(app: Starlette, tenant
     usage = {
         "idempotencyKey": "sync-0001",
         "accountId": str(tenant.account_id),
-        "occurredAt": "2026-03-01T12:00:00Z",
+        "occurredAt": rfc(month(-9, 1, 12)),
         "provider": "openai",
         "model": "gpt-4o-mini",
         "inputTokens": 1200,

@@ -21,6 +21,7 @@ from costgraph.auth.keys import KeyStore
 from costgraph.auth.tokens import mint_access_token
 from costgraph.auth.verify import InvalidToken, LocalKeys, TokenVerifier
 from tests.conftest import Tenant
+from tests.dates import month, rfc
 from tests.identity_support import claims_for, forge, jwk_of, new_rsa_key
 
 ME = "{ me { subject organizationId roles } }"
@@ -257,7 +258,7 @@ async def test_billing_read_token_calling_a_write_is_forbidden_and_writes_nothin
     usage = {
         "idempotencyKey": "forbidden-1",
         "accountId": str(tenant.account_id),
-        "occurredAt": "2026-01-05T10:00:00Z",
+        "occurredAt": rfc(month(-11, 5, 10)),
         "provider": "openai",
         "model": "gpt-4o",
         "inputTokens": 10,

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bench import authorize, export_csv, ingest, loadtest, single_usage, trivial_query
+from bench import authorize, export_csv, hostile, ingest, loadtest, single_usage, trivial_query
 from bench.env import BenchEnv, bench_env
 from bench.httpbench import HttpConfig
 from bench.ingest import IngestConfig
@@ -105,3 +105,18 @@ async def test_export_csv_bench(env: BenchEnv) -> None:
     checks = row.details["checks"]
     assert checks["rows_ours"] == checks["rows_ceiling"] == checks["entries"] == 3_000
     assert row.details["server_rss_peak_mib"] >= row.details["server_rss_before_mib"] > 0
+
+
+async def test_hostile_bench(server_url: str) -> None:
+    """Every hostile document and head is refused as it should be (the bench checks each
+    answer's status), and the rows and the memory figures come out."""
+    tiny = hostile.HostileConfig(requests=3, huge=1, rounds=1, memory_documents=20, slow_heads=0)
+    rows = await hostile.run(server_url, tiny)
+    assert [r.workload for r in rows] == [
+        f"refuse: {name}"
+        for name in [*hostile._documents(), *hostile._huge_documents(), *hostile.HEADS]
+    ]
+    for row in rows:
+        assert row.ours.operations > 0 and row.ceiling.operations > 0
+    memory = rows[0].details["memory"]
+    assert memory["documents"] == 20 and memory["rss_after_hostile_mib"] > 0

@@ -10,7 +10,6 @@ import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -26,6 +25,7 @@ from costgraph.app.cli import uvicorn_options
 from costgraph.app.main import create_app
 from costgraph.app.settings import MAX_REQUEST_BYTES_CEILING, Settings
 from costgraph.billing.validation import TAG_MAX
+from costgraph.kernel.clock import utcnow
 from tests.conftest import make_tenant
 from tests.test_ledger import DEPOSIT, RECORD_BATCH
 from tests.test_rate_limit import entry_count, limited_app
@@ -153,7 +153,7 @@ def largest_batch(events: int, metadata_bytes: int) -> bytes:
     event = {
         "idempotencyKey": "k" * 255,
         "accountId": str(uuid.uuid4()),
-        "occurredAt": datetime.now(UTC).isoformat(),
+        "occurredAt": utcnow().isoformat(),
         "provider": tag,
         "model": tag,
         "inputTokens": 2**31 - 1,

@@ -14,6 +14,7 @@ import pytest
 
 from costgraph.app.settings import Settings
 from costgraph.billing.periods import Period, window
+from tests import dates
 from tests.conftest import Tenant, raw_connection
 from tests.servers import running_servers
 from tests.test_ledger import RECORD_BATCH, entry_count, usage
@@ -39,11 +40,11 @@ SETTLE = """mutation($input: SettleUsageInput!) { settleUsage(input: $input) {
   ... on UserError { code message field } } }"""
 RELEASE = """mutation($id: ID!) { releaseReservation(id: $id) { id state } }"""
 
-NOW = datetime.now(UTC).replace(microsecond=0)
-
 
 def at(offset_minutes: int = 0) -> str:
-    return (NOW - timedelta(minutes=offset_minutes)).isoformat().replace("+00:00", "Z")
+    """``offset_minutes`` before the test's start (the current budget period, unless the test
+    starts within that many minutes of a period's start)."""
+    return dates.rfc(dates.ago(minutes=offset_minutes).replace(microsecond=0))
 
 
 async def set_budget(tenant: Tenant, **overrides: Any) -> dict[str, Any]:
@@ -143,14 +144,15 @@ async def test_a_batch_over_the_cap_writes_nothing(tenant: Tenant, database_url:
 
 async def test_month_boundary_starts_a_new_period(tenant: Tenant) -> None:
     budget = (await set_budget(tenant))["data"]["setBudget"]
-    late = usage(tenant, providerCost="0.90", occurredAt="2026-01-31T23:59:59Z")
-    early = usage(tenant, providerCost="0.90", occurredAt="2026-02-01T00:00:00Z")
-    again = usage(tenant, providerCost="0.20", occurredAt="2026-02-15T12:00:00Z")
+    last = dates.month(-1)
+    late = usage(tenant, providerCost="0.90", occurredAt=dates.rfc(last - timedelta(seconds=1)))
+    early = usage(tenant, providerCost="0.90", occurredAt=dates.rfc(last))
+    again = usage(tenant, providerCost="0.20", occurredAt=dates.rfc(dates.month(-1, 15, 12)))
     assert (await tenant.gql(RECORD_USAGE, {"input": late}))["data"]["recordUsage"]["entry"]
     assert (await tenant.gql(RECORD_USAGE, {"input": early}))["data"]["recordUsage"]["entry"]
     refused = (await tenant.gql(RECORD_USAGE, {"input": again}))["data"]["recordUsage"]
     assert refused["code"] == "BUDGET_LIMIT_REACHED"
-    assert "2026-03-01T00:00:00Z" in refused["message"]
+    assert dates.rfc(dates.month()) in refused["message"]  # when the period ends
     assert budget["period"] == "MONTH"
 
 
@@ -181,13 +183,13 @@ BAD_BUDGETS: list[tuple[str, dict[str, Any], str]] = [
         "custom reversed",
         {
             "period": "CUSTOM",
-            "customStart": "2026-02-01T00:00:00Z",
-            "customEnd": "2026-01-01T00:00:00Z",
+            "customStart": dates.rfc(dates.month(-1)),
+            "customEnd": dates.rfc(dates.month(-2)),
         },
         "input.customEnd",
     ),
     ("custom without window", {"period": "CUSTOM"}, "input.customStart"),
-    ("window on a month", {"customStart": "2026-02-01T00:00:00Z"}, "input.period"),
+    ("window on a month", {"customStart": dates.rfc(dates.month(-1))}, "input.period"),
 ]
 
 
@@ -327,6 +329,9 @@ async def _race(urls: list[str], token: str, bodies: list[dict[str, Any]]) -> li
 async def test_hard_cap_holds_across_two_processes(
     tenant: Tenant, settings: Settings, database_url: str
 ) -> None:
+    # Two servers and 400 racing writes take a while: mid-month, the period cannot end while
+    # the test reads it (a run at COSTGRAPH_TEST_NOW starts 30 s before it would).
+    dates.set_now(dates.month(0, 15, 12))
     budget = (await set_budget(tenant, limit="100.00"))["data"]["setBudget"]
     charges = [
         {"query": RECORD_USAGE, "variables": {"input": charge(tenant, "1.00")}} for _ in range(200)

@@ -38,6 +38,7 @@ from graphql import (
 from costgraph.models import Base
 from costgraph.schema.build import build_schema
 from tests.conftest import Tenant, raw_connection
+from tests.dates import month, month_key, rfc
 
 SCHEMA = build_schema()._schema
 ROOTS = {"query": SCHEMA.query_type, "mutation": SCHEMA.mutation_type}
@@ -84,7 +85,7 @@ def usage(key: str, account: str, user: str | None = None) -> dict[str, Any]:
         "idempotencyKey": f"xt-{key}",
         "accountId": account,
         "userId": user,
-        "occurredAt": "2026-02-01T00:00:00Z",
+        "occurredAt": rfc(month(-10)),
         "provider": "openai",
         "model": "gpt-4o",
         "inputTokens": 10,
@@ -135,11 +136,12 @@ def report_template(key: str, **extra: Any) -> dict[str, Any]:
     return {"name": f"xt-{key}", "kind": "USAGE", "format": "CSV", **extra}
 
 
-WEEK = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-08T00:00:00Z"}
+WEEK = {"start": rfc(month(-11)), "end": rfc(month(-11, 8))}
 
 BUILDERS: dict[str, Builder] = {
     # queries
     "accounts": lambda p, o, k: [{"customerId": p.customer}],
+    "users": lambda p, o, k: [{"departmentId": p.department}],
     "ledger": lambda p, o, k: [
         {"filter": {"accountId": p.account}},
         {"filter": {"customerId": p.customer}},
@@ -150,7 +152,7 @@ BUILDERS: dict[str, Builder] = {
     "allowance": lambda p, o, k: [{"accountId": p.account}],
     "forecast": lambda p, o, k: [{"scope": s} for s in scopes(p)],
     "usagePatterns": lambda p, o, k: [
-        {"range": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-08T00:00:00Z"}, "scope": s}
+        {"range": {"start": rfc(month(-11)), "end": rfc(month(-11, 8))}, "scope": s}
         for s in scopes(p)
     ],
     # mutations
@@ -163,6 +165,10 @@ BUILDERS: dict[str, Builder] = {
         {"input": usage(k, o.account, p.user)},
     ],
     "recordUsageBatch": lambda p, o, k: [
+        {"input": [usage(k, p.account)]},
+        {"input": [usage(k, o.account, p.user)]},
+    ],
+    "backfillUsage": lambda p, o, k: [
         {"input": [usage(k, p.account)]},
         {"input": [usage(k, o.account, p.user)]},
     ],
@@ -204,7 +210,7 @@ BUILDERS: dict[str, Builder] = {
     "repriceUsage": lambda p, o, k: [
         {
             "input": {
-                "range": {"start": "2026-01-01T00:00:00Z", "end": "2026-03-01T00:00:00Z"},
+                "range": {"start": rfc(month(-11)), "end": rfc(month(-9))},
                 "accountId": p.account,
             }
         }
@@ -227,7 +233,7 @@ BUILDERS: dict[str, Builder] = {
     "usersView": lambda p, o, k: [{"range": WEEK}],
     "customersView": lambda p, o, k: [{"range": WEEK}],
     "payerKpis": lambda p, o, k: [{"range": WEEK}],
-    "monthlyCloses": lambda p, o, k: [{"month": "2026-01-01T00:00:00Z"}],
+    "monthlyCloses": lambda p, o, k: [{"month": rfc(month(-11))}],
     # CSV export links (checked like the download: another tenant's ids are NOT_FOUND)
     "createExportLink": lambda p, o, k: [
         {"input": {"report": "LEDGER", "range": WEEK, "filter": {"accountId": p.account}}},
@@ -245,7 +251,7 @@ BUILDERS: dict[str, Builder] = {
         {"input": report_template(k, scheduleChannelId=p.channel)},
     ],
     "deleteReportTemplate": lambda p, o, k: [{"id": p.report_template}],
-    "runReportTemplate": lambda p, o, k: [{"id": p.report_template, "month": "2026-01"}],
+    "runReportTemplate": lambda p, o, k: [{"id": p.report_template, "month": month_key(-11)}],
 }
 
 

@@ -19,7 +19,6 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +30,7 @@ from costgraph.app.database import plain_url
 from costgraph.app.main import create_app
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
+from costgraph.kernel.clock import utcnow
 from tests.conftest import Tenant, app_state, make_tenant
 from tests.own_postgres import OwnPostgres, migrated_database, own_postgres
 
@@ -88,8 +88,9 @@ async def app_on(server: OwnPostgres, settings: Settings) -> AsyncIterator[Runni
             yield Running(http, app_state(application), url)
 
 
-#: One event time for the run: a re-sent write is then the same request (a replay).
-AT = datetime.now(UTC).replace(microsecond=0).isoformat()
+#: One event time for the run (the business clock at the session's start): a re-sent write
+#: is then the same request (a replay).
+AT = utcnow().replace(microsecond=0).isoformat()
 
 
 def _event(tenant: Tenant, key: str) -> dict[str, Any]:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from costgraph.app.demo import seed_demo
 from costgraph.app.state import AppState
+from tests import dates
 from tests.conftest import raw_connection
 
 
 async def test_demo_is_idempotent_and_has_a_weekly_rhythm(
     state: AppState, database_url: str
 ) -> None:
-    now = datetime(2026, 11, 23, 15, tzinfo=UTC)
-    first = await seed_demo(state.sessions, state.limits, now=now)
-    second = await seed_demo(state.sessions, state.limits, now=now)
+    now = dates.now()  # one instant for both runs: the same events
+    first = await seed_demo(state.units, state.limits, now=now)
+    second = await seed_demo(state.units, state.limits, now=now)
     assert first.written > 3000
     assert second.written == 0
     async with raw_connection(database_url) as connection:

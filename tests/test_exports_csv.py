@@ -34,6 +34,7 @@ from costgraph.billing.exports.spec import ExportFilters, ExportRequest, ReportK
 from costgraph.billing.pnl_ranges import TimeBucket
 from costgraph.models.scoping import bind_tenant
 from tests.conftest import Tenant, make_tenant, raw_connection
+from tests.dates import month, rfc
 from tests.pnl_support import (
     ADJUST,
     DEPOSIT,
@@ -43,8 +44,9 @@ from tests.pnl_support import (
     usage_event,
     write,
 )
+from tests.seeded import balances_as_written
 
-RANGE = {"start": "2026-03-01T00:00:00Z", "end": "2026-04-01T00:00:00Z"}
+RANGE = {"start": rfc(month(-9)), "end": rfc(month(-8))}
 CREATE_LINK = """mutation($input: ExportInput!) { createExportLink(input: $input) {
   __typename ... on ExportLink { url expiresAt filename }
   ... on UserError { code message field } } }"""
@@ -187,7 +189,7 @@ async def books(tenant: Tenant) -> Books:
         await usage_event(
             tenant,
             account,
-            f"2026-03-{day:02}T10:00:00Z",
+            rfc(month(-9, day, 10)),
             cost,
             "USD",
             userId=user,
@@ -205,7 +207,7 @@ async def books(tenant: Tenant) -> Books:
             "accountId": account,
             "amount": "10.00",
             "currency": "USD",
-            "occurredAt": "2026-03-05T00:00:00Z",
+            "occurredAt": rfc(month(-9, 5)),
         },
     )
     await write(
@@ -217,12 +219,12 @@ async def books(tenant: Tenant) -> Books:
             "accountId": account,
             "amount": "-1.25",
             "currency": "USD",
-            "occurredAt": "2026-03-06T00:00:00Z",
+            "occurredAt": rfc(month(-9, 6)),
             "description": "-fix\r\nsecond line",
         },
     )
     # Outside the range: never exported.
-    await usage_event(tenant, account, "2026-04-02T00:00:00Z", "5", "USD")
+    await usage_event(tenant, account, rfc(month(-8, 2)), "5", "USD")
     return Books(tenant, user)
 
 
@@ -296,11 +298,19 @@ async def test_usage_and_pnl_exports_match_the_pnl_query(books: Books) -> None:
     usage = await get(tenant, "/exports/usage.csv", **RANGE, groupBy="model,user", bucket="DAY")
     assert usage.status_code == 200, usage.text
     rows, frame = parse_both(usage.content)
-    assert list(frame.columns)[:5] == ["row_type", "bucket_start", "model", "user_id", "currency"]
+    assert list(frame.columns)[:7] == [
+        "row_type",
+        "bucket_start",
+        "model",
+        "user_id",
+        "user_email",  # names beside ids
+        "user_name",
+        "currency",
+    ]
     assert [r["bucket_start"] for r in by_type(rows, "data")] == [
-        "2026-03-02T00:00:00Z",
-        "2026-03-03T00:00:00Z",
-        "2026-03-20T00:00:00Z",
+        rfc(month(-9, 2)),
+        rfc(month(-9, 3)),
+        rfc(month(-9, 20)),
     ]
     (exact,) = by_type(rows, "total_unrounded")
     assert Decimal(exact["ai_cost"]) == Decimal(pnl["aiCost"])
@@ -318,7 +328,9 @@ async def test_usage_and_pnl_exports_match_the_pnl_query(books: Books) -> None:
     weekly = await get(tenant, "/exports/pnl.csv", **RANGE, bucket="WEEK", columns="revenue")
     rows, frame = parse_both(weekly.content)
     assert list(frame.columns) == ["row_type", "revenue", "currency"]
-    assert len(by_type(rows, "data")) == 6  # the ISO weeks March 2026 touches
+    days = range((month(-8) - month(-9)).days)
+    weeks = {(month(-9) + timedelta(days=d)).isocalendar()[:2] for d in days}
+    assert len(by_type(rows, "data")) == len(weeks)  # the ISO weeks the month touches
     (exact,) = by_type(rows, "total_unrounded")
     assert Decimal(exact["revenue"]) == Decimal(pnl["revenue"])
 
@@ -368,7 +380,7 @@ async def test_bad_input_is_refused_before_anything_is_written(
         ("/exports/ledger.csv", {**RANGE, "columns": "id,id"}, 400, "VALIDATION_FAILED", "columns"),
         (
             "/exports/ledger.csv",
-            {"start": "2024-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
+            {"start": "2024-01-01T00:00:00Z", "end": rfc(month(-11))},
             400,
             "VALIDATION_FAILED",
             "end",
@@ -472,6 +484,7 @@ async def test_signed_link(books: Books, state: AppState) -> None:
     assert link["__typename"] == "ExportLink"
     assert link["url"].startswith("http://testserver/exports/ledger.csv?token=")
     expires = datetime.fromisoformat(link["expiresAt"])
+    # A link expires on the wall clock (security time), not the business clock.
     assert timedelta(0) < expires - datetime.now(UTC) <= timedelta(seconds=301)
     downloaded = await tenant.client.get(link["url"])  # no Authorization header
     assert downloaded.status_code == 200, downloaded.text
@@ -590,12 +603,13 @@ async def test_ledger_streams_in_chunks(
 ) -> None:
     tenant = await make_tenant(state, client, mint)
     entries = state.settings.export_chunk_rows * 2 + 17
-    start = datetime(2026, 5, 1, tzinfo=UTC)
+    start = month(-7)
     async with raw_connection(database_url) as connection:
         await connection.execute(
             SEED, tenant.org.id, tenant.account_id, tenant.customer_id, start, entries
         )
-    query = "start=2026-05-01T00:00:00Z&end=2026-06-01T00:00:00Z&columns=id,amount,ai_cost"
+        await balances_as_written(connection, tenant.org.id)
+    query = f"start={rfc(start)}&end={rfc(month(-6))}&columns=id,amount,ai_cost"
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},

@@ -12,8 +12,6 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from costgraph.app.state import AppState
 from costgraph.billing import directory, forecast, fx, ledger, ledger_repository, pattern_analysis
 from costgraph.billing.budgets import Basis, BudgetSpec, set_budget
@@ -22,17 +20,43 @@ from costgraph.billing.entries import Entry
 from costgraph.billing.forecast_models import Method
 from costgraph.billing.periods import Period
 from costgraph.billing.scopes import Scope, ScopeKind
-from costgraph.kernel.errors import RateMissing
+from costgraph.kernel.clock import utcnow
 from costgraph.models.ledger import EntryType
 from costgraph.models.scoping import bind_tenant
+from tests import dates
 from tests.conftest import Tenant
 from tests.test_ledger import RECORD_BATCH, usage
 
 UTC_ZONE = ZoneInfo("UTC")
 PARIS = ZoneInfo("Europe/Paris")
 RHYTHM = (1.0, 1.1, 1.05, 1.0, 0.95, 0.4, 0.35)  # Monday .. Sunday
-#: A fixed "now" for the domain-level forecasts: Wednesday 18 March 2026, noon UTC.
-NOW = datetime(2026, 3, 18, 12, tzinfo=UTC)
+
+
+def _forecast_now() -> datetime:
+    """Noon on the 18th of the latest 31-day month before the current one: the "now" the
+    domain-level forecasts are computed at (passed in), so "March 1-17 observed, 14 days to
+    go" holds at any date, with the history inside the late-arrival window."""
+    back = -1
+    while (dates.month(back + 1) - dates.month(back)).days != 31:
+        back -= 1
+    return dates.month(back, 18, 12)
+
+
+NOW = _forecast_now()
+#: The forecast month, ``[start, end)``, and its last day.
+MONTH_START = NOW.replace(day=1, hour=0)
+MONTH_END = MONTH_START + timedelta(days=31)
+LAST_DAY = (MONTH_END - timedelta(days=1)).date()
+
+
+def in_month(day: date) -> bool:
+    return MONTH_START.date() <= day <= LAST_DAY
+
+
+def day_of_month(day: int) -> date:
+    return MONTH_START.date() + timedelta(days=day - 1)
+
+
 SLICES = (3, 9, 15, 21)  # each day's spend comes in four equal parts at these UTC hours
 
 FORECAST = """query($scope: BudgetScopeInput!, $basis: BudgetBasis) {
@@ -95,12 +119,12 @@ def daily_events(tenant: Tenant, amounts: dict[date, float], until: datetime) ->
 def trend_month(
     *, history_days: int, start: float = 40.0, slope: float = 0.8, noise: float = 0.05
 ) -> tuple[dict[date, float], dict[date, float]]:
-    """(observed, true mean) per day, from ``history_days`` before NOW to March's end."""
+    """(observed, true mean) per day, from ``history_days`` before NOW to the month's end."""
     rng = random.Random(11)
     first = NOW.date() - timedelta(days=history_days)
     observed, means = {}, {}
     day, t = first, 0
-    while day <= date(2026, 3, 31):
+    while day <= LAST_DAY:
         mean = (start + slope * t) * RHYTHM[day.weekday()]
         means[day] = mean
         observed[day] = max(0.0, mean * (1 + noise * rng.gauss(0, 1)))
@@ -122,8 +146,8 @@ async def run_forecast(
         )
 
 
-def march_total(values: dict[date, float]) -> float:
-    return sum(v for d, v in values.items() if d.month == 3)
+def month_total(values: dict[date, float]) -> float:
+    return sum(v for d, v in values.items() if in_month(d))
 
 
 # --- forecasts ---
@@ -136,29 +160,26 @@ async def test_a_linear_trend_lands_within_its_interval(state: AppState, tenant:
 
     assert projection.method is Method.WEEKDAY_TREND_REGRESSION
     assert projection.target.source is forecast.PeriodSource.CALENDAR_MONTH
-    assert (projection.target.start, projection.target.end) == (
-        datetime(2026, 3, 1, tzinfo=UTC),
-        datetime(2026, 4, 1, tzinfo=UTC),
-    )
+    assert (projection.target.start, projection.target.end) == (MONTH_START, MONTH_END)
     assert projection.history_days == 45
-    # Spent so far is exact: March 1-17 and today's two parts before noon.
+    # Spent so far is exact: days 1-17 and today's two parts before noon.
     known = sum(
         Decimal(repr(round(v / 4, 6))) * (4 if d < NOW.date() else 2)
         for d, v in observed.items()
-        if d.month == 3 and d <= NOW.date()
+        if in_month(d) and d <= NOW.date()
     )
     assert projection.spent == known.quantize(Decimal("0.01"))
-    truth = march_total(means)
+    truth = month_total(means)
     interval80, interval95 = projection.interval(80), projection.interval(95)
     assert interval80 is not None and interval95 is not None
     assert interval80.low <= Decimal(repr(truth)) <= interval80.high
-    assert interval95.low <= Decimal(repr(march_total(observed))) <= interval95.high
+    assert interval95.low <= Decimal(repr(month_total(observed))) <= interval95.high
     assert abs(float(projection.projected) - truth) / truth < 0.03
     # Ours beats the straight line, which misses the trend.
     elapsed = 17.5
     line = float(projection.spent) / elapsed * 31
     assert abs(float(projection.projected) - truth) < abs(line - truth) / 2
-    # The daily path: every day of March, observed before today, estimates after.
+    # The daily path: every day of the month, observed before today, estimates after.
     assert [d.date.day for d in projection.days] == list(range(1, 32))
     assert all(d.observed for d in projection.days[:17])
     assert not any(d.observed for d in projection.days[17:])
@@ -180,8 +201,8 @@ async def test_a_budget_sets_the_period_and_the_crossing_day(
     limit = Decimal(
         repr(
             round(
-                sum(m for d, m in means.items() if d.month == 3 and d.day <= 25)
-                + means[date(2026, 3, 26)] / 2,
+                sum(m for d, m in means.items() if in_month(d) and d.day <= 25)
+                + means[day_of_month(26)] / 2,
                 2,
             )
         )
@@ -204,7 +225,7 @@ async def test_a_budget_sets_the_period_and_the_crossing_day(
     assert projection.target.budget_id == budget.id and projection.target.limit == limit
     assert projection.target.basis is Basis.AI_COST
     crossed = projection.limit_crossed_on
-    assert crossed is not None and date(2026, 3, 24) <= crossed <= date(2026, 3, 28)
+    assert crossed is not None and day_of_month(24) <= crossed <= day_of_month(28)
     by_day = {d.date: d for d in projection.days}
     assert by_day[crossed].cumulative >= limit > by_day[crossed - timedelta(days=1)].cumulative
     assert not projection.limit_reached and projection.exceeds_limit
@@ -247,7 +268,7 @@ async def test_no_history_answers_clearly(state: AppState, tenant: Tenant) -> No
     assert answer["projectedTotal"] == answer["spent"] == "0.00"
     assert answer["interval80"] is None and answer["interval95"] is None
     assert answer["periodSource"] == "CALENDAR_MONTH" and answer["timeZone"] == "UTC"
-    now = datetime.now(UTC)
+    now = utcnow()  # the API's clock, a moment ago
     assert len(answer["days"]) == calendar.monthrange(now.year, now.month)[1]
 
 
@@ -255,7 +276,7 @@ async def test_negative_days_are_clamped_and_said(state: AppState, tenant: Tenan
     observed, _ = trend_month(history_days=20, slope=0.0)
     await record(state, tenant, daily_events(tenant, observed, NOW))
     # A correction larger than a day's charges (as a reprice would write, pointing at an entry).
-    day = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    day = MONTH_START + timedelta(days=9, hours=12)  # the 10th, noon
     async with state.sessions() as session, session.begin():
         bind_tenant(session.sync_session, tenant.org.id)
         target = (
@@ -286,13 +307,12 @@ async def test_negative_days_are_clamped_and_said(state: AppState, tenant: Tenan
     projection = await run_forecast(state, tenant)
     assert projection.clamped_days == 1
     assert "counted as zero" in projection.note
-    assert {d.date: d.spend for d in projection.days}[date(2026, 3, 10)] == Decimal("0.00")
+    assert {d.date: d.spend for d in projection.days}[day_of_month(10)] == Decimal("0.00")
     assert projection.spent > 0
 
 
 async def test_forecast_through_the_api(state: AppState, tenant: Tenant) -> None:
-    now = datetime.now(UTC)
-    today = now.date()
+    today = dates.now().date()
     amounts = {today - timedelta(days=i): 20.0 + (i % 7) for i in range(1, 22)}
     events = [
         usage(
@@ -331,7 +351,7 @@ async def test_forecast_through_the_api(state: AppState, tenant: Tenant) -> None
 async def test_another_tenants_scope_is_not_found(tenant: Tenant, other_tenant: Tenant) -> None:
     theirs = {"kind": "ACCOUNT", "id": str(other_tenant.account_id)}
     nowhere = {"kind": "ACCOUNT", "id": str(uuid.uuid4())}
-    window = {"start": "2026-03-01T00:00:00Z", "end": "2026-03-08T00:00:00Z"}
+    window = {"start": dates.rfc(dates.day(-10)), "end": dates.rfc(dates.day(-3))}
     for query, extra in ((FORECAST, {}), (PATTERNS, {"range": window})):
         answers = []
         for scope in (theirs, nowhere):
@@ -363,11 +383,15 @@ async def test_a_scope_across_currencies_is_converted_at_dated_rates(
     ]
     await record(state, tenant, events)
     organization = Scope(ScopeKind.ORGANIZATION, tenant.org.id)
-    with pytest.raises(RateMissing):  # never a silent 1.0
-        await run_forecast(state, tenant, organization)
+    # No EUR->USD rate: EUR usage is left out and named — never a silent 1.0, never a
+    # failure of the whole forecast.
+    without = await run_forecast(state, tenant, organization)
+    assert [str(pair) for pair in without.missing] == ["EUR->USD"]
+    assert without.spent == Decimal("170.00")  # the USD usage alone
+    assert "EUR left out" in without.note
     async with state.sessions() as session, session.begin():
         await fx.set_exchange_rate(
-            session, tenant.org.id, "EUR", "USD", Decimal("1.1"), datetime(2026, 1, 1, tzinfo=UTC)
+            session, tenant.org.id, "EUR", "USD", Decimal("1.1"), MONTH_START - timedelta(days=90)
         )
     projection = await run_forecast(state, tenant, organization)
     assert projection.target.currency == "USD"
@@ -381,6 +405,18 @@ async def test_a_scope_across_currencies_is_converted_at_dated_rates(
 # --- usage patterns ---
 
 
+def quiet_monday() -> datetime:
+    """Midnight in Paris of a Monday three or more weeks back whose next fifteen days cross
+    no daylight-saving change (so every local hour exists once)."""
+    day = dates.day(-21).date()
+    day -= timedelta(days=day.weekday())
+    while True:
+        start = datetime(day.year, day.month, day.day, tzinfo=PARIS)
+        if start.utcoffset() == (start + timedelta(days=15)).utcoffset():
+            return start
+        day -= timedelta(days=7)
+
+
 async def test_planted_peak_hour_spike_adoption_and_cost_per_request(
     state: AppState, tenant: Tenant
 ) -> None:
@@ -390,8 +426,12 @@ async def test_planted_peak_hour_spike_adoption_and_cost_per_request(
         for name in ("a", "b", "c"):
             user = await directory.create_user(session, tenant.org, f"{name}@x.io", None, None)
             users.append(user.id)
-    start = datetime(2026, 2, 2, tzinfo=PARIS)  # a Monday, local midnight
-    spike = datetime(2026, 2, 5, 3, tzinfo=PARIS)  # Thursday 03:00 in Paris
+    start = quiet_monday()  # a Monday, local midnight
+    monday = start.date()
+    spike = start + timedelta(days=3, hours=3)  # Thursday 03:00 in Paris
+    # Week two, Monday: search at 11:00 and the costly call at 12:00, local time.
+    search_at = (start + timedelta(days=7, hours=11)).astimezone(UTC)
+    costly_at = (start + timedelta(days=7, hours=12)).astimezone(UTC)
     events: list[UsageEvent] = []
     for d in range(7):
         for hour in range(24):
@@ -411,7 +451,7 @@ async def test_planted_peak_hour_spike_adoption_and_cost_per_request(
     events.append(
         _event(
             tenant,
-            datetime(2026, 2, 9, 10, tzinfo=UTC),
+            search_at,
             Decimal("0.2"),
             feature="search",
             user_id=users[2],
@@ -420,7 +460,7 @@ async def test_planted_peak_hour_spike_adoption_and_cost_per_request(
     events.append(
         _event(
             tenant,
-            datetime(2026, 2, 9, 11, tzinfo=UTC),
+            costly_at,
             Decimal("4"),
             feature="chat",
             user_id=users[2],
@@ -428,7 +468,7 @@ async def test_planted_peak_hour_spike_adoption_and_cost_per_request(
         )
     )
     await record(state, tenant, events)
-    end = datetime(2026, 2, 10, tzinfo=PARIS)
+    end = start + timedelta(days=8)
     async with state.sessions() as session:
         bind_tenant(session.sync_session, tenant.org.id)
         report = await pattern_analysis.usage_patterns(
@@ -440,16 +480,17 @@ async def test_planted_peak_hour_spike_adoption_and_cost_per_request(
     # The planted spike first; the one costly gpt-4o call on the quiet Monday noon too.
     assert [(a.kind.value, a.start, a.hour) for a in report.anomalies] == [
         ("SPIKE", spike.astimezone(UTC), 3),
-        ("SPIKE", datetime(2026, 2, 9, 11, tzinfo=UTC), 12),
+        ("SPIKE", costly_at, 12),
     ]
     cells = {(c.weekday, c.hour): c for c in report.heatmap}
     assert cells[(4, 3)].spend == Decimal("12") and cells[(1, 14)].spend == Decimal("3")
     adoption = {(w.week, w.feature): w for w in report.adoption}
-    assert adoption[(date(2026, 2, 2), "chat")].users == 2
-    assert adoption[(date(2026, 2, 2), "chat")].new_users == 2
-    assert adoption[(date(2026, 2, 9), "chat")].users == 1  # user c, new that week
-    assert adoption[(date(2026, 2, 9), "chat")].new_users == 1
-    assert adoption[(date(2026, 2, 9), "search")].users == 1
+    next_monday = monday + timedelta(days=7)
+    assert adoption[(monday, "chat")].users == 2
+    assert adoption[(monday, "chat")].new_users == 2
+    assert adoption[(next_monday, "chat")].users == 1  # user c, new that week
+    assert adoption[(next_monday, "chat")].new_users == 1
+    assert adoption[(next_monday, "search")].users == 1
     costs = {(c.usage.model, c.usage.feature): c for c in report.cost_per_request}
     assert costs[("gpt-4o", "chat")].ai_cost_per_request == Decimal("4")
     mini = costs[("gpt-4o-mini", "chat")]
@@ -464,7 +505,7 @@ async def test_planted_peak_hour_spike_adoption_and_cost_per_request(
 
 
 async def test_patterns_through_the_api_and_range_limit(state: AppState, tenant: Tenant) -> None:
-    day = datetime(2026, 5, 4, tzinfo=UTC)
+    day = dates.day(-30)
     await record(
         state,
         tenant,
@@ -473,7 +514,7 @@ async def test_patterns_through_the_api_and_range_limit(state: AppState, tenant:
             for h in range(8, 20)
         ],
     )
-    window = {"start": "2026-05-04T00:00:00Z", "end": "2026-05-05T00:00:00Z"}
+    window = {"start": dates.rfc(day), "end": dates.rfc(day + timedelta(days=1))}
     body = await tenant.gql(PATTERNS, {"range": window})
     assert "errors" not in body, body
     p = body["data"]["usagePatterns"]
@@ -482,13 +523,14 @@ async def test_patterns_through_the_api_and_range_limit(state: AppState, tenant:
     assert len(p["heatmap"]) == 168 and p["peakHours"][0]["hour"] == 15
     assert p["anomalyBaseline"] == "NONE" and p["anomalies"] == []
     assert p["anomalyThreshold"] == 3.5
-    too_long = {"start": "2026-01-01T00:00:00Z", "end": "2026-04-04T00:00:00Z"}  # 93 days
+    start = dates.day(-200)
+    too_long = {"start": dates.rfc(start), "end": dates.rfc(start + timedelta(days=93))}
     assert "errors" not in await tenant.gql(PATTERNS, {"range": too_long})
-    too_long["end"] = "2026-04-04T00:00:01Z"
+    too_long["end"] = dates.rfc(start + timedelta(days=93, seconds=1))
     refused = await tenant.gql(PATTERNS, {"range": too_long})
     error = refused["errors"][0]
     assert error["extensions"]["code"] == "VALIDATION_FAILED"
     assert "93 days" in error["message"]
-    backwards = {"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}
+    backwards = {"start": dates.rfc(start + timedelta(days=1)), "end": dates.rfc(start)}
     refused = await tenant.gql(PATTERNS, {"range": backwards})
     assert refused["errors"][0]["extensions"]["code"] == "VALIDATION_FAILED"

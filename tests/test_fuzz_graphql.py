@@ -19,6 +19,7 @@ Bounded: ``COSTGRAPH_FUZZ_CASES`` cases (default 300), well under a minute in pr
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections import Counter
@@ -44,11 +45,24 @@ from costgraph.billing.commands import Payment, UsageEvent
 from costgraph.billing.directory import OrgContext
 from costgraph.billing.periods import Period
 from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.kernel.clock import utcnow
 from costgraph.models.scoping import bind_tenant
 from costgraph.schema.build import build_schema
 from tests.conftest import Tenant, make_tenant, raw_connection
 
 CASES = int(os.environ.get("COSTGRAPH_FUZZ_CASES", "300"))
+#: Strings PostgreSQL cannot store (NUL) or UTF-8 cannot encode (lone surrogates), and a long
+#: one: each must come back VALIDATION_FAILED (or be refused as the document), never INTERNAL.
+HOSTILE_STRINGS = ("\x00", "a\x00b", "\ud800", "x\udfffy", "\ud83c", "\x00" * 3, "é" * 300)
+#: Amounts at and beyond what is stored exactly (inputs stay below 10^15).
+HUGE_AMOUNTS = (
+    "999999999999999.999999999999",
+    "1000000000000000",
+    "10000000000000000",
+    "-10000000000000000.5",
+    "99999999999999999999999999",
+    "1" + "0" * 40,
+)
 #: What the run's answers were (first error code, or "data"), printed with ``-s``.
 ANSWERS: Counter[str] = Counter()
 
@@ -114,7 +128,7 @@ async def _seed(state: AppState, org: OrgContext, tag: str) -> dict[str, str]:
             UsageEvent(
                 idempotency_key=f"{tag}-usage",
                 account_id=account.id,
-                occurred_at=datetime.now(UTC),
+                occurred_at=utcnow(),
                 provider="openai",
                 model=f"{tag}-model",
                 input_tokens=1234,
@@ -165,7 +179,12 @@ def _register_scalars(ids: list[str]) -> None:
         "Decimal": st.one_of(
             st.decimals(min_value=-(10**6), max_value=10**6, places=2).map(str),
             st.sampled_from(["NaN", "Infinity", "1e999", "-0", "abc", "0.0000000000001", ""]),
+            st.sampled_from(HUGE_AMOUNTS),
         ).map(nodes.String),
+        # Every string argument: ordinary text, and text no database column stores.
+        "String": st.one_of(st.text(max_size=20), st.sampled_from(HOSTILE_STRINGS)).map(
+            nodes.String
+        ),
         "CurrencyCode": st.sampled_from(["USD", "EUR", "GBP", "JPY", "usd", "XXX", "ZZZ", ""]).map(
             nodes.String
         ),
@@ -181,6 +200,16 @@ def _register_scalars(ids: list[str]) -> None:
                 ),
                 nodes.String("not an object"),
                 nodes.Int(7),
+                *(
+                    nodes.Object(
+                        [
+                            graphql.ObjectFieldNode(
+                                name=graphql.NameNode(value="note"), value=nodes.String(text)
+                            )
+                        ]
+                    )
+                    for text in HOSTILE_STRINGS
+                ),
             ]
         ),
     }
@@ -248,8 +277,12 @@ async def test_generated_requests_never_fail_or_leak(
     case = data.draw(world.cases, label="case")
     response = await client.post(
         "/graphql",
-        json={"query": case.body},
-        headers={"Authorization": f"Bearer {world.ours.token}"},
+        # ASCII JSON: a lone surrogate travels \u-escaped, as a client would send it.
+        content=json.dumps({"query": case.body}).encode(),
+        headers={
+            "Authorization": f"Bearer {world.ours.token}",
+            "Content-Type": "application/json",
+        },
     )
     check_answer(world, case.body, response)
 

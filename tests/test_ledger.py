@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +12,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import Tenant, raw_connection
+from tests.dates import month, rfc
 
 RECORD_USAGE = """
 mutation($input: UsageEventInput!) {
@@ -54,11 +56,16 @@ query($first: Int, $after: String, $filter: LedgerFilter) {
 }"""
 
 
+def usage_time() -> datetime:
+    """When ``usage`` events happen unless told otherwise: 10:00 UTC on the 1st of last month."""
+    return month(-1, hour=10)
+
+
 def usage(tenant: Tenant, **overrides: Any) -> dict[str, Any]:
     event: dict[str, Any] = {
         "idempotencyKey": f"u-{uuid.uuid4().hex}",
         "accountId": str(tenant.account_id),
-        "occurredAt": "2026-11-01T10:00:00Z",
+        "occurredAt": rfc(usage_time()),
         "provider": "openai",
         "model": "gpt-4o-mini",
         "inputTokens": 1200,
@@ -101,7 +108,7 @@ async def test_record_usage_stores_exact_amounts(tenant: Tenant) -> None:
     assert entry["aiCost"] == "0.000360000000"
     assert entry["callerPriced"] is True
     assert entry["inputTokens"] == 1200
-    assert entry["occurredAt"] == "2026-11-01T10:00:00Z"
+    assert entry["occurredAt"] == rfc(usage_time())
     assert entry["metadata"] == {"job": 7}
     assert result["replayed"] is False
 
@@ -112,7 +119,8 @@ async def test_replay_returns_original_and_writes_nothing(
     event = usage(tenant)
     first = (await tenant.gql(RECORD_USAGE, {"input": event}))["data"]["recordUsage"]
     # The same body written differently (offset instead of Z, 0.00036 instead of 0.000360…).
-    again = dict(event, occurredAt="2026-11-01T11:00:00+01:00", providerCost="0.00036")
+    in_paris = usage_time().astimezone(timezone(timedelta(hours=1))).isoformat()
+    again = dict(event, occurredAt=in_paris, providerCost="0.00036")
     second = (await tenant.gql(RECORD_USAGE, {"input": again}))["data"]["recordUsage"]
     assert second["replayed"] is True
     assert second["entry"]["id"] == first["entry"]["id"]
@@ -258,7 +266,8 @@ BAD_USAGE: list[tuple[str, dict[str, Any], str]] = [
     ("empty key", {"idempotencyKey": ""}, "input.idempotencyKey"),
     ("long key", {"idempotencyKey": "k" * 256}, "input.idempotencyKey"),
     ("huge metadata", {"metadata": {"blob": "x" * 10_000}}, "input.metadata"),
-    ("too old", {"occurredAt": "1999-12-31T23:59:59Z"}, "input.occurredAt"),
+    # Too old for the late-arrival window: tests/test_late_arrival.py (the suite's app takes
+    # history of any age).
     ("far future", {"occurredAt": "2999-01-01T00:00:00Z"}, "input.occurredAt"),
     ("negative cost", {"providerCost": "-0.01"}, "input.providerCost"),
     ("cost without currency", {"providerCurrency": None}, "input.providerCurrency"),
@@ -391,7 +400,7 @@ async def test_database_refuses_update_delete_truncate(tenant: Tenant, database_
 
 
 async def test_pagination_is_stable_while_entries_arrive(tenant: Tenant) -> None:
-    events = [usage(tenant, occurredAt=f"2026-10-{day:02d}T12:00:00Z") for day in range(1, 26)]
+    events = [usage(tenant, occurredAt=rfc(month(-2, day, 12))) for day in range(1, 26)]
     await tenant.gql(RECORD_BATCH, {"input": events})
     seen: list[str] = []
     after = None
@@ -406,7 +415,7 @@ async def test_pagination_is_stable_while_entries_arrive(tenant: Tenant) -> None
                 RECORD_BATCH,
                 {
                     "input": [
-                        usage(tenant, occurredAt="2026-10-30T00:00:00Z"),
+                        usage(tenant, occurredAt=rfc(month(-2, 28))),
                     ]
                 },
             )
@@ -432,9 +441,9 @@ async def test_ledger_filters(tenant: Tenant) -> None:
         RECORD_BATCH,
         {
             "input": [
-                usage(tenant, feature="chat", occurredAt="2026-09-01T00:00:00Z"),
-                usage(tenant, feature="search", agent="scout", occurredAt="2026-09-02T00:00:00Z"),
-                usage(tenant, model="claude", occurredAt="2026-09-03T00:00:00Z"),
+                usage(tenant, feature="chat", occurredAt=rfc(month(-3, 1))),
+                usage(tenant, feature="search", agent="scout", occurredAt=rfc(month(-3, 2))),
+                usage(tenant, model="claude", occurredAt=rfc(month(-3, 3))),
             ]
         },
     )
@@ -448,7 +457,5 @@ async def test_ledger_filters(tenant: Tenant) -> None:
     assert await keys({"agent": "scout"}) == 1
     assert await keys({"model": "claude"}) == 1
     assert await keys({"types": ["DEPOSIT"]}) == 1
-    assert (
-        await keys({"range": {"start": "2026-09-02T00:00:00Z", "end": "2026-09-03T00:00:00Z"}}) == 1
-    )
+    assert await keys({"range": {"start": rfc(month(-3, 2)), "end": rfc(month(-3, 3))}}) == 1
     assert await keys({"customerId": str(tenant.customer_id)}) == 4

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
@@ -13,6 +12,7 @@ import pytest
 
 from costgraph.billing import ledger_repository as repo
 from costgraph.billing.entries import Entry
+from costgraph.kernel.clock import utcnow
 from costgraph.models.ledger import EntryType
 from tests.conftest import Tenant, raw_connection
 
@@ -24,7 +24,7 @@ def _entry(organization_id: uuid.UUID, account_id: uuid.UUID | None, key: str) -
         type=EntryType.PLATFORM_FEE,
         account_id=account_id,
         customer_id=None,
-        occurred_at=datetime.now(UTC),
+        occurred_at=utcnow(),
         currency="USD",
         amount=Decimal("1.25"),
         idempotency_key=key,

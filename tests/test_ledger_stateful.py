@@ -16,7 +16,8 @@ they summarise, the model's figures, and the caps:
   ``reserved`` = SUM of the holds of HELD reservations, neither negative;
 * a hard cap holds: spent by enforced usage + reserved <= limit (settlements are charged past
   the cap by design: the call has already happened);
-* a replay returns the first entry and writes nothing; a rejected operation writes nothing.
+* a replay returns the first entry and writes nothing; a rejected operation writes nothing;
+* ``costgraph verify``'s checker (:func:`costgraph.billing.verify.verify`) finds no drift.
 
 The domain functions are called directly (the GraphQL layer has tests of its own; here the
 speed buys steps). Each rule runs its coroutine on the machine's own event loop and engine
@@ -51,11 +52,11 @@ from hypothesis.stateful import (
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from costgraph.alerts import evaluation as alert_evaluation
 from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
-from costgraph.billing import budgets, directory, ledger, markup, plans, reservations
+from costgraph.app.units import build_units
+from costgraph.billing import budgets, directory, ledger, markup, plans, reservations, verify
 from costgraph.billing.allowances import cycle_window
 from costgraph.billing.budgets import Basis, BudgetSpec
 from costgraph.billing.commands import Limits, Payment, Refund, UsageEvent
@@ -73,6 +74,7 @@ from costgraph.kernel.errors import (
 )
 from costgraph.kernel.money import quantize_stored
 from costgraph.models.scoping import bind_tenant
+from costgraph.subscriptions.totals_check import LEDGER_CHECKS
 
 #: A Wednesday morning: every day/week/month window holds the whole example (the clock moves
 #: by at most a few hours), and no other test writes usage in March 2011.
@@ -218,6 +220,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.engine: AsyncEngine = create_engine(self.database_url, self.app_settings)
         self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
+        self.units = build_units(self.sessions)  # as the app's: alerts evaluated before commit
         self.limits: Limits = AppState.limits_of(self.app_settings)
         self.now = BASE
         self.serial = 0
@@ -253,15 +256,10 @@ class LedgerMachine(RuleBasedStateMachine):
         return self.now
 
     async def _transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """As ``Context.writing()``: one tenant-bound transaction, alerts evaluated before
-        commit, rolled back on any error."""
+        """As every mutation: one unit of work (a tenant-bound transaction, alerts evaluated
+        before commit, rolled back on any error)."""
         assert self.org is not None
-        async with self.sessions() as session:
-            bind_tenant(session.sync_session, self.org.id)
-            async with session.begin():
-                result = await work(session)
-                await alert_evaluation.evaluate(session, self.org)
-        return result
+        return await self.units.run(self.org, lambda uow: work(uow.session))
 
     def write(
         self, work: Callable[[AsyncSession], Awaitable[T]], expected: str, *, sweeps: bool = False
@@ -539,6 +537,8 @@ class LedgerMachine(RuleBasedStateMachine):
         original = candidates[pick % len(candidates)]
         request = Refund(self.key("refund"), original.id, amount, "changed my mind")
         fits = amount <= original.amount - original.refunded
+        if original.type == "DEPOSIT" and not self.postpaid[original.account]:
+            fits = fits and amount <= self.balance[original.account]  # spent money is gone
         org = self.org
         assert org is not None
         entry = self.write(
@@ -1065,6 +1065,11 @@ class LedgerMachine(RuleBasedStateMachine):
             await self.rows("SELECT id, state FROM reservations WHERE organization_id = :org")
         )
         assert states == {r.id: r.state for r in self.reservations}
+        # And `costgraph verify`'s checker finds every derived number equal to the ledger.
+        report = await verify.verify(
+            self.engine, self.limits.zone, organization_id=self.org.id, checks=LEDGER_CHECKS
+        )
+        assert report.clean, report.drift
 
     def _in_scope(self, budget: ModelBudget, row: Sequence[Any]) -> bool:
         kind = budget.scope[0]

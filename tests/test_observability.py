@@ -383,7 +383,7 @@ async def test_delivery_outcomes_are_counted_by_channel_and_outcome(
     before = await scrape(client)
     await tenant.gql(RECORD_USAGE, {"input": charge(tenant, "0.60")})
     worker = DeliveryWorker(
-        state.sessions, fast_config(state), on_outcome=state.metrics.delivery_outcome
+        state.units, fast_config(state), on_outcome=state.metrics.delivery_outcome
     )
     async with running(worker):
         await settled(database_url, tenant, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +22,7 @@ from costgraph.billing.directory import OrgContext
 from costgraph.kernel.errors import IdempotencyConflict
 from costgraph.models.scoping import bind_tenant
 from tests.conftest import Tenant, raw_connection
+from tests.dates import month, rfc
 from tests.pnl_support import DEPOSIT, RECORD_USAGE, catch_up, key
 
 DEPOSIT_AT = """mutation($input: DepositInput!) { deposit(input: $input) {
@@ -37,6 +38,11 @@ async def partition_of(database_url: str, entry_id: str) -> str:
     return name
 
 
+def part(month_start: datetime) -> str:
+    """A month's partition name, e.g. ``p2026_10``."""
+    return f"p{month_start:%Y_%m}"
+
+
 async def test_same_key_other_time_is_a_conflict_not_a_second_entry(
     tenant: Tenant, database_url: str
 ) -> None:
@@ -45,14 +51,14 @@ async def test_same_key_other_time_is_a_conflict_not_a_second_entry(
     event = {
         "idempotencyKey": key(),
         "accountId": str(tenant.account_id),
-        "occurredAt": "2026-10-03T10:00:00Z",
+        "occurredAt": rfc(month(-2, 3, 10)),
         "provider": "openai",
         "model": "m",
         "providerCost": "0.10",
         "providerCurrency": "USD",
     }
     first = (await tenant.gql(RECORD_USAGE, {"input": event}))["data"]["recordUsage"]
-    moved = dict(event, occurredAt="2026-08-03T10:00:00Z")
+    moved = dict(event, occurredAt=rfc(month(-4, 3, 10)))
     second = (await tenant.gql(RECORD_USAGE, {"input": moved}))["data"]["recordUsage"]
     assert second["code"] == "IDEMPOTENCY_CONFLICT"
     async with raw_connection(database_url) as connection:
@@ -60,14 +66,15 @@ async def test_same_key_other_time_is_a_conflict_not_a_second_entry(
             "SELECT count(*) FROM ledger_entries WHERE organization_id = $1", tenant.org.id
         )
     assert count == 1
-    assert (await partition_of(database_url, first["entry"]["id"])).endswith("p2026_10")
+    assert (await partition_of(database_url, first["entry"]["id"])).endswith(part(month(-2)))
 
 
 async def test_entries_land_in_their_month_and_old_ones_in_the_default(
     tenant: Tenant, database_url: str
 ) -> None:
     placed = {}
-    for at in ("2026-11-02T00:00:00Z", "2026-09-30T23:59:59Z", "2001-02-03T04:05:06Z"):
+    last_month, end_of_three_ago = rfc(month(-1, 2)), rfc(month(-2) - timedelta(seconds=1))
+    for at in (last_month, end_of_three_ago, "2001-02-03T04:05:06Z"):
         body = await tenant.gql(
             DEPOSIT_AT,
             {
@@ -83,8 +90,8 @@ async def test_entries_land_in_their_month_and_old_ones_in_the_default(
         entry = body["data"]["deposit"]["entry"]
         placed[at] = await partition_of(database_url, entry["id"])
     assert placed == {
-        "2026-11-02T00:00:00Z": "ledger_partitions.ledger_entries_p2026_11",
-        "2026-09-30T23:59:59Z": "ledger_partitions.ledger_entries_p2026_09",
+        last_month: f"ledger_partitions.ledger_entries_{part(month(-1))}",
+        end_of_three_ago: f"ledger_partitions.ledger_entries_{part(month(-3))}",
         "2001-02-03T04:05:06Z": "ledger_partitions.ledger_entries_default",
     }
 
@@ -111,8 +118,7 @@ async def test_partitions_refuse_update_delete_truncate(tenant: Tenant, database
         ]
         assert "ledger_partitions.ledger_entries_default" in partitions
         assert len(partitions) >= 16  # a year back, three months ahead, the default
-        now = datetime.now(UTC)
-        current = f"ledger_partitions.ledger_entries_p{now:%Y_%m}"
+        current = f"ledger_partitions.ledger_entries_{part(month())}"  # by the business clock
         for table in (current, "ledger_partitions.ledger_entries_default", "ledger_keys"):
             for statement in (
                 f"UPDATE {table} SET organization_id = organization_id WHERE organization_id = $1",
@@ -212,8 +218,8 @@ async def _seed_at_0005(url: str) -> dict[str, Any]:
         )
         rows = [
             ("DEPOSIT", "2003-05-06T07:08:09Z", "50.00", "0", "dep-1"),
-            ("USAGE_CHARGE", "2026-11-02T10:15:00Z", "1.20", "1.00", "use-1"),
-            ("USAGE_CHARGE", "2026-11-02T10:45:00Z", "2.40", "2.00", "use-2"),
+            ("USAGE_CHARGE", rfc(month(-1, 2, 10, 15)), "1.20", "1.00", "use-1"),
+            ("USAGE_CHARGE", rfc(month(-1, 2, 10, 45)), "2.40", "2.00", "use-2"),
         ]
         for kind, at, amount, cost, idem in rows:
             await connection.execute(
@@ -239,7 +245,7 @@ async def _seed_at_0005(url: str) -> dict[str, Any]:
 
 async def test_migration_0006_keeps_existing_entries(old_database: str) -> None:
     seeded = await _seed_at_0005(old_database)
-    await migrate(old_database)
+    await migrate(old_database, "0010")
     connection = await asyncpg.connect(plain_url(old_database))
     try:
         placed = dict(
@@ -250,18 +256,33 @@ async def test_migration_0006_keeps_existing_entries(old_database: str) -> None:
         )
         assert placed == {
             "dep-1": "ledger_partitions.ledger_entries_p2003_05",
-            "use-1": "ledger_partitions.ledger_entries_p2026_11",
-            "use-2": "ledger_partitions.ledger_entries_p2026_11",
+            "use-1": f"ledger_partitions.ledger_entries_{part(month(-1))}",
+            "use-2": f"ledger_partitions.ledger_entries_{part(month(-1))}",
         }
         keys = await connection.fetchval("SELECT count(*) FROM ledger_keys")
         assert keys == 3
         hour = await connection.fetchrow(
             "SELECT entries, events, ai_cost, billed_usage, postpaid_usage FROM "
-            "rollup_org_hourly WHERE bucket = '2026-11-02T10:00:00Z'"
+            "rollup_org_hourly WHERE bucket = $1",
+            month(-1, 2, 10),
         )
         assert tuple(hour) == (2, 2, Decimal("3.00"), Decimal("3.60"), Decimal("3.60"))
-        # The copied entries are rolled up already; the job's next run adds nothing twice.
+        assert await connection.fetchval("SELECT sum(entries) FROM rollup_org_hourly") == 3
+    finally:
+        await connection.close()
+    # Migration 0015 restates the rollups in place (charged usage, a new measure; postpaid
+    # usage beyond the allowance): these raw rows charged nothing (balance_delta 0). The
+    # job's next run adds nothing twice (this code's job cannot run on the 0010 schema).
+    await migrate(old_database)
+    connection = await asyncpg.connect(plain_url(old_database))
+    try:
         await catch_up(connection)
+        hour = await connection.fetchrow(
+            "SELECT entries, billed_usage, postpaid_usage, charged_usage FROM "
+            "rollup_org_hourly WHERE bucket = $1",
+            month(-1, 2, 10),
+        )
+        assert tuple(hour) == (2, Decimal("3.60"), Decimal(0), Decimal(0))
         assert await connection.fetchval("SELECT sum(entries) FROM rollup_org_hourly") == 3
     finally:
         await connection.close()
@@ -293,7 +314,7 @@ async def test_the_rollup_runner_folds_new_entries_in(
                 "accountId": str(tenant.account_id),
                 "amount": "9.00",
                 "currency": "USD",
-                "occurredAt": "2026-10-20T10:30:00Z",
+                "occurredAt": rfc(month(-2, 20, 10, 30)),
             }
         },
     )

@@ -5,13 +5,14 @@ hour — every figure computed here, from the definitions in DESIGN.md."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import pytest
 
 from tests.conftest import Tenant, make_tenant, raw_connection
+from tests.dates import later, month, rfc
 from tests.pnl_support import (
     ACCOUNT_PNL,
     ADJUST,
@@ -38,12 +39,17 @@ from tests.pnl_support import (
 )
 
 D = Decimal
-START = "2026-10-05T00:00:00Z"
+
+
+def at(day: int, hour: int = 0, minute: int = 0) -> str:
+    """``day`` of the month before last at ``hour``:``minute`` UTC: the books are kept on the
+    5th to the 7th of that month."""
+    return rfc(month(-2, day, hour, minute))
 
 
 def end_of_range() -> str:
     """Refunds and fees are recorded now: the range runs to just after now."""
-    return (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc(later(hours=1).replace(microsecond=0))
 
 
 def money(value: str) -> Decimal:
@@ -62,7 +68,7 @@ class Books:
 
 async def _books(tenant: Tenant) -> Books:
     await write(tenant, SET_MARKUP, "setMarkup", {"percent": "20"})
-    for rate, since in (("1.10", "2026-01-01T00:00:00Z"), ("1.20", "2026-10-06T12:30:00Z")):
+    for rate, since in (("1.10", rfc(month(-11))), ("1.20", at(6, 12, 30))):
         await write(
             tenant,
             SET_RATE,
@@ -94,12 +100,10 @@ async def _books(tenant: Tenant) -> Books:
             "accountId": a1,
             "amount": "100.00",
             "currency": "USD",
-            "occurredAt": "2026-10-05T09:00:00Z",
+            "occurredAt": at(5, 9),
         },
     )
-    await usage_event(
-        tenant, a1, "2026-10-05T10:15:00Z", "2.00", "USD", agent="scout", userId=user["id"]
-    )
+    await usage_event(tenant, a1, at(5, 10, 15), "2.00", "USD", agent="scout", userId=user["id"])
     await write(
         tenant,
         SUBSCRIPTION,
@@ -109,12 +113,10 @@ async def _books(tenant: Tenant) -> Books:
             "accountId": a2,
             "amount": "49.00",
             "currency": "USD",
-            "occurredAt": "2026-10-05T11:00:00Z",
+            "occurredAt": at(5, 11),
         },
     )
-    await usage_event(
-        tenant, a2, "2026-10-06T08:00:00Z", "5.00", "USD", agent="scout", model="claude"
-    )
+    await usage_event(tenant, a2, at(6, 8), "5.00", "USD", agent="scout", model="claude")
     await write(
         tenant,
         SUBSCRIPTION,
@@ -124,12 +126,12 @@ async def _books(tenant: Tenant) -> Books:
             "accountId": b1,
             "amount": "30.00",
             "currency": "EUR",
-            "occurredAt": "2026-10-06T09:00:00Z",
+            "occurredAt": at(6, 9),
         },
     )
     # Two EUR calls either side of the rate change at 12:30 (inside the 12:00 hour).
-    await usage_event(tenant, b1, "2026-10-06T12:00:00Z", "10.00", "EUR", agent="closer")
-    await usage_event(tenant, b1, "2026-10-06T12:45:00Z", "10.00", "EUR", agent="closer")
+    await usage_event(tenant, b1, at(6, 12), "10.00", "EUR", agent="closer")
+    await usage_event(tenant, b1, at(6, 12, 45), "10.00", "EUR", agent="closer")
     await write(
         tenant,
         REFUND,
@@ -151,7 +153,7 @@ async def _books(tenant: Tenant) -> Books:
             "accountId": a1,
             "amount": "-1.00",
             "currency": "USD",
-            "occurredAt": "2026-10-07T00:00:00Z",
+            "occurredAt": at(7),
         },
     )
     return Books(tenant, a1, a2, customer_b["id"], b1, user["id"])
@@ -209,7 +211,7 @@ def expected(**values: Any) -> dict[str, Decimal | int | None]:
 
 async def test_organization_pnl_by_hand(books: Books) -> None:
     tenant = books.tenant
-    rng = {"start": START, "end": end_of_range()}
+    rng = {"start": at(5), "end": end_of_range()}
     pnl = (await ok(tenant, ORG_PNL, {"range": rng}))["organizationPnl"]
     assert pnl["currency"] == "USD"
     # subscriptions 49 + 30 EUR @1.10; top-up 100; postpaid usage 5 x 1.2 and 10 EUR x 1.2
@@ -249,7 +251,7 @@ async def test_organization_pnl_by_hand(books: Books) -> None:
 
 async def test_account_and_customer_pnl_by_hand(books: Books) -> None:
     tenant = books.tenant
-    rng = {"start": START, "end": end_of_range()}
+    rng = {"start": at(5), "end": end_of_range()}
     prepaid = (await ok(tenant, ACCOUNT_PNL, {"id": books.prepaid, "range": rng}))["accountPnl"]
     # Prepaid: the top-up (less its refund) is revenue, the usage drawn from it is not.
     assert figures(prepaid) == expected(
@@ -287,7 +289,7 @@ async def test_account_and_customer_pnl_by_hand(books: Books) -> None:
 
 
 async def test_org_pnl_in_euros_converts_each_entry_at_its_time(books: Books) -> None:
-    rng = {"start": START, "end": end_of_range()}
+    rng = {"start": at(5), "end": end_of_range()}
     pnl = (await ok(books.tenant, ORG_PNL, {"range": rng, "currency": "EUR"}))["organizationPnl"]
     before, after = D("0.909090909091"), D("0.833333333333")  # 1/1.10, 1/1.20 (12 places)
     # USD entries: before the change the top-up, the first usage, the subscription and the
@@ -311,7 +313,7 @@ async def test_org_pnl_in_euros_converts_each_entry_at_its_time(books: Books) ->
 
 async def test_agent_pnl_and_liabilities_beside_it(books: Books) -> None:
     tenant = books.tenant
-    rng = {"start": START, "end": end_of_range()}
+    rng = {"start": at(5), "end": end_of_range()}
     for amount, currency in (("5.00", "USD"), ("3.00", "EUR")):
         recorded = await write(
             tenant,
@@ -322,12 +324,16 @@ async def test_agent_pnl_and_liabilities_beside_it(books: Books) -> None:
                 "agent": "scout",
                 "amount": amount,
                 "currency": currency,
-                "occurredAt": "2026-10-06T14:00:00Z",
+                "occurredAt": at(6, 14),
             },
         )
         assert recorded["replayed"] is False
     scout = (await ok(tenant, ORG_PNL, {"range": rng, "agent": "scout"}))["organizationPnl"]
-    assert figures(scout) == expected(postpaid="6.00", ai_cost="7.00", billed="8.40", events=2)
+    # An agent is a slice of usage: its revenue is what its usage was charged (2.40 prepaid +
+    # 6.00 postpaid), not only the postpaid part; margin and net impact are one figure.
+    assert figures(scout) == expected(postpaid="8.40", ai_cost="7.00", billed="8.40", events=2)
+    assert D(scout["netImpact"]) == D(scout["margin"]) == D("1.40")
+    assert scout["revenueBasis"] == "ATTRIBUTED"
     assert scout["liabilityEstimates"]["byAgent"] == [
         {"agent": "scout", "amount": "8.600000000000", "estimates": 2}
     ]
@@ -344,15 +350,15 @@ async def test_timeline_by_day(books: Books) -> None:
         TIMELINE,
         {
             "scope": {"kind": "ORGANIZATION"},
-            "range": {"start": "2026-10-05T06:00:00Z", "end": "2026-10-08T00:00:00Z"},
+            "range": {"start": at(5, 6), "end": at(8)},
             "bucket": "DAY",
         },
     )
     points = body["pnlTimeline"]
     assert [(p["start"], p["end"]) for p in points] == [
-        ("2026-10-05T06:00:00Z", "2026-10-06T00:00:00Z"),
-        ("2026-10-06T00:00:00Z", "2026-10-07T00:00:00Z"),
-        ("2026-10-07T00:00:00Z", "2026-10-08T00:00:00Z"),
+        (at(5, 6), at(6)),
+        (at(6), at(7)),
+        (at(7), at(8)),
     ]
     assert figures(points[0]) == expected(
         subscriptions="49.00", top_ups="100.00", ai_cost="2.00", billed="2.40", events=1
@@ -365,15 +371,15 @@ async def test_timeline_by_day(books: Books) -> None:
 
 async def test_usage_grouped_and_bucketed(books: Books) -> None:
     tenant = books.tenant
-    rng = {"start": START, "end": "2026-10-08T00:00:00Z"}
+    rng = {"start": at(5), "end": at(8)}
     rows = (await ok(tenant, USAGE, {"range": rng, "groupBy": ["MODEL"], "bucket": "DAY"}))["usage"]
     got = {
         (r["bucket"], r["model"]): (r["events"], D(r["aiCost"]), D(r["billedUsage"])) for r in rows
     }
     assert got == {
-        ("2026-10-05T00:00:00Z", "gpt-4o"): (1, D("2.00"), D("2.40")),
-        ("2026-10-06T00:00:00Z", "claude"): (1, D("5.00"), D("6.00")),
-        ("2026-10-06T00:00:00Z", "gpt-4o"): (2, D("23.00"), D("27.60")),
+        (at(5), "gpt-4o"): (1, D("2.00"), D("2.40")),
+        (at(6), "claude"): (1, D("5.00"), D("6.00")),
+        (at(6), "gpt-4o"): (2, D("23.00"), D("27.60")),
     }
     by_customer = (
         await ok(
@@ -403,7 +409,7 @@ async def test_usage_grouped_and_bucketed(books: Books) -> None:
 async def test_same_answers_before_and_after_rollup(books: Books, database_url: str) -> None:
     """Rolled up or still in the tail, through a range cutting hours: the same figures."""
     tenant = books.tenant
-    rng = {"start": "2026-10-05T10:10:00Z", "end": "2026-10-06T12:50:00Z"}
+    rng = {"start": at(5, 10, 10), "end": at(6, 12, 50)}
     first = (await ok(tenant, ORG_PNL, {"range": rng, "currency": "EUR"}))["organizationPnl"]
     async with raw_connection(database_url) as connection:
         await catch_up(connection)
@@ -416,20 +422,20 @@ async def test_same_answers_before_and_after_rollup(books: Books, database_url: 
 
 
 async def test_bad_ranges_buckets_and_currencies(tenant: Tenant) -> None:
-    backwards = {"start": "2026-10-05T00:00:00Z", "end": "2026-10-04T00:00:00Z"}
+    backwards = {"start": at(5), "end": at(4)}
     body = await tenant.gql(ORG_PNL, {"range": backwards})
     assert error_code(body) == "VALIDATION_FAILED"
-    too_long = {"start": "2025-01-01T00:00:00Z", "end": "2026-10-01T00:00:00Z"}
+    too_long = {"start": rfc(month(-24)), "end": at(1)}
     body = await tenant.gql(ORG_PNL, {"range": too_long})
     assert error_code(body) == "VALIDATION_FAILED"
     assert "400 days" in body["errors"][0]["message"]
-    many_hours = {"start": "2026-06-01T00:00:00Z", "end": "2026-10-01T00:00:00Z"}
+    many_hours = {"start": rfc(month(-2) - timedelta(days=122)), "end": at(1)}
     body = await tenant.gql(
         TIMELINE, {"scope": {"kind": "ORGANIZATION"}, "range": many_hours, "bucket": "HOUR"}
     )
     assert error_code(body) == "VALIDATION_FAILED"
     assert "2928 points" in body["errors"][0]["message"]
-    day = {"start": "2026-10-05T00:00:00Z", "end": "2026-10-06T00:00:00Z"}
+    day = {"start": at(5), "end": at(6)}
     body = await tenant.gql(ORG_PNL, {"range": day, "currency": "XYZ"})
     assert error_code(body) == "VALIDATION_FAILED"
     body = await tenant.gql(USAGE, {"range": day, "groupBy": ["MODEL"], "bucket": "HOUR"})
@@ -437,7 +443,7 @@ async def test_bad_ranges_buckets_and_currencies(tenant: Tenant) -> None:
 
 
 async def test_other_tenants_ids_answer_as_unknown(tenant: Tenant, other_tenant: Tenant) -> None:
-    day = {"start": "2026-10-05T00:00:00Z", "end": "2026-10-06T00:00:00Z"}
+    day = {"start": at(5), "end": at(6)}
     unknown = "00000000-0000-4000-8000-000000000001"
     for query, theirs in (
         (ACCOUNT_PNL, str(other_tenant.account_id)),
@@ -481,19 +487,24 @@ async def test_missing_rate_names_the_pair(tenant: Tenant) -> None:
             "accountId": euro["id"],
             "amount": "5.00",
             "currency": "EUR",
-            "occurredAt": "2026-10-05T09:00:00Z",
+            "occurredAt": at(5, 9),
         },
     )
-    day = {"start": "2026-10-05T00:00:00Z", "end": "2026-10-06T00:00:00Z"}
-    body = await tenant.gql(ORG_PNL, {"range": day})
-    assert error_code(body) == "RATE_MISSING"
-    assert "EUR->USD" in body["errors"][0]["message"]
+    day = {"start": at(5), "end": at(6)}
+    # No EUR->USD rate: the P&L in USD leaves EUR out and names the pair, never an error;
+    # the EUR panel has the money in its own currency.
+    panels = """query($range: DateRange!) { organizationPnl(range: $range) { revenue
+      missingRates { base quote } byCurrency { currency revenue } } }"""
+    found = (await ok(tenant, panels, {"range": day}))["organizationPnl"]
+    assert D(found["revenue"]) == 0
+    assert found["missingRates"] == [{"base": "EUR", "quote": "USD"}]
+    assert [(p["currency"], D(p["revenue"])) for p in found["byCurrency"]] == [("EUR", D("5.00"))]
     in_euros = await ok(tenant, ORG_PNL, {"range": day, "currency": "EUR"})
     assert D(in_euros["organizationPnl"]["revenue"]) == D("5.00")
 
 
 async def test_rights(tenant: Tenant, mint: Any) -> None:
-    day = {"start": "2026-10-05T00:00:00Z", "end": "2026-10-06T00:00:00Z"}
+    day = {"start": at(5), "end": at(6)}
     member = tenant.token_for(roles=["member"])
     body = await tenant.gql(ORG_PNL, {"range": day}, token=member)
     assert error_code(body) == "FORBIDDEN"
@@ -508,7 +519,12 @@ async def test_rights(tenant: Tenant, mint: Any) -> None:
 
 
 async def test_platform_pnl(state: Any, client: Any, mint: Any) -> None:
-    """Two organisations (USD and EUR) with books in March 2003, a month no other test uses."""
+    """Two organisations (USD and EUR) with books in March 2003, a month no other test uses.
+
+    The platform converts with the platform's rates only: the EUR organisation's own rate
+    serves its own P&L, not the platform's, so without a platform EUR->USD rate its figures
+    are left out of the totals — for it alone — and its EUR panel and the pair are named.
+    (tests/test_currencies.py converts with shipped platform rates.)"""
     dollars = await make_tenant(state, client, mint)
     euros = await make_tenant(state, client, mint, currency="EUR")
     await write(
@@ -535,30 +551,36 @@ async def test_platform_pnl(state: Any, client: Any, mint: Any) -> None:
     admin = mint(None, ["platform_admin"])
     query = """query($range: DateRange!, $currency: CurrencyCode) {
       platformPnl(range: $range, currency: $currency) {
-        currency totals { revenue aiCost margin eventCount }
-        organizations { organization { id } revenue aiCost margin eventCount } } }"""
+        currency totals { revenue aiCost margin eventCount } missingRates { base quote }
+        organizations { organization { id } revenue aiCost margin eventCount
+          missingRates { base quote } byCurrency { currency aiCost eventCount } } } }"""
     rng = {"start": "2003-03-01T00:00:00Z", "end": "2003-04-01T00:00:00Z"}
     body = await dollars.gql(query, {"range": rng}, token=admin)
     assert "errors" not in body, body
     platform = body["data"]["platformPnl"]
     assert platform["currency"] == "USD"
     rows = {o["organization"]["id"]: o for o in platform["organizations"]}
-    # USD: revenue 40 + 4 (postpaid usage, no markup), cost 4; EUR at 1.25: 25 + 10, cost 10.
+    # USD: revenue 40 + 4 (postpaid usage, no markup), cost 4; EUR: no platform rate.
     mine, theirs = rows[str(dollars.org.id)], rows[str(euros.org.id)]
     assert (D(mine["revenue"]), D(mine["aiCost"]), D(mine["margin"])) == (
         D("44.00"),
         D("4.00"),
         D("40.00"),
     )
-    assert (D(theirs["revenue"]), D(theirs["aiCost"]), D(theirs["margin"])) == (
-        D("35.00"),
-        D("10.00"),
-        D("25.00"),
-    )
+    assert mine["missingRates"] == []
+    assert (D(theirs["revenue"]), D(theirs["aiCost"]), theirs["eventCount"]) == (0, 0, 0)
+    assert theirs["missingRates"] == [{"base": "EUR", "quote": "USD"}]
+    assert [(p["currency"], D(p["aiCost"]), p["eventCount"]) for p in theirs["byCurrency"]] == [
+        ("EUR", D("8.00"), 1)
+    ]
+    assert {"base": "EUR", "quote": "USD"} in platform["missingRates"]
     totals = platform["totals"]
     assert D(totals["revenue"]) == sum(D(o["revenue"]) for o in platform["organizations"])
     assert totals["eventCount"] == sum(o["eventCount"] for o in platform["organizations"])
-    assert D(totals["revenue"]) >= D("79.00")
+    assert D(totals["revenue"]) >= D("44.00")
+    # The EUR organisation's own P&L uses its own rate: 20 + 8 EUR at 1.25.
+    own = await ok(euros, ORG_PNL, {"range": rng, "currency": "USD"})
+    assert D(own["organizationPnl"]["aiCost"]) == D("10.00")
 
 
 async def test_inside_a_transaction_the_same_figures(books: Books, state: Any) -> None:
@@ -571,8 +593,8 @@ async def test_inside_a_transaction_the_same_figures(books: Books, state: Any) -
     from costgraph.models.scoping import bind_tenant
 
     tenant = books.tenant
-    start = datetime(2026, 10, 5, 10, 10, tzinfo=UTC)
-    end = datetime(2026, 10, 6, 12, 50, tzinfo=UTC)
+    start = month(-2, 5, 10, 10)
+    end = month(-2, 6, 12, 50)
     results = []
     for begun in (False, True):
         async with state.sessions() as session:

@@ -3,9 +3,19 @@ ranges (cutting through hours), with the rollups caught up part of the way, in t
 currency and converted through rates that change mid-hour. And the rollup tables, once
 caught up, hold exactly the ledger's sums.
 
+Mixed currencies: USD, EUR (rates changing mid-hour) and GBP, which has no rate at all. The
+converted figures are the plain sums of the currencies with a rate, GBP is named as the
+missing pair exactly when it has entries in the range, and every entry currency's panel is
+its plain sum in its own money.
+
 The entries are written straight into the ledger (the write path has tests of its own); the
 reference below reads them back with one plain SELECT and applies DESIGN.md's definitions
 entry by entry, converting each at the rate in force at its own time.
+
+Usage is partly covered by a plan's allowance at random (none, half, all of it): the part
+charged is ``-balance_delta``, as the write path stores it. Revenue counts the charged part
+of postpaid usage only (the allowance is paid by the fee, prepaid usage by its top-up); a
+slice of usage (an agent, a model) is credited with all its charged usage.
 """
 
 from __future__ import annotations
@@ -24,11 +34,12 @@ from hypothesis import strategies as st
 from costgraph.app.state import AppState
 from costgraph.billing import fx_repository, pnl, rollups, usage_analytics
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.fx import RateBook
+from costgraph.billing.fx import CurrencyPair, RateBook
 from costgraph.billing.pnl_ranges import ReportLimits, TimeBucket
 from costgraph.models.scoping import bind_tenant
 from tests.conftest import raw_connection
 from tests.pnl_support import catch_up
+from tests.seeded import balances_as_written
 
 #: February 2004: no other test writes there.
 BASE = datetime(2004, 2, 2, tzinfo=UTC)
@@ -52,7 +63,7 @@ amounts = st.decimals(min_value=0, max_value=500, places=12)
 entry = st.fixed_dictionaries(
     {
         "type": st.sampled_from(TYPES),
-        "account": st.integers(0, 2),  # USD postpaid, USD prepaid, EUR postpaid
+        "account": st.integers(0, 3),  # USD postpaid, USD prepaid, EUR postpaid, GBP postpaid
         "minute": st.integers(0, WINDOW_MINUTES),
         "second": st.integers(0, 59),
         "amount": amounts,
@@ -63,8 +74,11 @@ entry = st.fixed_dictionaries(
         "user": st.sampled_from([0, 1, None]),
         "feature": st.sampled_from(["f1", None]),
         "sign": st.booleans(),
+        # Halves of the usage the plan's allowance covered: 0 none, 1 half, 2 all of it.
+        "covered": st.integers(0, 2),
     }
 )
+ACCOUNT_CURRENCIES = ("USD", "USD", "EUR", "GBP")
 window = st.tuples(st.integers(-90, WINDOW_MINUTES + 90), st.integers(1, WINDOW_MINUTES + 200))
 
 
@@ -95,6 +109,7 @@ async def make_org(connection: asyncpg.Connection, rate_changes: list[int]) -> O
         (customers[0], "USD", True),
         (customers[0], "USD", False),
         (customers[1], "EUR", True),
+        (customers[1], "GBP", True),  # no GBP rate of any kind
     ):
         account = uuid.uuid4()
         await connection.execute(
@@ -134,8 +149,8 @@ async def insert(connection: asyncpg.Connection, org: Org, rows: list[dict[str, 
     for row in rows:
         kind = row["type"]
         account = None if kind == "PLATFORM_FEE" and row["sign"] else org.accounts[row["account"]]
-        currency = "USD" if account is None else ("EUR" if row["account"] == 2 else "USD")
-        customer = None if account is None else org.customers[1 if row["account"] == 2 else 0]
+        currency = "USD" if account is None else ACCOUNT_CURRENCIES[row["account"]]
+        customer = None if account is None else org.customers[1 if row["account"] >= 2 else 0]
         related = None
         at = BASE + timedelta(minutes=row["minute"], seconds=row["second"])
         amount, cost = row["amount"], Decimal(0)
@@ -151,13 +166,18 @@ async def insert(connection: asyncpg.Connection, org: Org, rows: list[dict[str, 
             amount = -amount if row["sign"] else amount
         ident = uuid.uuid4()
         usage = kind == "USAGE_CHARGE" or related is not None
+        charged = Decimal(0)
+        if kind == "USAGE_CHARGE":  # the allowance covered row["covered"] halves of it
+            charged = (amount * (2 - row.get("covered", 0)) / 2).quantize(Q, ROUND_HALF_EVEN)
+        elif related is not None:  # a reprice charges its whole delta
+            charged = amount
         await connection.execute(
             """INSERT INTO ledger_entries (organization_id, id, type, account_id, customer_id,
                    occurred_at, currency, amount, ai_cost, provider, model, input_tokens,
                    output_tokens, user_id, agent, feature, related_entry_id, idempotency_key,
-                   request_hash)
+                   request_hash, balance_delta)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                   $17, $18, 'x')""",
+                   $17, $18, 'x', $19)""",
             org.ctx.id,
             ident,
             kind,
@@ -176,9 +196,11 @@ async def insert(connection: asyncpg.Connection, org: Org, rows: list[dict[str, 
             row["feature"],
             related,
             uuid.uuid4().hex,
+            -charged,
         )
         if kind == "USAGE_CHARGE":
             usage_ids.append((ident, at))
+    await balances_as_written(connection, org.ctx.id)
 
 
 async def reference(
@@ -190,8 +212,13 @@ async def reference(
     currency: str,
     where: str = "true",
     args: tuple[Any, ...] = (),
+    *,
+    attributed: bool = False,
+    only: str | None = None,
 ) -> dict[str, Any]:
-    """The definitions applied entry by entry to a plain SELECT."""
+    """The definitions applied entry by entry to a plain SELECT; ``attributed``: a slice of
+    usage, whose revenue is its charged usage. Entries in a currency without a rate into
+    ``currency`` are left out; ``only``: the entries in that currency alone."""
     rows = await connection.fetch(
         f"""SELECT e.*, a.postpaid FROM ledger_entries e
             LEFT JOIN accounts a ON a.organization_id = e.organization_id AND a.id = e.account_id
@@ -202,6 +229,10 @@ async def reference(
         end,
         *args,
     )
+    if only is not None:
+        rows = [row for row in rows if row["currency"].strip() == only]
+    rates = [book.find(row["currency"].strip(), currency, row["occurred_at"]) for row in rows]
+    rows = [row for row, rate in zip(rows, rates, strict=True) if rate is not None]
     sums: dict[str, Any] = defaultdict(Decimal)
     sums["events"] = 0
     for row in rows:
@@ -211,8 +242,10 @@ async def reference(
         if kind == "USAGE_CHARGE" or (kind == "ADJUSTMENT" and row["related_entry_id"]):
             sums["ai_cost"] += row["ai_cost"] * rate
             sums["billed"] += value
+            charged = -row["balance_delta"] * rate
+            sums["charged"] += charged
             if row["postpaid"]:
-                sums["postpaid"] += value
+                sums["postpaid"] += charged
             sums["events"] += kind == "USAGE_CHARGE"
         elif kind == "SUBSCRIPTION_PAYMENT":
             sums["subscriptions"] += value
@@ -233,8 +266,17 @@ async def reference(
         - sums["refunds"]
         - sums["withdrawals"]
     )
+    if attributed:
+        revenue = sums["charged"]
+    margin = revenue - sums["ai_cost"] - sums["fees"]
     return {
         "revenue": revenue.quantize(Q, ROUND_HALF_EVEN),
+        "usage_revenue": (sums["charged"] if attributed else sums["postpaid"]).quantize(
+            Q, ROUND_HALF_EVEN
+        ),
+        "charged_usage": sums["charged"].quantize(Q, ROUND_HALF_EVEN),
+        "covered_usage": (sums["billed"] - sums["charged"]).quantize(Q, ROUND_HALF_EVEN),
+        "net_impact": margin.quantize(Q, ROUND_HALF_EVEN),
         "ai_cost": sums["ai_cost"].quantize(Q, ROUND_HALF_EVEN),
         "billed_usage": sums["billed"].quantize(Q, ROUND_HALF_EVEN),
         "postpaid_usage": sums["postpaid"].quantize(Q, ROUND_HALF_EVEN),
@@ -242,7 +284,7 @@ async def reference(
         "refunds": sums["refunds"].quantize(Q, ROUND_HALF_EVEN),
         "platform_fees": sums["fees"].quantize(Q, ROUND_HALF_EVEN),
         "balance_adjustments": sums["adjustments"].quantize(Q, ROUND_HALF_EVEN),
-        "margin": (revenue - sums["ai_cost"] - sums["fees"]).quantize(Q, ROUND_HALF_EVEN),
+        "margin": margin.quantize(Q, ROUND_HALF_EVEN),
         "events": sums["events"],
         "entries": len(rows),
     }
@@ -254,6 +296,10 @@ def observed(figures: Any) -> dict[str, Any]:
 
 REFERENCE_FIELDS = (
     "revenue",
+    "usage_revenue",
+    "charged_usage",
+    "covered_usage",
+    "net_impact",
     "ai_cost",
     "billed_usage",
     "postpaid_usage",
@@ -303,6 +349,11 @@ async def test_every_figure_is_a_plain_sum(
                     for scope, where, args in (
                         (pnl.Scope(pnl.ScopeKind.ORGANIZATION), "true", ()),
                         (
+                            pnl.Scope(pnl.ScopeKind.ACCOUNT, org.accounts[1]),  # prepaid
+                            "e.account_id = $4",
+                            (org.accounts[1],),
+                        ),
+                        (
                             pnl.Scope(pnl.ScopeKind.ACCOUNT, org.accounts[2]),
                             "e.account_id = $4",
                             (org.accounts[2],),
@@ -321,11 +372,40 @@ async def test_every_figure_is_a_plain_sum(
                         report = await pnl.open_report(
                             session, org.ctx, scope, start, end, currency, LIMITS
                         )
-                        got = observed(await pnl.totals(session, report))
+                        totaled = await pnl.summarize(session, report)
+                        got = observed(totaled.figures)
                         want = await reference(
-                            connection, org, book, start, end, currency, where, args
+                            connection,
+                            org,
+                            book,
+                            start,
+                            end,
+                            currency,
+                            where,
+                            args,
+                            attributed=scope.agent is not None,
                         )
                         assert got == want, (scope, start, end, currency)
+                        panels = {f.currency: f for f in totaled.by_currency}
+                        for own in ("USD", "EUR", "GBP"):
+                            alone = await reference(
+                                connection,
+                                org,
+                                book,
+                                start,
+                                end,
+                                own,
+                                where,
+                                args,
+                                attributed=scope.agent is not None,
+                                only=own,
+                            )
+                            assert (own in panels) == (alone["entries"] > 0), (own, panels)
+                            if own in panels:
+                                assert observed(panels[own]) == alone, (scope, own)
+                            if own == "GBP":
+                                gap = CurrencyPair("GBP", currency)
+                                assert (gap in totaled.missing) == (alone["entries"] > 0)
                     # A breakdown by model adds up to the same plain sums per model.
                     report = await pnl.open_report(
                         session,
@@ -346,6 +426,23 @@ async def test_every_figure_is_a_plain_sum(
                             currency,
                             "e.model = $4",
                             (row.key["model"],),
+                            attributed=True,
+                        )
+                        assert observed(row.figures) == want
+                    # The GBP panel is a report of its own (rollups read by currency too).
+                    panel = report.panel_of("GBP")
+                    for row in await pnl.breakdown(session, panel, ("model",), pnl.Order.COST):
+                        want = await reference(
+                            connection,
+                            org,
+                            book,
+                            start,
+                            end,
+                            "GBP",
+                            "e.model = $4",
+                            (row.key["model"],),
+                            attributed=True,
+                            only="GBP",
                         )
                         assert observed(row.figures) == want
                     # Usage by user and hour: each group equals its plain sum.
@@ -366,15 +463,20 @@ async def test_every_figure_is_a_plain_sum(
                         upper = min(item.bucket + timedelta(hours=1), end)
                         user = item.key["user"]
                         where = "e.user_id IS NULL" if user is None else "e.user_id = $4"
+                        # A GBP group stays in GBP, naming the pair; the rest is converted.
+                        assert [str(p) for p in item.missing] == (
+                            [f"GBP->{currency}"] if item.figures.currency == "GBP" else []
+                        )
                         want = await reference(
                             connection,
                             org,
                             book,
                             lower,
                             upper,
-                            currency,
+                            item.figures.currency,
                             where,
                             () if user is None else (user,),
+                            only="GBP" if item.missing else None,
                         )
                         assert item.figures.ai_cost == want["ai_cost"]
                         assert item.figures.billed_usage == want["billed_usage"]
@@ -411,7 +513,10 @@ async def test_rollup_tables_hold_the_ledgers_sums(database_url: str) -> None:
         await insert(connection, org, rows)
         await catch_up(connection)
         ledger = await connection.fetchrow(
-            """SELECT count(*) AS n, sum(amount) AS amount, sum(input_tokens) AS tokens
+            """SELECT count(*) AS n, sum(amount) AS amount, sum(input_tokens) AS tokens,
+                      sum(CASE WHEN type = 'USAGE_CHARGE'
+                                 OR (type = 'ADJUSTMENT' AND related_entry_id IS NOT NULL)
+                               THEN -balance_delta ELSE 0 END) AS charged
                FROM ledger_entries WHERE organization_id = $1""",
             org.ctx.id,
         )
@@ -420,12 +525,13 @@ async def test_rollup_tables_hold_the_ledgers_sums(database_url: str) -> None:
                 f"""SELECT sum(entries) AS n,
                        sum(billed_usage + subscriptions + top_ups + refunds + withdrawals
                            + platform_fees + balance_adjustments) AS amount,
-                       sum(input_tokens) AS tokens
+                       sum(input_tokens) AS tokens, sum(charged_usage) AS charged
                     FROM {table} WHERE organization_id = $1""",
                 org.ctx.id,
             )
-            assert (sums["n"], sums["amount"], sums["tokens"]) == (
+            assert (sums["n"], sums["amount"], sums["tokens"], sums["charged"]) == (
                 ledger["n"],
                 ledger["amount"],
                 ledger["tokens"],
+                ledger["charged"],
             ), table

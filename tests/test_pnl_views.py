@@ -3,16 +3,18 @@ books of :mod:`tests.test_pnl`."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from costgraph.app.state import AppState
 from costgraph.billing import month_close
 from tests.conftest import Tenant, raw_connection
+from tests.dates import month, rfc
 from tests.pnl_support import LIABILITY, catch_up, key, ok, write
-from tests.test_pnl import START, Books, _books, end_of_range
+from tests.test_pnl import Books, _books, at, end_of_range
 
 D = Decimal
 
@@ -35,24 +37,24 @@ async def books(tenant: Tenant) -> Books:
 
 
 async def test_users_view(books: Books) -> None:
-    rng = {"start": START, "end": end_of_range()}
+    rng = {"start": at(5), "end": end_of_range()}
     rows = (await ok(books.tenant, USERS_VIEW, {"range": rng}))["usersView"]
     (user,) = rows
     assert user["user"]["id"] == books.user
     assert (D(user["spend"]), D(user["aiCost"]), user["eventCount"]) == (D("2.40"), D("2.00"), 1)
-    assert user["lastActivityAt"] == "2026-10-05T10:15:00Z"
+    assert user["lastActivityAt"] == rfc(month(-2, 5, 10, 15))
     assert user["status"] == "ACTIVE"
     assert [e["node"]["userId"] for e in user["ledger"]["edges"]] == [books.user]
-    later = {"start": "2026-10-10T00:00:00Z", "end": "2026-10-11T00:00:00Z"}
+    later = {"start": rfc(month(-2, 10)), "end": rfc(month(-2, 11))}
     (idle,) = (await ok(books.tenant, USERS_VIEW, {"range": later}))["usersView"]
     assert (idle["status"], D(idle["spend"])) == ("IDLE", D(0))
-    before = {"start": "2026-09-01T00:00:00Z", "end": "2026-09-02T00:00:00Z"}
+    before = {"start": rfc(month(-3)), "end": rfc(month(-3, 2))}
     (never,) = (await ok(books.tenant, USERS_VIEW, {"range": before}))["usersView"]
     assert (never["status"], never["lastActivityAt"]) == ("NEVER", None)
 
 
 async def test_customers_view(books: Books) -> None:
-    rng = {"start": START, "end": end_of_range()}
+    rng = {"start": at(5), "end": end_of_range()}
     rows = (await ok(books.tenant, CUSTOMERS_VIEW, {"range": rng}))["customersView"]
     by_id = {r["customer"]["id"]: r for r in rows}
     b = by_id[books.customer_b]
@@ -64,7 +66,7 @@ async def test_customers_view(books: Books) -> None:
     )
     # B1 is postpaid: its usage took its balance below zero (24 EUR of billed usage).
     assert [(x["currency"], D(x["amount"])) for x in b["balances"]] == [("EUR", D("-24.00"))]
-    assert b["status"] == "ACTIVE" and b["lastActivityAt"] == "2026-10-06T12:45:00Z"
+    assert b["status"] == "ACTIVE" and b["lastActivityAt"] == rfc(month(-2, 6, 12, 45))
     a = by_id[str(books.tenant.customer_id)]
     # Prepaid A1: 100 - 10 refunded - 2.40 used - 1 adjusted; postpaid A2: 6.00 used.
     assert [(x["currency"], D(x["amount"])) for x in a["balances"]] == [("USD", D("80.60"))]
@@ -72,14 +74,14 @@ async def test_customers_view(books: Books) -> None:
 
 
 async def test_payer_kpis(books: Books) -> None:
-    rng = {"start": START, "end": end_of_range()}
+    rng = {"start": at(5), "end": end_of_range()}
     kpis = (await ok(books.tenant, KPIS, {"range": rng}))["payerKpis"]
     # Both customers paid (A: top-up and subscription; B: subscription and postpaid usage),
     # neither had paid before; both had usage.
     assert (kpis["activePayers"], kpis["newPayers"], kpis["customersServed"]) == (2, 2, 2)
     assert D(kpis["revenue"]) == D("205.60") and D(kpis["arpu"]) == D("102.80")
     assert D(kpis["averageCostToServe"]) == D("15.00")
-    later = {"start": "2026-10-06T00:00:00Z", "end": end_of_range()}
+    later = {"start": rfc(month(-2, 6)), "end": end_of_range()}
     kpis = (await ok(books.tenant, KPIS, {"range": later}))["payerKpis"]
     # From the 6th: A paid nothing new (the refund is not a payment), B paid again.
     assert (kpis["activePayers"], kpis["newPayers"]) == (2, 1)
@@ -108,10 +110,10 @@ async def test_monthly_close(books: Books, database_url: str) -> None:
                 connection,
                 books.tenant.org.id,
                 "USD",
-                datetime(2026, 10, 1, tzinfo=UTC),
+                month(-2),
             )
         assert count > 0
-    rows = (await ok(books.tenant, CLOSES, {"month": "2026-10-15T00:00:00Z"}))["monthlyCloses"]
+    rows = (await ok(books.tenant, CLOSES, {"month": rfc(month(-2, 15))}))["monthlyCloses"]
     by_scope: dict[tuple[str, str, str], Any] = {
         (r["scopeKind"], r["scopeId"], r["currency"]): r for r in rows
     }
@@ -122,13 +124,13 @@ async def test_monthly_close(books: Books, database_url: str) -> None:
         2,
     )
     org_usd = by_scope[("ORGANIZATION", str(books.tenant.org.id), "USD")]
-    # October in USD entries only (the refund and the fee are recorded now, in November).
+    # The books' month in USD entries only (the refund and the fee are recorded now, later).
     assert (D(org_usd["revenue"]), D(org_usd["aiCost"])) == (D("155.00"), D("7.00"))
     customer_b = by_scope[("CUSTOMER", books.customer_b, "EUR")]
     assert D(customer_b["margin"]) == D("34.00")
 
 
-async def test_close_months_closes_what_is_due_once(database_url: str, tenant: Tenant) -> None:
+async def test_close_months_closes_what_is_due_once(tenant: Tenant, state: AppState) -> None:
     await write(
         tenant,
         """mutation($input: DepositInput!) { deposit(input: $input) {
@@ -139,19 +141,18 @@ async def test_close_months_closes_what_is_due_once(database_url: str, tenant: T
             "accountId": str(tenant.account_id),
             "amount": "7.00",
             "currency": "USD",
-            "occurredAt": "2005-01-15T00:00:00Z",
+            "occurredAt": rfc(month()),  # the month the tenant's books start in
         },
     )
-    now = datetime(2005, 3, 10, tzinfo=UTC)  # January and February are due, not March
-    async with raw_connection(database_url) as connection:
-        grace, only = timedelta(hours=24), [tenant.org.id]
-        closed = await month_close.close_months(connection, now, grace, only=only)
-        again = await month_close.close_months(connection, now, grace, only=only)
+    now = month(2, day=10)  # this month and the next are due, not the one after
+    grace, only = timedelta(hours=24), [tenant.org.id]
+    closed = await month_close.close_months(state.units, now, grace, only=only)
+    again = await month_close.close_months(state.units, now, grace, only=only)
     mine = [c for c in closed if c.organization_id == tenant.org.id]
-    assert [c.month.month for c in mine] == [1, 2]
+    assert [c.month for c in mine] == [month(), month(1)]
     assert not [c for c in again if c.organization_id == tenant.org.id]
-    january = (await ok(tenant, CLOSES, {"month": "2005-01-01T00:00:00Z"}))["monthlyCloses"]
-    org_row = next(r for r in january if r["scopeKind"] == "ORGANIZATION")
+    first = (await ok(tenant, CLOSES, {"month": rfc(month())}))["monthlyCloses"]
+    org_row = next(r for r in first if r["scopeKind"] == "ORGANIZATION")
     assert D(org_row["revenue"]) == D("7.00")
-    february = (await ok(tenant, CLOSES, {"month": "2005-02-01T00:00:00Z"}))["monthlyCloses"]
-    assert [(r["scopeKind"], D(r["revenue"])) for r in february] == [("ORGANIZATION", D(0))]
+    second = (await ok(tenant, CLOSES, {"month": rfc(month(1))}))["monthlyCloses"]
+    assert [(r["scopeKind"], D(r["revenue"])) for r in second] == [("ORGANIZATION", D(0))]

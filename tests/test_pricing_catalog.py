@@ -4,7 +4,7 @@ ingestion (hand-computed)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +18,7 @@ from costgraph.billing.catalog_loader import load_starter_catalog, parse_rows, s
 from costgraph.billing.commands import UsageEvent
 from costgraph.models.scoping import bind_tenant
 from tests.conftest import Tenant, raw_connection
+from tests.dates import month, rfc
 
 SET_PRICE = """mutation($input: ModelPriceInput!) { setModelPrice(input: $input) {
   id scope provider model currency effectiveFrom effectiveTo inputPerMillion outputPerMillion
@@ -50,7 +51,7 @@ def price_input(provider: str, **overrides: Any) -> dict[str, Any]:
         "provider": provider,
         "model": "m1",
         "currency": "USD",
-        "effectiveFrom": "2026-01-01T00:00:00Z",
+        "effectiveFrom": rfc(month(-11)),
         "inputPerMillion": "2.00",
         "outputPerMillion": "8.00",
     }
@@ -62,7 +63,7 @@ def event(tenant: Tenant, provider: str, **overrides: Any) -> dict[str, Any]:
     value: dict[str, Any] = {
         "idempotencyKey": f"e-{uuid.uuid4().hex}",
         "accountId": str(tenant.account_id),
-        "occurredAt": "2026-06-01T12:00:00Z",
+        "occurredAt": rfc(month(-6, 1, 12)),
         "provider": provider,
         "model": "m1",
         "inputTokens": 1_000_000,
@@ -99,26 +100,26 @@ async def test_a_new_version_closes_the_open_one_and_prices_both_sides(tenant: T
         await set_price(
             tenant,
             provider=p,
-            effectiveFrom="2026-06-01T12:00:00Z",
+            effectiveFrom=rfc(month(-6, 1, 12)),
             inputPerMillion="1.00",
             outputPerMillion="4.00",
         )
     )["data"]["setModelPrice"]
     history = (await tenant.gql(PRICES, {"provider": p}))["data"]["modelPrices"]
     assert [(v["id"], v["effectiveTo"]) for v in history] == [
-        (first["id"], "2026-06-01T12:00:00Z"),
+        (first["id"], rfc(month(-6, 1, 12))),
         (second["id"], None),
     ]
     # One microsecond before the change: the old prices (1M*2 + 0.5M*8 = 6.00).
-    before = await record(tenant, p, occurredAt="2026-06-01T11:59:59.999999Z")
+    before = await record(tenant, p, occurredAt=rfc(month(-6, 1, 12) - timedelta(microseconds=1)))
     assert before["entry"]["providerCost"] == "6.000000000000"
     assert before["entry"]["priceVersionId"] == first["id"]
     # At the instant of the change (half-open): the new prices (1M*1 + 0.5M*4 = 3.00).
-    after = await record(tenant, p, occurredAt="2026-06-01T12:00:00Z")
+    after = await record(tenant, p, occurredAt=rfc(month(-6, 1, 12)))
     assert after["entry"]["providerCost"] == "3.000000000000"
     assert after["entry"]["priceVersionId"] == second["id"]
     assert after["entry"]["callerPriced"] is False
-    at = (await tenant.gql(PRICES, {"provider": p, "at": "2026-03-01T00:00:00Z"}))["data"]
+    at = (await tenant.gql(PRICES, {"provider": p, "at": rfc(month(-9))}))["data"]
     assert [v["id"] for v in at["modelPrices"]] == [first["id"]]
 
 
@@ -126,9 +127,9 @@ async def test_overlapping_versions_are_refused_and_write_nothing(
     tenant: Tenant, database_url: str
 ) -> None:
     p = provider_name()
-    await set_price(tenant, provider=p, effectiveFrom="2026-03-01T00:00:00Z")
+    await set_price(tenant, provider=p, effectiveFrom=rfc(month(-9)))
     before = await count(database_url, "model_prices", provider=p)
-    for effective_from in ("2026-03-01T00:00:00Z", "2026-02-01T00:00:00Z"):
+    for effective_from in (rfc(month(-9)), rfc(month(-10))):
         body = await set_price(tenant, provider=p, effectiveFrom=effective_from)
         assert body["data"] is None
         assert body["errors"][0]["extensions"]["code"] == "VALIDATION_FAILED"
@@ -137,10 +138,10 @@ async def test_overlapping_versions_are_refused_and_write_nothing(
     gap = await set_price(
         tenant,
         provider=p,
-        effectiveFrom="2026-01-01T00:00:00Z",
-        effectiveTo="2026-03-01T00:00:00Z",
+        effectiveFrom=rfc(month(-11)),
+        effectiveTo=rfc(month(-9)),
     )
-    assert gap["data"]["setModelPrice"]["effectiveTo"] == "2026-03-01T00:00:00Z"
+    assert gap["data"]["setModelPrice"]["effectiveTo"] == rfc(month(-9))
     assert await count(database_url, "model_prices", provider=p) == before + 1
 
 
@@ -153,10 +154,10 @@ async def test_the_database_itself_refuses_overlap_and_edits(
         with pytest.raises(asyncpg.ExclusionViolationError):
             await connection.execute(
                 """INSERT INTO model_prices (organization_id, provider, model, currency,
-                   effective_from, input_per_million) VALUES ($1, $2, 'm1', 'USD',
-                   '2026-05-01Z', 1)""",
+                   effective_from, input_per_million) VALUES ($1, $2, 'm1', 'USD', $3, 1)""",
                 tenant.org.id,
                 p,
+                month(-7),
             )
         with pytest.raises(asyncpg.RestrictViolationError):
             await connection.execute(
@@ -167,8 +168,9 @@ async def test_the_database_itself_refuses_overlap_and_edits(
         # The platform's version of the same name is another series: no overlap.
         await connection.execute(
             """INSERT INTO model_prices (provider, model, currency, effective_from,
-               input_per_million) VALUES ($1, 'm1', 'USD', '2026-05-01Z', 1)""",
+               input_per_million) VALUES ($1, 'm1', 'USD', $2, 1)""",
             p,
+            month(-7),
         )
 
 
@@ -232,11 +234,11 @@ async def test_overrides_are_the_tenants_own_and_win_over_the_platform(
     seen = (await other_tenant.gql(PRICES, {"provider": p}))["data"]["modelPrices"]
     assert [v["scope"] for v in seen] == ["PLATFORM"]
     assert seen[0]["aliases"] == ["m1-2026-01-01"]
-    mine_seen = (await tenant.gql(PRICES, {"provider": p, "at": "2026-06-01T00:00:00Z"}))["data"]
+    mine_seen = (await tenant.gql(PRICES, {"provider": p, "at": rfc(month(-6))}))["data"]
     assert [v["scope"] for v in mine_seen["modelPrices"]] == ["ORGANIZATION"]
     # Only a platform admin writes the platform catalog.
     member = await set_price(
-        tenant, token=mint(None, ["org_admin"]), provider=p, effectiveFrom="2026-09-01T00:00:00Z"
+        tenant, token=mint(None, ["org_admin"]), provider=p, effectiveFrom=rfc(month(-3))
     )
     assert member["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
@@ -254,7 +256,7 @@ async def test_unknown_model_is_price_missing_and_writes_nothing(
     video = await record(tenant, p, units=[{"kind": "VIDEO_SECOND", "quantity": "2"}])
     assert video["__typename"] == "PriceMissing" and "VIDEO_SECOND" in video["message"]
     # Before the first version: missing as well.
-    early = await record(tenant, p, occurredAt="2025-06-01T00:00:00Z")
+    early = await record(tenant, p, occurredAt=rfc(month(-12)))
     assert early["__typename"] == "PriceMissing"
     assert await count(database_url, "ledger_entries", organization_id=tenant.org.id) == 0
 
@@ -273,7 +275,7 @@ async def test_a_eur_provider_is_converted_at_the_rate_in_force(tenant: Tenant) 
     assert missing["__typename"] == "RateMissing"
     assert (missing["base"], missing["quote"]) == ("EUR", "USD")
     assert "EUR->USD" in missing["message"]
-    for rate, since in (("1.0800", "2026-05-01T00:00:00Z"), ("1.0834", "2026-06-01T00:00:00Z")):
+    for rate, since in (("1.0800", rfc(month(-7))), ("1.0834", rfc(month(-6)))):
         saved = await tenant.gql(
             SET_RATE,
             {"input": {"base": "EUR", "quote": "USD", "rate": rate, "effectiveFrom": since}},
@@ -285,7 +287,7 @@ async def test_a_eur_provider_is_converted_at_the_rate_in_force(tenant: Tenant) 
         inputTokens=12_345,
         cachedInputTokens=20_000,
         outputTokens=678,
-        occurredAt="2026-06-15T00:00:00Z",
+        occurredAt=rfc(month(-6, 15)),
     )
     entry = result["entry"]
     # 12345*3 + 20000*0.30 + 678*15 = 37035 + 6000 + 10170 = 53205 per million = 0.053205 EUR
@@ -295,15 +297,15 @@ async def test_a_eur_provider_is_converted_at_the_rate_in_force(tenant: Tenant) 
     assert (entry["aiCost"], entry["currency"]) == ("0.057642297000", "USD")
     assert entry["amount"] == entry["aiCost"] and entry["markupPercent"] == "0.000000000000"
     # Before the second rate: the first one.
-    earlier = await record(tenant, p, occurredAt="2026-05-15T00:00:00Z")
+    earlier = await record(tenant, p, occurredAt=rfc(month(-7, 15)))
     assert earlier["entry"]["fxRate"] == "1.080000000000"
-    rates = (await tenant.gql(RATES, {"at": "2026-05-20T00:00:00Z"}))["data"]["exchangeRates"]
+    rates = (await tenant.gql(RATES, {"at": rfc(month(-7, 20))}))["data"]["exchangeRates"]
     assert {
         "scope": "ORGANIZATION",
         "base": "EUR",
         "quote": "USD",
         "rate": "1.080000000000",
-        "effectiveFrom": "2026-05-01T00:00:00Z",
+        "effectiveFrom": rfc(month(-7)),
     } in rates
 
 
@@ -325,7 +327,7 @@ async def test_bad_rates_are_refused(
                 "base": base,
                 "quote": quote,
                 "rate": rate,
-                "effectiveFrom": "2026-01-01T00:00:00Z",
+                "effectiveFrom": rfc(month(-11)),
             }
         },
     )
@@ -338,7 +340,7 @@ async def test_bad_rates_are_refused(
                 "base": "ABC",
                 "quote": "USD",
                 "rate": "1",
-                "effectiveFrom": "2026-01-01T00:00:00Z",
+                "effectiveFrom": rfc(month(-11)),
             }
         },
     )
@@ -388,7 +390,7 @@ async def test_caller_priced_events_are_converted_and_marked_up(tenant: Tenant) 
                 "base": "EUR",
                 "quote": "USD",
                 "rate": "1.1",
-                "effectiveFrom": "2026-01-01T00:00:00Z",
+                "effectiveFrom": rfc(month(-11)),
             }
         },
     )
@@ -420,11 +422,11 @@ async def test_a_batch_is_priced_with_a_fixed_number_of_queries(
                 "base": "EUR",
                 "quote": "USD",
                 "rate": "1.1",
-                "effectiveFrom": "2026-01-01T00:00:00Z",
+                "effectiveFrom": rfc(month(-11)),
             }
         },
     )
-    start = datetime(2026, 6, 1, tzinfo=UTC)
+    start = month(-6)
     events = [
         UsageEvent(
             idempotency_key=f"q-{uuid.uuid4().hex}",
@@ -480,6 +482,6 @@ async def test_the_starter_catalog_loads_idempotently(state: AppState, tenant: T
         model="gpt-4o-2024-08-06",
         inputTokens=1000,
         outputTokens=100,
-        occurredAt="2026-06-01T00:00:00Z",
+        occurredAt=rfc(month(-6)),
     )
     assert result["entry"]["providerCost"] == "0.003500000000"

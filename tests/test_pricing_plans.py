@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Tenant, raw_connection
+from tests.dates import month, rfc
 
 SET_PLAN = """mutation($input: PlanInput!) { setPlan(input: $input) {
   id code name monthlyFee annualFee annualDiscountPercent currency includedTokens seats } }"""
@@ -41,7 +42,7 @@ async def test_plans_and_subscriptions(tenant: Tenant, database_url: str) -> Non
                 "accountId": str(tenant.account_id),
                 "planCode": "pro",
                 "billing": "ANNUAL",
-                "startsAt": "2026-01-01T00:00:00Z",
+                "startsAt": rfc(month(-11)),
             }
         },
     )
@@ -61,7 +62,7 @@ async def test_plans_and_subscriptions(tenant: Tenant, database_url: str) -> Non
                 "accountId": str(tenant.account_id),
                 "planCode": "creator",
                 "billing": "MONTHLY",
-                "startsAt": "2026-03-01T00:00:00Z",
+                "startsAt": rfc(month(-9)),
             }
         },
     )

@@ -4,7 +4,7 @@ independently with exact fractions, for random versions and events."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -17,11 +17,13 @@ from costgraph.billing import catalog, ledger
 from costgraph.billing.commands import UnitUsage, UsageEvent
 from costgraph.models.scoping import bind_tenant
 from tests.conftest import Tenant
+from tests.dates import month
 
 prices = st.decimals(min_value=0, max_value=100, places=6)
 maybe = st.none() | prices
 tokens = st.integers(min_value=0, max_value=3_000_000)
-START = datetime(2026, 1, 1, tzinfo=UTC)
+#: When the price versions start and the events happen (from the session's start).
+START = month(-11)
 
 
 def reference(version: dict[str, Any], usage: dict[str, Any], above: bool) -> Decimal:

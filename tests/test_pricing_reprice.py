@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import pytest
 
+from tests import dates
 from tests.conftest import Tenant, raw_connection
+from tests.dates import month, rfc
 from tests.test_pricing_catalog import SET_RATE, provider_name, record, set_price
 
 REPRICE = """mutation($input: RepriceInput!) { repriceUsage(input: $input) {
@@ -16,7 +19,7 @@ REPRICE = """mutation($input: RepriceInput!) { repriceUsage(input: $input) {
   ... on RepriceCompleted { runId examined adjusted adjustments {
       type amount aiCost balanceDelta relatedEntryId priceVersionId metadata occurredAt } }
   ... on UserError { code message field } } }"""
-RANGE = {"start": "2026-06-01T00:00:00Z", "end": "2026-07-01T00:00:00Z"}
+RANGE = {"start": rfc(month(-6)), "end": rfc(month(-5))}
 
 
 async def reprice(tenant: Tenant, **extra: Any) -> dict[str, Any]:
@@ -39,11 +42,11 @@ async def test_a_rate_added_later_is_applied_by_an_explicit_reprice(
                 "base": "EUR",
                 "quote": "USD",
                 "rate": "1.25",
-                "effectiveFrom": "2026-01-01T00:00:00Z",
+                "effectiveFrom": rfc(month(-11)),
             }
         },
     )
-    original = (await record(tenant, p, occurredAt="2026-06-10T00:00:00Z"))["entry"]
+    original = (await record(tenant, p, occurredAt=rfc(month(-6, 10))))["entry"]
     # 6.00 EUR at 1.25 = 7.50 USD
     assert original["aiCost"] == "7.500000000000"
     # Nothing to correct yet.
@@ -57,7 +60,7 @@ async def test_a_rate_added_later_is_applied_by_an_explicit_reprice(
                 "base": "EUR",
                 "quote": "USD",
                 "rate": "1.10",
-                "effectiveFrom": "2026-06-01T00:00:00Z",
+                "effectiveFrom": rfc(month(-6)),
             }
         },
     )
@@ -70,7 +73,7 @@ async def test_a_rate_added_later_is_applied_by_an_explicit_reprice(
     assert Decimal(adjustment["amount"]) == Decimal("-0.90")
     assert Decimal(adjustment["balanceDelta"]) == Decimal("0.90")
     assert adjustment["relatedEntryId"] == original["id"]
-    assert adjustment["occurredAt"] == "2026-06-10T00:00:00Z"
+    assert adjustment["occurredAt"] == rfc(month(-6, 10))
     assert adjustment["metadata"]["kind"] == "reprice"
     assert adjustment["metadata"]["run_id"] == second["runId"]
     assert adjustment["metadata"]["previous"]["ai_cost"] == "7.500000000000"
@@ -102,3 +105,96 @@ async def test_reprice_of_an_empty_or_bad_range(tenant: Tenant) -> None:
         REPRICE, {"input": {"range": {"start": RANGE["end"], "end": RANGE["start"]}}}
     )
     assert body["data"]["repriceUsage"]["code"] == "VALIDATION_FAILED"
+
+
+CREATE_ACCOUNT = """mutation($input: AccountInput!) { createAccount(input: $input) { id } }"""
+DEPOSIT = """mutation($input: DepositInput!) { deposit(input: $input) {
+  __typename ... on UserError { code message } } }"""
+SET_BUDGET = """mutation($input: BudgetInput!) { setBudget(input: $input) { id } }"""
+STATUS = """query($id: ID!) { budgetStatus(budgetId: $id) { spent } }"""
+ALLOWANCE = """query($id: ID!) { allowance(accountId: $id) { topUpBalance } }"""
+
+
+async def test_reprice_moves_money_like_any_entry(tenant: Tenant, database_url: str) -> None:
+    """Deposit 100.00, three usages of 10.00, the price raised so each costs 50.00, reprice:
+    the balance is the ledger's sum (-50.00), the budget counter holds the repriced spend,
+    and the prepaid account can no longer spend money it lost to the reprice."""
+    dates.set_now(dates.month(0, day=15, hour=12))  # the whole story in one budget month
+    p = provider_name()
+    cheap = {"inputPerMillion": "2.00", "outputPerMillion": "8.00"}
+    await set_price(tenant, provider=p, effectiveFrom=dates.rfc(dates.ago(days=2)), **cheap)
+    made = await tenant.gql(
+        CREATE_ACCOUNT,
+        {
+            "input": {
+                "customerId": str(tenant.customer_id),
+                "name": "Prepaid",
+                "postpaid": False,
+                "currency": "USD",
+            }
+        },
+    )
+    account = made["data"]["createAccount"]["id"]
+    budget = await tenant.gql(
+        SET_BUDGET,
+        {
+            "input": {
+                "scope": {"kind": "ACCOUNT", "id": account},
+                "period": "MONTH",
+                "limit": "1000",
+                "currency": "USD",
+                "basis": "BILLED_USAGE",
+                "hardCap": False,
+            }
+        },
+    )
+    budget_id = budget["data"]["setBudget"]["id"]
+    paid = await tenant.gql(
+        DEPOSIT,
+        {
+            "input": {
+                "idempotencyKey": f"d-{uuid.uuid4().hex}",
+                "accountId": account,
+                "amount": "100.00",
+                "currency": "USD",
+            }
+        },
+    )
+    assert paid["data"]["deposit"]["__typename"] == "LedgerEntryRecorded"
+    tokens = {"inputTokens": 1_000_000, "outputTokens": 1_000_000}
+    for hours in (5, 4, 3):
+        usage = await record(
+            tenant, p, accountId=account, occurredAt=dates.rfc(dates.ago(hours=hours)), **tokens
+        )
+        assert Decimal(usage["entry"]["amount"]) == Decimal("10.00")
+    dear = {"inputPerMillion": "10.00", "outputPerMillion": "40.00"}
+    await set_price(tenant, provider=p, effectiveFrom=dates.rfc(dates.ago(days=1)), **dear)
+    window = {"start": dates.rfc(dates.ago(days=1)), "end": dates.rfc(dates.now())}
+    body = await tenant.gql(REPRICE, {"input": {"range": window, "accountId": account}})
+    outcome = body["data"]["repriceUsage"]
+    assert (outcome["examined"], outcome["adjusted"]) == (3, 3)
+    assert {Decimal(a["balanceDelta"]) for a in outcome["adjustments"]} == {Decimal("-40")}
+
+    async with raw_connection(database_url) as connection:
+        stored = await connection.fetchval(
+            "SELECT balance FROM account_balances WHERE account_id = $1::uuid", account
+        )
+        summed = await connection.fetchval(
+            "SELECT sum(balance_delta) FROM ledger_entries WHERE account_id = $1::uuid", account
+        )
+    assert stored == summed == Decimal("-50")
+    allowance = await tenant.gql(ALLOWANCE, {"id": account})
+    assert Decimal(allowance["data"]["allowance"]["topUpBalance"]) == Decimal("-50")
+    status = await tenant.gql(STATUS, {"id": budget_id})
+    assert Decimal(status["data"]["budgetStatus"]["spent"]) == Decimal("150")
+
+    # 60.00 at the new price: refused, the balance is below zero.
+    refused = await record(
+        tenant,
+        p,
+        accountId=account,
+        occurredAt=dates.rfc(dates.ago(minutes=5)),
+        inputTokens=2_000_000,
+        outputTokens=1_000_000,
+    )
+    assert refused["code"] == "ALLOWANCE_EXHAUSTED"

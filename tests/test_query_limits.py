@@ -17,15 +17,16 @@ import orjson
 import pytest
 from graphql import parse
 from starlette.applications import Starlette
-from strawberry.extensions.validation_cache import _get_validate_cache
 
 from costgraph.app.main import create_app
+from costgraph.app.query_caches import DocumentCache, cache_of
 from costgraph.app.query_cost import FIELD_COSTS
 from costgraph.app.query_limits import QueryLimits
 from costgraph.app.query_shape import analyse
 from costgraph.app.settings import Settings
 from costgraph.schema.build import build_schema
 from tests.conftest import Tenant, app_state, make_tenant, raw_connection
+from tests.dates import month, rfc
 
 STRICT = {
     "introspection": False,
@@ -73,7 +74,7 @@ def usage(tenant: Tenant, **overrides: Any) -> dict[str, Any]:
     event: dict[str, Any] = {
         "idempotencyKey": f"u-{uuid.uuid4().hex}",
         "accountId": str(tenant.account_id),
-        "occurredAt": "2026-11-01T10:00:00Z",
+        "occurredAt": rfc(month(-1, 1, 10)),
         "provider": "openai",
         "model": "gpt-4o-mini",
         "inputTokens": 1200,
@@ -91,6 +92,13 @@ async def entry_count(database_url: str, tenant: Tenant) -> int:
             "SELECT count(*) FROM ledger_entries WHERE organization_id = $1", tenant.org.id
         )
     return count
+
+
+def document_cache(application: Starlette) -> DocumentCache:
+    graphql = next(r for r in application.routes if getattr(r, "path", "") == "/graphql")
+    cache = cache_of(graphql.app.schema)  # type: ignore[attr-defined]
+    assert cache is not None
+    return cache
 
 
 def refusal(body: dict[str, Any], limit: str) -> dict[str, Any]:
@@ -156,17 +164,24 @@ async def test_aliases_in_inline_fragments_count(strict: Tenant) -> None:
 
 
 async def test_a_fragment_fan_out_is_estimated_without_being_walked(tenant: Tenant) -> None:
-    """40 fragments, each spreading the next twice, reach 2^40 fields from ~500 tokens; the
-    estimate counts them from one summary per fragment (walking them would never end)."""
+    """40 levels of two fragments, each spreading both of the next level, reach 2^40 fields
+    from ~900 tokens; the estimate counts them from one summary per fragment (walking them
+    would never end)."""
     levels = 40
     fragments = "\n".join(
-        f"fragment F{i} on Principal {{ subject ...F{i + 1} ...F{i + 1} }}" for i in range(levels)
+        f"fragment {name}{i} on Principal {{ subject ...A{i + 1} ...B{i + 1} }}"
+        for i in range(levels)
+        for name in "AB"
     )
-    query = f"{{ me {{ ...F0 }} }}\n{fragments}\nfragment F{levels} on Principal {{ subject }}"
-    error = refusal(await tenant.gql(query), "cost")
+    ends = "\n".join(f"fragment {name}{levels} on Principal {{ subject }}" for name in "AB")
+    query = f"{{ me {{ ...A0 }} }}\n{fragments}\n{ends}"
+    # Refused before parsing: its selections, each fragment counted at each spread.
+    error = refusal(await tenant.gql(query), "selections")
+    assert error["extensions"]["found"] >= 2**40
+    (cost,) = analyse(build_schema()._schema, parse(query), QueryLimits())
     # me costs 1 + (1 + cost of F0); each spread costs 1 besides its fragment: 2^41 in all.
-    assert error["extensions"]["found"] == 2**41
-    assert error["extensions"]["maximum"] == 10_000  # the default COSTGRAPH_GRAPHQL_MAX_COST
+    assert cost.extensions["limit"] == "cost" and cost.extensions["found"] == 2**41
+    assert cost.extensions["maximum"] == 10_000  # the default COSTGRAPH_GRAPHQL_MAX_COST
 
 
 async def test_tokens_over_the_limit_stop_the_parser(strict: Tenant) -> None:
@@ -293,7 +308,8 @@ async def test_a_mutation_over_get_is_refused(strict: Tenant, database_url: str)
     )
     headers = {"Authorization": f"Bearer {strict.token}"}
     response = await strict.client.get("/graphql", params={"query": mutation}, headers=headers)
-    assert response.status_code == 400 and "not allowed when using GET" in response.text
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert response.json()["errors"][0]["extensions"]["code"] == "VALIDATION_FAILED"
     assert await entry_count(database_url, strict) == 0
     query = await strict.client.get(
         "/graphql", params={"query": "{ me { subject } }"}, headers=headers
@@ -359,11 +375,17 @@ async def test_introspection_and_the_ide_are_off_by_default(strict: Tenant) -> N
 # --- the caches stay effective ---------------------------------------------------------------
 
 
-async def test_validation_stays_cached(strict: Tenant) -> None:
+async def test_validation_stays_cached(strict_app: Starlette, strict: Tenant) -> None:
+    """An accepted document is kept (parsed and validated once); a refused one never is."""
+    cache = document_cache(strict_app)
     query = f"{{ me {{ subject }} organization {{ slug }} }} # {uuid.uuid4().hex}"
-    cache = _get_validate_cache(1024)
     await strict.gql(query)
-    before = cache.cache_info()
+    kept = cache.get(query)
+    assert kept is not None
     await strict.gql(query)
-    after = cache.cache_info()
-    assert after.hits == before.hits + 1 and after.misses == before.misses
+    assert cache.get(query) is kept
+    refused = "{ " + "me { subject } " * 12 + "} # " + uuid.uuid4().hex  # repeated fields
+    assert refusal(await strict.gql(refused), "repeatedFields")
+    invalid = f"{{ nonsense }} # {uuid.uuid4().hex}"
+    assert (await strict.gql(invalid))["errors"]
+    assert cache.get(refused) is None and cache.get(invalid) is None

@@ -12,7 +12,6 @@ import sys
 import time
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +23,7 @@ from costgraph.alerts.config import SmtpConfig
 from costgraph.app.report_scheduler import ReportScheduler
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
+from tests import dates
 from tests.alerts_support import CHANNEL, Mailbox, http_receiver, smtp_server
 from tests.conftest import Tenant, raw_connection
 from tests.pnl_support import usage_event
@@ -178,18 +178,19 @@ def _local(url: str) -> str:
 
 
 async def test_run_returns_a_signed_link_to_the_file(tenant: Tenant, other_tenant: Tenant) -> None:
-    await usage_event(tenant, str(tenant.account_id), "2026-10-03T00:00:00Z", "0.5", "USD")
+    month = dates.month_key(-2)
+    await usage_event(tenant, str(tenant.account_id), dates.rfc(dates.month(-2, 3)), "0.5", "USD")
     made = await save(tenant, name="Ledger", kind="LEDGER", format="CSV")
     ident = made["template"]["id"]
-    body = await tenant.gql(RUN, {"id": ident, "month": "2026-10"})
+    body = await tenant.gql(RUN, {"id": ident, "month": month})
     download = body["data"]["runReportTemplate"]
     assert download["__typename"] == "ReportDownload", download
-    assert download["month"] == "2026-10" and download["filename"] == "Ledger-2026-10.csv"
-    assert urlsplit(download["url"]).path == f"/reports/templates/{ident}/2026-10"
+    assert download["month"] == month and download["filename"] == f"Ledger-{month}.csv"
+    assert urlsplit(download["url"]).path == f"/reports/templates/{ident}/{month}"
     fetched = await tenant.client.get(_local(download["url"]))  # no bearer: the link is enough
     assert fetched.status_code == 200, fetched.text
     assert fetched.headers["content-type"].startswith("text/csv")
-    assert 'filename="Ledger-2026-10.csv"' in fetched.headers["content-disposition"]
+    assert f'filename="Ledger-{month}.csv"' in fetched.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(fetched.content.decode("utf-8"))))
     data = [r for r in rows if r.get("row_type", "data") == "data"]
     assert len(data) == 1 and data[0]["currency"] == "USD"
@@ -202,7 +203,7 @@ async def test_run_returns_a_signed_link_to_the_file(tenant: Tenant, other_tenan
         filters={"groupBy": ["MODEL"], "bucket": "DAY"},
         columns=["model", "events", "ai_cost"],
     )
-    link = (await tenant.gql(RUN, {"id": usage["template"]["id"], "month": "2026-10"}))["data"][
+    link = (await tenant.gql(RUN, {"id": usage["template"]["id"], "month": month}))["data"][
         "runReportTemplate"
     ]
     table = await tenant.client.get(_local(link["url"]))
@@ -210,7 +211,7 @@ async def test_run_returns_a_signed_link_to_the_file(tenant: Tenant, other_tenan
     usage_rows = list(csv.DictReader(io.StringIO(table.content.decode("utf-8"))))
     assert [r["model"] for r in usage_rows if r.get("row_type", "data") == "data"] == ["gpt-4o"]
     # A link is for its own file: changing the path or the token breaks it.
-    other_path = _local(download["url"]).replace("2026-10", "2026-09")
+    other_path = _local(download["url"]).replace(month, dates.month_key(-3))
     assert (await tenant.client.get(other_path)).status_code == 401
     tampered = _local(download["url"])[:-4] + "AAAA"
     assert (await tenant.client.get(tampered)).status_code == 401
@@ -226,7 +227,7 @@ async def test_run_returns_a_signed_link_to_the_file(tenant: Tenant, other_tenan
 
 async def test_bearer_template_route(tenant: Tenant) -> None:
     made = await save(tenant, name="Summary", kind="SUMMARY", format="XLSX")
-    path = f"/reports/templates/{made['template']['id']}/2026-10"
+    path = f"/reports/templates/{made['template']['id']}/{dates.month_key(-2)}"
     response = await tenant.client.get(path, headers={"Authorization": f"Bearer {tenant.token}"})
     assert response.status_code == 200, response.text
     book = openpyxl.load_workbook(io.BytesIO(response.content))
@@ -242,7 +243,7 @@ async def test_bearer_template_route(tenant: Tenant) -> None:
 def scheduler(state: AppState, settings: Settings, smtp: SmtpConfig) -> ReportScheduler:
     alerts = replace(state.alerts, delivery=FAST, smtp=smtp)
     return ReportScheduler(
-        state.sessions, settings, state.keys, alerts, max_page_size=200, zone_name="UTC"
+        state.units, settings, state.keys, alerts, max_page_size=200, zone_name="UTC"
     )
 
 
@@ -259,8 +260,8 @@ async def runs_of(database_url: str, tenant: Tenant) -> list[dict[str, Any]]:
 async def test_schedule_delivers_each_month_once(
     tenant: Tenant, state: AppState, settings: Settings, database_url: str
 ) -> None:
-    now = datetime.now(UTC)
-    await usage_event(tenant, str(tenant.account_id), now.isoformat(), "0.25", "USD")
+    now = dates.now()
+    await usage_event(tenant, str(tenant.account_id), dates.rfc(now), "0.25", "USD")
     mailbox = Mailbox()
     async with http_receiver() as receiver:
         with smtp_server(mailbox) as port:
@@ -307,7 +308,7 @@ async def test_schedule_delivers_each_month_once(
             assert {s["__typename"] for s in saved_all} == {"ReportTemplateSaved"}
             # The first of next month: last month (this one) is due. Two schedulers at once,
             # then again: one delivery per template and month.
-            first = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, 0, 5, tzinfo=UTC)
+            first = dates.month(1, 1, 0, 5)
             one, two = scheduler(state, settings, smtp), scheduler(state, settings, smtp)
             try:
                 await asyncio.gather(one.run_due(first), two.run_due(first))
@@ -317,7 +318,7 @@ async def test_schedule_delivers_each_month_once(
             finally:
                 await one.aclose()
                 await two.aclose()
-    month = f"{now.year:04d}-{now.month:02d}"
+    month = dates.month_key()
     runs = await runs_of(database_url, tenant)
     assert len(runs) == 3, runs
     assert {r["state"] for r in runs} == {"DELIVERED"}, runs
@@ -363,8 +364,7 @@ async def test_schedule_retries_then_gives_up(
         )
         channel_id = hook["data"]["createNotificationChannel"]["id"]
         await save(tenant, name="Down", kind="SUMMARY", format="PDF", scheduleChannelId=channel_id)
-        now = datetime.now(UTC)
-        first = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+        first = dates.month(1)
         runner = scheduler(state, settings, SmtpConfig())
         try:
             for _ in range(FAST.max_attempts + 2):
@@ -394,8 +394,7 @@ async def test_run_due_command_in_two_processes_delivers_once(
             tenant, name="By command", kind="LEDGER", format="CSV", scheduleChannelId=channel["id"]
         )
         assert made["__typename"] == "ReportTemplateSaved", made
-        now = datetime.now(UTC)
-        first = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, 6, tzinfo=UTC)
+        first = dates.month(1, 1, 6)
         assert settings.database_url
         env = dict(
             os.environ,
@@ -404,6 +403,7 @@ async def test_run_due_command_in_two_processes_delivers_once(
             COSTGRAPH_ISSUER=settings.issuer,
             COSTGRAPH_AUDIENCE=settings.audience,
             COSTGRAPH_ALERTS_ALLOWED_NETWORKS="127.0.0.0/8",
+            **dates.clock_environment(),
         )
         command = [
             sys.executable,
@@ -424,7 +424,7 @@ async def test_run_due_command_in_two_processes_delivers_once(
             return out.decode()
 
         outputs = await asyncio.gather(run(), run())
-    month = f"{now.year:04d}-{now.month:02d}"
+    month = dates.month_key()
     assert all(f"reports for {month}" in out for out in outputs), outputs
     posts = receiver.at("cli")
     assert len(posts) == 1, posts

@@ -25,10 +25,17 @@ from costgraph.billing.reports.months import (
 )
 from costgraph.billing.reports.pdf import render_pdf
 from costgraph.billing.reports.presentation import number_format, rounded, safe_text, shown
-from costgraph.billing.reports.summary import MonthlySummary, PnLLine
+from costgraph.billing.reports.summary import (
+    LineRole,
+    MonthlySummary,
+    PnLLine,
+    RankedRow,
+    RankedTable,
+)
 from costgraph.billing.reports.xlsx import render_xlsx
 from costgraph.kernel.errors import ValidationFailed
 from tests.conftest import Tenant
+from tests.dates import month, month_key, rfc
 from tests.pnl_support import (
     CREATE_CUSTOMER,
     CREATE_USER,
@@ -38,8 +45,9 @@ from tests.pnl_support import (
     write,
 )
 
-MONTH = "2026-10"
-RANGE = {"start": "2026-10-01T00:00:00Z", "end": "2026-11-01T00:00:00Z"}
+#: The month before last (computed at import: the session's start).
+MONTH = month_key(-2)
+RANGE = {"start": rfc(month(-2)), "end": rfc(month(-1))}
 EVIL_NAME = '=HYPERLINK("http://x","y")'
 EVIL_CUSTOMER = "+Customer; -1"
 
@@ -90,11 +98,9 @@ def _synthetic(currency: str) -> MonthlySummary:
         currency=currency,
         generated_at=datetime(2026, 11, 1, tzinfo=UTC),
         figures=figures,
-        pnl=(PnLLine("Margin", figures.margin),),
-        models=(),
-        models_total=(Decimal(0), Decimal(0)),
-        users=(),
-        users_total=(Decimal(0), Decimal(0)),
+        pnl=(PnLLine("Margin", figures.margin, LineRole.TOTAL),),
+        models=RankedTable((), None, None, RankedRow("Total", "", 0, 0, Decimal(0), Decimal(0))),
+        users=RankedTable((), None, None, RankedRow("Total", "", 0, 0, Decimal(0), Decimal(0))),
         budgets=(),
         daily=(),
     )
@@ -135,18 +141,18 @@ async def _seed(tenant: Tenant) -> dict[str, Any]:
         tenant, CREATE_USER, "createUser", {"email": f"v{uuid.uuid4().hex[:8]}@example.com"}
     )
     account = str(tenant.account_id)
-    await usage_event(tenant, account, "2026-10-05T10:00:00Z", "0.125", "USD", userId=user["id"])
+    await usage_event(tenant, account, rfc(month(-2, 5, 10)), "0.125", "USD", userId=user["id"])
     await usage_event(
         tenant,
         account,
-        "2026-10-06T10:00:00Z",
+        rfc(month(-2, 6, 10)),
         "1.3351",
         "USD",
         userId=user["id"],
         model="gpt-4o-mini",
     )
-    await usage_event(tenant, account, "2026-10-20T10:00:00Z", "0.2049", "USD", userId=other["id"])
-    await usage_event(tenant, account, "2026-11-02T10:00:00Z", "5", "USD")  # next month
+    await usage_event(tenant, account, rfc(month(-2, 20, 10)), "0.2049", "USD", userId=other["id"])
+    await usage_event(tenant, account, rfc(month(-1, 2, 10)), "5", "USD")  # next month
     customer = await write(tenant, CREATE_CUSTOMER, "createCustomer", {"name": EVIL_CUSTOMER})
     pnl = (await ok(tenant, ORG_PNL, {"range": RANGE}))["organizationPnl"]
     return {"user": user, "customer": customer, "pnl": pnl}
@@ -191,7 +197,8 @@ async def test_xlsx_summary_matches_the_pnl(tenant: Tenant) -> None:
     assert reconciliation[0][1] == pnl["aiCost"]  # the exact 12-place figure
     assert Decimal(str(reconciliation[0][2])) == rounded(Decimal(pnl["aiCost"]), "USD")
     assert Decimal(pnl["aiCost"]) == Decimal("1.665")
-    assert Decimal(str(_row(summary, "AI cost")[1])) == Decimal("-1.66")  # a cost line
+    # One sign convention: a cost is positive in the statement too ("less AI cost").
+    assert Decimal(str(_row(summary, "less AI cost")[1])) == Decimal("1.66")
     assert _row(summary, "Usage events")[1] == pnl["eventCount"] == 3
     margin = _row(summary, "Margin %")[1]
     assert isinstance(margin, float | int)  # a number, not text
@@ -200,7 +207,7 @@ async def test_xlsx_summary_matches_the_pnl(tenant: Tenant) -> None:
     models = _cells(book["Top models"])
     assert [r[0] for r in models[1:3]] == ["gpt-4o-mini", "gpt-4o"]
     assert Decimal(str(models[1][4])) == Decimal("1.34") and models[1][5] == "USD"
-    assert _row(models, "Total, all rows (unrounded)")[4] == pnl["aiCost"]
+    assert _row(models, "Total (unrounded)")[4] == pnl["aiCost"]
     # The user whose name is a formula: escaped, stored as text, never as a formula.
     users = _cells(book["Top users"])
     assert any(r[1] == "'" + EVIL_NAME for r in users), users

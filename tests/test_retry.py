@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -21,11 +22,27 @@ from costgraph.app.state import AppState
 from costgraph.kernel.errors import ErrorCode, Unavailable, ValidationFailed
 from costgraph.kernel.retry import Fault, RetryPolicy, classify, in_transaction
 from tests.conftest import Tenant, make_tenant, raw_connection
+from tests.seeded import balances_as_written
 
 FAST = RetryPolicy(attempts=4, first_wait=0.001, max_wait=0.01)
 
+#: Organisations whose balance rows a test used as a plain row to fight over.
+_TOUCHED: set[uuid.UUID] = set()
+
+
+@pytest.fixture(autouse=True)
+async def _balances_put_back(database_url: str) -> AsyncIterator[None]:
+    """The balances these tests move by hand are put back to what the ledger says after each
+    test (the suite leaves no drift behind for ``costgraph verify``)."""
+    yield
+    async with raw_connection(database_url) as connection:
+        for organization_id in _TOUCHED:
+            await balances_as_written(connection, organization_id)
+    _TOUCHED.clear()
+
 
 async def _balance_row(database_url: str, tenant: Tenant, balance: str = "0") -> uuid.UUID:
+    _TOUCHED.add(tenant.org.id)
     async with raw_connection(database_url) as connection:
         await connection.execute(
             "INSERT INTO account_balances (organization_id, account_id, balance) "

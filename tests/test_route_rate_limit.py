@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from costgraph.app.settings import Settings
 from tests.conftest import make_tenant
+from tests.dates import month_key
 from tests.test_exports_csv import CREATE_LINK, RANGE
 from tests.test_rate_limit import ME, client_token, limited_app, post, refused
 
@@ -32,7 +33,7 @@ async def test_exports_and_reports_draw_on_the_principal_budget(
         )
         link = made.json()["data"]["createExportLink"]["url"]
         assert (await client.get(export, params=RANGE, headers=bearer)).status_code == 200
-        summary = await client.get("/reports/summary.pdf?month=2026-03", headers=bearer)
+        summary = await client.get(f"/reports/summary.pdf?month={month_key(-9)}", headers=bearer)
         assert summary.status_code == 200, summary.text
         parts = urlsplit(link)
         by_link = f"{parts.path}?{parts.query}"
@@ -40,9 +41,10 @@ async def test_exports_and_reports_draw_on_the_principal_budget(
         # The budget is spent, for every route and for the links this principal made.
         refused(await client.get(export, params=RANGE, headers=bearer), "principal")
         refused(
-            await client.get("/reports/summary.xlsx?month=2026-03", headers=bearer), "principal"
+            await client.get(f"/reports/summary.xlsx?month={month_key(-9)}", headers=bearer),
+            "principal",
         )
-        template = f"/reports/templates/{uuid.uuid4()}/2026-03"
+        template = f"/reports/templates/{uuid.uuid4()}/{month_key(-9)}"
         refused(await client.get(template, headers=bearer), "principal")
         refused(await client.get(by_link), "principal")
         refused(await post(client, tenant.token, ME), "principal")

@@ -24,7 +24,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -36,6 +35,7 @@ import pytest
 from costgraph.app.database import create_engine, create_sessionmaker, plain_url
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
+from costgraph.kernel.clock import utcnow
 from tests.conftest import Tenant, make_tenant
 from tests.own_postgres import OwnPostgres, migrated_database, own_postgres
 from tests.servers import free_port, server_environment
@@ -132,7 +132,7 @@ def _event(tenant: Tenant, key: str) -> dict[str, Any]:
     return {
         "idempotencyKey": key,
         "accountId": str(tenant.account_id),
-        "occurredAt": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "occurredAt": utcnow().replace(microsecond=0).isoformat(),
         "provider": "openai",
         "model": "gpt-4o-mini",
         "inputTokens": 10,

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
 from tests.conftest import Tenant, make_tenant
+from tests.dates import clock_environment
 from tests.subscriptions_support import (
     RECORD_USAGE,
     USAGE_UPDATES,
@@ -58,6 +59,7 @@ def _start(settings: Settings, broadcast_url: str, logs: Path) -> Server:
         "COSTGRAPH_DATA_DIR": str(settings.data_dir),
         "COSTGRAPH_ISSUER": settings.issuer,
         "COSTGRAPH_AUDIENCE": settings.audience,
+        **clock_environment(),
         "COSTGRAPH_BROADCAST_URL": broadcast_url,
         "COSTGRAPH_BROADCAST_HEARTBEAT_MS": "200",
         "COSTGRAPH_DB_POOL_SIZE": "3",

@@ -8,7 +8,7 @@ periods whose bounds cut hours.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bench.live_totals import plain_sum
@@ -17,6 +17,7 @@ from costgraph.billing.scopes import Scope, ScopeKind
 from costgraph.models.scoping import bind_tenant
 from costgraph.subscriptions.totals import UsageTotals, period_totals
 from tests.conftest import Tenant, raw_connection
+from tests.dates import month, rfc
 from tests.pnl_support import (
     CREATE_ACCOUNT,
     CREATE_CUSTOMER,
@@ -30,20 +31,20 @@ from tests.pnl_support import (
 from tests.test_pricing_catalog import SET_RATE, provider_name, record, set_price
 from tests.test_pricing_reprice import REPRICE
 
-UTC_Z = "%Y-%m-%dT%H:%M:%SZ"
-OCTOBER = (
-    datetime.fromisoformat("2026-10-01T00:00:00+00:00"),
-    datetime.fromisoformat("2026-11-01T00:00:00+00:00"),
-)
-#: Bounds that cut hours, and a period inside one hour (no whole hour at all).
-CUT = (
-    datetime.fromisoformat("2026-10-03T10:30:00+00:00"),
-    datetime.fromisoformat("2026-10-04T08:30:00+00:00"),
-)
-INSIDE = (
-    datetime.fromisoformat("2026-10-03T10:20:00+00:00"),
-    datetime.fromisoformat("2026-10-03T10:45:00+00:00"),
-)
+
+def books_month() -> tuple[datetime, datetime]:
+    """The month before last, where the books are kept."""
+    return (month(-2), month(-1))
+
+
+def cut() -> tuple[datetime, datetime]:
+    """Bounds that cut hours."""
+    return (month(-2, 3, 10, 30), month(-2, 4, 8, 30))
+
+
+def inside_an_hour() -> tuple[datetime, datetime]:
+    """A period inside one hour (no whole hour at all)."""
+    return (month(-2, 3, 10, 20), month(-2, 3, 10, 45))
 
 
 def shown(rows: list[UsageTotals]) -> list[tuple[Any, ...]]:
@@ -84,7 +85,7 @@ async def compare(state: AppState, tenant: Tenant, scopes: list[Scope]) -> int:
     async with state.sessions() as session:
         bind_tenant(session.sync_session, tenant.org.id)
         for scope in scopes:
-            for period in (OCTOBER, CUT, INSIDE):
+            for period in (books_month(), cut(), inside_an_hour()):
                 alone = await fresh_read(state, tenant, scope, period)
                 expected = await plain_sum(session, scope, period)
                 inside = await period_totals(session, scope, period)
@@ -119,7 +120,7 @@ async def test_totals_from_rollups_equal_a_plain_sum(
     provider = provider_name()
     platform = mint(None, ["platform_admin"])
     await set_price(tenant, token=platform, provider=provider, currency="EUR")
-    rate = {"base": "EUR", "quote": "USD", "rate": "1.25", "effectiveFrom": "2026-01-01T00:00:00Z"}
+    rate = {"base": "EUR", "quote": "USD", "rate": "1.25", "effectiveFrom": rfc(month(-11))}
     assert "errors" not in await tenant.gql(SET_RATE, {"input": rate})
 
     async def priced(at: str) -> None:
@@ -138,14 +139,14 @@ async def test_totals_from_rollups_equal_a_plain_sum(
             "accountId": usd,
             "amount": "100.00",
             "currency": "USD",
-            "occurredAt": "2026-10-03T10:05:00Z",
+            "occurredAt": rfc(month(-2, 3, 10, 5)),
         },
     )
-    await priced("2026-10-03T10:15:00Z")
-    await usage_event(tenant, usd, "2026-10-03T10:40:00Z", "2.50", "USD", userId=user["id"])
-    await usage_event(tenant, euro["id"], "2026-10-03T10:41:00Z", "10.00", "EUR")
-    await usage_event(tenant, usd, "2026-09-30T23:59:59Z", "1.00", "USD")
-    await usage_event(tenant, usd, "2026-11-01T00:00:00Z", "1.00", "USD")
+    await priced(rfc(month(-2, 3, 10, 15)))
+    await usage_event(tenant, usd, rfc(month(-2, 3, 10, 40)), "2.50", "USD", userId=user["id"])
+    await usage_event(tenant, euro["id"], rfc(month(-2, 3, 10, 41)), "10.00", "EUR")
+    await usage_event(tenant, usd, rfc(month(-2) - timedelta(seconds=1)), "1.00", "USD")
+    await usage_event(tenant, usd, rfc(month(-1)), "1.00", "USD")
     async with raw_connection(database_url) as connection:
         await catch_up(connection)
 
@@ -161,28 +162,28 @@ async def test_totals_from_rollups_equal_a_plain_sum(
     assert await compare(state, tenant, scopes) > 0
 
     # Not rolled up yet: more usage in hours already rolled up and in new ones.
-    await priced("2026-10-04T08:00:00Z")
-    await usage_event(tenant, euro["id"], "2026-10-03T10:50:00Z", "4.00", "EUR")
-    await usage_event(tenant, usd, "2026-10-20T23:00:00Z", "0.75", "USD", userId=user["id"])
+    await priced(rfc(month(-2, 4, 8)))
+    await usage_event(tenant, euro["id"], rfc(month(-2, 3, 10, 50)), "4.00", "EUR")
+    await usage_event(tenant, usd, rfc(month(-2, 20, 23)), "0.75", "USD", userId=user["id"])
     await compare(state, tenant, scopes)
 
     # A corrected rate and a reprice: corrections (not usage charges) in the tail, then rolled.
-    rate = {"base": "EUR", "quote": "USD", "rate": "1.10", "effectiveFrom": "2026-10-01T00:00:00Z"}
+    rate = {"base": "EUR", "quote": "USD", "rate": "1.10", "effectiveFrom": rfc(month(-2))}
     assert "errors" not in await tenant.gql(SET_RATE, {"input": rate})
-    range_ = {"start": OCTOBER[0].strftime(UTC_Z), "end": OCTOBER[1].strftime(UTC_Z)}
+    range_ = {"start": rfc(month(-2)), "end": rfc(month(-1))}
     body = await tenant.gql(REPRICE, {"input": {"range": range_, "reason": "fix"}})
     assert body["data"]["repriceUsage"]["adjusted"] == 2, body
     await compare(state, tenant, scopes)
     async with raw_connection(database_url) as connection:
         await catch_up(connection)
-    await usage_event(tenant, usd, "2026-10-04T08:20:00Z", "0.25", "USD", userId=user["id"])
+    await usage_event(tenant, usd, rfc(month(-2, 4, 8, 20)), "0.25", "USD", userId=user["id"])
     assert await compare(state, tenant, scopes) > 0
 
     # The department's totals are not trivially empty: its user's usage reached it.
     async with state.sessions() as session:
         bind_tenant(session.sync_session, tenant.org.id)
         rows = await period_totals(
-            session, Scope(ScopeKind.DEPARTMENT, uuid.UUID(department)), OCTOBER
+            session, Scope(ScopeKind.DEPARTMENT, uuid.UUID(department)), books_month()
         )
     assert [(r.currency, r.entries) for r in rows] == [("USD", 5)]
 
@@ -191,7 +192,7 @@ async def test_another_organisations_scope_has_no_totals(
     state: AppState, tenant: Tenant, other_tenant: Tenant
 ) -> None:
     await usage_event(
-        other_tenant, str(other_tenant.account_id), "2026-10-03T10:40:00Z", "2.50", "USD"
+        other_tenant, str(other_tenant.account_id), rfc(month(-2, 3, 10, 40)), "2.50", "USD"
     )
     async with state.sessions() as session:
         bind_tenant(session.sync_session, tenant.org.id)
@@ -200,4 +201,4 @@ async def test_another_organisations_scope_has_no_totals(
             Scope(ScopeKind.ACCOUNT, other_tenant.account_id),
             Scope(ScopeKind.CUSTOMER, other_tenant.customer_id),
         ):
-            assert await period_totals(session, scope, OCTOBER) == []
+            assert await period_totals(session, scope, books_month()) == []

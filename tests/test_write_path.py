@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,8 +24,10 @@ from costgraph.models.scoping import bind_tenant
 from costgraph.schema import inputs
 from costgraph.schema.build import build_schema
 from tests.conftest import Tenant
+from tests.dates import month
 
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
+#: When the events happen (computed at import: the session's start).
+T0 = month(-9)
 
 
 # --- the cache itself (pure) ---
@@ -144,13 +146,11 @@ async def test_a_new_price_version_prices_this_processes_next_event(
         )
         return await catalog.set_model_price(session, tenant.org.id, version)
 
-    await _in_tenant(state, tenant, lambda s: price(s, datetime(2025, 1, 1, tzinfo=UTC), "2"))
+    await _in_tenant(state, tenant, lambda s: price(s, month(-12), "2"))
     before = await _record(state, tenant, _event(tenant.account_id, None))
-    await _in_tenant(state, tenant, lambda s: price(s, datetime(2026, 2, 1, tzinfo=UTC), "3"))
+    await _in_tenant(state, tenant, lambda s: price(s, month(-10), "3"))
     after = await _record(state, tenant, _event(tenant.account_id, None))
-    earlier = await _record(
-        state, tenant, _event(tenant.account_id, None, occurred_at=datetime(2025, 6, 1, tzinfo=UTC))
-    )
+    earlier = await _record(state, tenant, _event(tenant.account_id, None, occurred_at=month(-11)))
     assert (before.ai_cost, after.ai_cost, earlier.ai_cost) == (
         Decimal(2),
         Decimal(3),

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from costgraph.alerts.records import AlertRecord, ChannelKind
+from costgraph.alerts.rules import AlertKind, scope_text
 from costgraph.kernel.clock import format_rfc3339
 from costgraph.kernel.money import round_for_presentation
 
@@ -30,6 +31,8 @@ class Outgoing:
     def title(self) -> str:
         alert = self.alert
         where = f"{self.organization_name}: " if self.organization_name else ""
+        if alert.kind is AlertKind.PAYMENT_CONFLICT:
+            return f"{where}a Stripe payment was not recorded (key conflict)"
         if alert.stage == 0:
             return f"{where}budget forecast over its limit"
         return f"{where}budget at {alert.stage}%"
@@ -63,10 +66,10 @@ def facts(alert: AlertRecord) -> dict[str, Any]:
     return {
         "alertId": str(alert.id),
         "organizationId": str(alert.organization_id),
-        "budgetId": str(alert.budget_id),
+        "budgetId": None if alert.budget_id is None else str(alert.budget_id),
         "kind": alert.kind.value,
         "stage": None if alert.stage == 0 else alert.stage,
-        "scope": {"kind": alert.scope_kind, "id": str(alert.scope_id)},
+        "scope": {"kind": alert.scope_kind, "id": str(alert.scope_id), "name": alert.scope_name},
         "periodStart": format_rfc3339(alert.period_start),
         "periodEnd": format_rfc3339(alert.period_end),
         "spent": format(alert.spent, "f"),
@@ -75,6 +78,11 @@ def facts(alert: AlertRecord) -> dict[str, Any]:
         "message": alert.message,
         "raisedAt": format_rfc3339(alert.raised_at),
     }
+
+
+def scope_line(alert: AlertRecord) -> str:
+    """``user Ada <ada@example.com> (id)``: the scope's name beside its id."""
+    return scope_text(alert.scope_kind, alert.scope_id, alert.scope_name)
 
 
 def money(alert: AlertRecord, amount: Decimal) -> str:

@@ -12,7 +12,7 @@ from email.utils import format_datetime
 import aiosmtplib
 
 from costgraph.alerts.config import SmtpConfig
-from costgraph.alerts.notifiers.base import DeliveryFailed, Outgoing, money
+from costgraph.alerts.notifiers.base import DeliveryFailed, Outgoing, money, scope_line
 
 
 def compose(message: Outgoing, sender: str) -> EmailMessage:
@@ -31,7 +31,7 @@ def compose(message: Outgoing, sender: str) -> EmailMessage:
                 "",
                 f"Spent:  {money(alert, alert.spent)}",
                 f"Limit:  {money(alert, alert.limit)}",
-                f"Scope:  {alert.scope_kind.lower()} {alert.scope_id}",
+                f"Scope:  {scope_line(alert)}",
                 f"Period: {alert.period_start:%Y-%m-%d} to {alert.period_end:%Y-%m-%d}",
                 f"Budget: {alert.budget_id}",
                 f"Alert:  {alert.id}",

@@ -24,9 +24,9 @@ def event(message: Outgoing, routing_key: str) -> dict[str, Any]:
         "payload": {
             "summary": f"{message.title}: {alert.message}"[:1024],
             "source": "costgraph",
-            "severity": severity(alert.stage),
+            "severity": severity(alert.kind, alert.stage),
             "timestamp": format_rfc3339(alert.raised_at),
-            "component": f"budget {alert.budget_id}",
+            "component": "payments" if alert.budget_id is None else f"budget {alert.budget_id}",
             "group": message.organization_name or str(alert.organization_id),
             "class": alert.kind.event_type,
             "custom_details": facts(alert),

@@ -9,9 +9,14 @@ from typing import Any
 
 import orjson
 
-from costgraph.alerts.notifiers.base import Outgoing, money
+from costgraph.alerts.notifiers.base import Outgoing, money, scope_line
 from costgraph.alerts.notifiers.http import post
 from costgraph.alerts.ssrf import GuardedClients
+
+
+def _mrkdwn(text: str) -> str:
+    """Slack's three control characters escaped (a name like ``Ada <ada@x.io>`` is text)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def payload(message: Outgoing) -> dict[str, Any]:
@@ -20,7 +25,7 @@ def payload(message: Outgoing) -> dict[str, Any]:
         "text": f"{message.title}: {alert.message}",
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": message.title[:150]}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": alert.message}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _mrkdwn(alert.message)}},
             {
                 "type": "section",
                 "fields": [
@@ -28,7 +33,7 @@ def payload(message: Outgoing) -> dict[str, Any]:
                     {"type": "mrkdwn", "text": f"*Limit*\n{money(alert, alert.limit)}"},
                     {
                         "type": "mrkdwn",
-                        "text": f"*Scope*\n{alert.scope_kind.lower()} `{alert.scope_id}`",
+                        "text": f"*Scope*\n{_mrkdwn(scope_line(alert))}",
                     },
                     {
                         "type": "mrkdwn",

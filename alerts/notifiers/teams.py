@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from costgraph.alerts.notifiers.base import Outgoing, money
+from costgraph.alerts.notifiers.base import Outgoing, money, scope_line
 from costgraph.alerts.notifiers.http import post
 from costgraph.alerts.ssrf import GuardedClients
 
@@ -32,7 +32,7 @@ def payload(message: Outgoing) -> dict[str, Any]:
                 "facts": [
                     {"title": "Spent", "value": money(alert, alert.spent)},
                     {"title": "Limit", "value": money(alert, alert.limit)},
-                    {"title": "Scope", "value": f"{alert.scope_kind.lower()} {alert.scope_id}"},
+                    {"title": "Scope", "value": scope_line(alert)},
                     {"title": "Alert", "value": str(alert.id)},
                 ],
             },

@@ -6,7 +6,7 @@ signature. Example body::
 
     {"type": "budget.threshold", "timestamp": "2026-11-23T13:40:00Z",
      "data": {"alertId": "…", "organizationId": "…", "budgetId": "…", "kind": "THRESHOLD",
-              "stage": 75, "scope": {"kind": "ACCOUNT", "id": "…"},
+              "stage": 75, "scope": {"kind": "USER", "id": "…", "name": "Ada <ada@…>"},
               "periodStart": "2026-11-01T00:00:00Z", "periodEnd": "2026-12-01T00:00:00Z",
               "spent": "7.600000000000", "limit": "10.000000000000", "currency": "USD",
               "message": "…", "raisedAt": "2026-11-23T13:40:00Z"}}

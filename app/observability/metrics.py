@@ -94,6 +94,13 @@ class Metrics:
             ["channel", "outcome"],
             registry=registry,
         )
+        self.stripe_payment_conflicts = Counter(
+            f"{PREFIX}_stripe_payment_conflicts",
+            "Stripe payments refused (409) because their key was taken by another request, "
+            "by Stripe event type.",
+            ["event_type"],
+            registry=registry,
+        )
         self.websocket_connections = Counter(
             f"{PREFIX}_websocket_connections",
             "graphql-transport-ws connection_init outcomes (accepted or refused).",

@@ -26,6 +26,7 @@ from costgraph.app.observability.context import (
     current_request,
 )
 from costgraph.app.observability.metrics import Metrics
+from costgraph.app.query_caches import REFUSED
 from costgraph.kernel.errors import DomainError, ErrorCode
 from costgraph.kernel.retry import unavailable
 
@@ -70,7 +71,9 @@ class OperationObserver(SchemaExtension):
         execution = self.execution_context
         try:
             kind = execution.operation_type.value
-        except RuntimeError:  # no document (a syntax error), or no such operation
+        except RuntimeError:  # no document, or no such operation
+            kind = "unknown"
+        if execution.graphql_document is REFUSED:  # a syntax error, a limit: nothing parsed
             kind = "unknown"
         errors = execution.pre_execution_errors
         if errors is None and execution.result is not None:

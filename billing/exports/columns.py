@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from costgraph.billing.exports.formula import FORMULA_TRIGGERS, escape_formula
+from costgraph.billing.exports.formula import (
+    FORMULA_TRIGGERS,
+    escape_formula,
+    triggers_after_nfkc,
+)
 from costgraph.kernel.money import format_decimal
 
 
@@ -46,11 +50,11 @@ def _text(value: Any) -> str:
 def column_texts(kind: Kind, values: Sequence[Any]) -> list[str]:
     """The cells of a non-money column, a comprehension per kind (the export's hot loop)."""
     if kind is Kind.TEXT:
-        triggers = FORMULA_TRIGGERS
+        triggers, wide = FORMULA_TRIGGERS, triggers_after_nfkc
         return [
             ""
             if v is None
-            else ("'" + v if v and v[0] in triggers else v)
+            else ("'" + v if v and (v[0] in triggers or (v[0] >= "\x80" and wide(v[0]))) else v)
             if v.__class__ is str
             else _text(v)
             for v in values
@@ -82,9 +86,14 @@ LEDGER: dict[str, Column] = _table(
     Column("recorded_at", Kind.TIMESTAMP),
     Column("type", Kind.TEXT),
     Column("account_id", Kind.ID),
+    Column("account_name", Kind.TEXT),
     Column("customer_id", Kind.ID),
+    Column("customer_name", Kind.TEXT),
     Column("user_id", Kind.ID),
+    Column("user_email", Kind.TEXT),
+    Column("user_name", Kind.TEXT),
     Column("department_id", Kind.ID),
+    Column("department_name", Kind.TEXT),
     Column("provider", Kind.TEXT),
     Column("model", Kind.TEXT),
     Column("feature", Kind.TEXT),
@@ -116,6 +125,7 @@ LEDGER_DEFAULT: tuple[str, ...] = (
     "account_id",
     "customer_id",
     "user_id",
+    "user_email",
     "provider",
     "model",
     "feature",
@@ -139,6 +149,17 @@ USAGE_DIMENSIONS: dict[str, Column] = _table(
     Column("feature", Kind.TEXT),
     Column("agent", Kind.TEXT),
 )
+#: Names beside ids (a chargeback file names people and departments): id column -> the
+#: columns offered right after it, each ``(column, the named object's attribute)``.
+NAMES: dict[str, tuple[tuple[Column, str], ...]] = {
+    "customer_id": ((Column("customer_name", Kind.TEXT), "name"),),
+    "account_id": ((Column("account_name", Kind.TEXT), "name"),),
+    "department_id": ((Column("department_name", Kind.TEXT), "name"),),
+    "user_id": (
+        (Column("user_email", Kind.TEXT), "email"),
+        (Column("user_name", Kind.TEXT), "name"),
+    ),
+}
 USAGE_MEASURES: dict[str, Column] = _table(
     Column("currency", Kind.CURRENCY),
     Column("events", Kind.INTEGER),
@@ -158,20 +179,24 @@ PNL: dict[str, Column] = _table(
     Column("period_start", Kind.TIMESTAMP),
     Column("period_end", Kind.TIMESTAMP),
     Column("currency", Kind.CURRENCY),
+    Column("revenue_basis", Kind.TEXT),
     _money("revenue"),
     _money("subscriptions"),
     _money("top_ups"),
     _money("postpaid_usage"),
+    _money("usage_revenue"),
     _money("refunds"),
     _money("withdrawals"),
     _money("ai_cost"),
     _money("billed_usage"),
+    _money("allowance_usage"),
     _money("markup"),
     _money("platform_fees"),
     _money("balance_adjustments"),
     _money("margin"),
     Column("margin_percent", Kind.DECIMAL),
     _money("net_impact"),
+    _money("liability"),
     Column("events", Kind.INTEGER),
     Column("entries", Kind.INTEGER),
     Column("tokens", Kind.INTEGER),

@@ -48,10 +48,27 @@ async def require_owned(
             raise NotFound(kind, ident, names(f"{kind}Id"))
 
 
+#: Name columns: (directory table, the entry's id column, the table's column).
+_NAMED: dict[str, tuple[str, str, str]] = {
+    "account_name": ("accounts", "account_id", "name"),
+    "customer_name": ("customers", "customer_id", "name"),
+    "user_email": ("users", "user_id", "email"),
+    "user_name": ("users", "user_id", "name"),
+    "department_name": ("departments", "department_id", "name"),
+}
+
+
 def _select(column: Column) -> str:
     """The column's SQL; ids and JSON arrive as text (PostgreSQL formats them faster than
-    Python's ``str(UUID)``)."""
+    Python's ``str(UUID)``). A name is looked up by primary key per row (a scalar subquery:
+    the entries stream in index order, which a join could make the planner sort first)."""
     assert column.name in LEDGER  # names come from the constant table only
+    if column.name in _NAMED:
+        table, ident, attribute = _NAMED[column.name]
+        return (
+            f"(SELECT n.{attribute} FROM {table} n "
+            f"WHERE n.organization_id = e.organization_id AND n.id = e.{ident})"
+        )
     if column.name == "metadata" or column.kind is Kind.ID:
         return f"e.{column.name}::text"
     return f"e.{column.name}"

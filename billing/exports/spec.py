@@ -320,6 +320,8 @@ def offered(request: ExportRequest) -> dict[str, cols.Column]:
     for dimension in request.group_by:
         column = cols.USAGE_DIMENSIONS[DIMENSION_COLUMNS[dimension]]
         table[column.name] = column
+        for named, _ in cols.NAMES.get(column.name, ()):
+            table[named.name] = named
     table.update(cols.USAGE_MEASURES)
     return table
 
@@ -363,4 +365,5 @@ def columns_of(report: ReportKind | str) -> tuple[str, ...]:
         return tuple(cols.LEDGER)
     if kind is ReportKind.PNL:
         return tuple(cols.PNL)
-    return (cols.BUCKET_START.name, *cols.USAGE_DIMENSIONS, *cols.USAGE_MEASURES)
+    names = [named.name for pairs in cols.NAMES.values() for named, _ in pairs]
+    return (cols.BUCKET_START.name, *cols.USAGE_DIMENSIONS, *names, *cols.USAGE_MEASURES)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -18,14 +17,15 @@ from reportlab.graphics.charts.barcharts import VerticalBarChart
 from reportlab.graphics.charts.legends import Legend
 from reportlab.graphics.shapes import Drawing, String
 from reportlab.lib import colors
+from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from costgraph.billing.reports.months import format_month
 from costgraph.billing.reports.presentation import rounded, shown, stamp, unrounded
-from costgraph.billing.reports.summary import MonthlySummary, RankedRow
+from costgraph.billing.reports.summary import MonthlySummary, RankedTable
 
 CONTENT_TYPE = "application/pdf"
 _AI_COST = colors.HexColor("#4C78A8")
@@ -68,23 +68,79 @@ def _table(
     return table
 
 
-def _ranked(rows: tuple[RankedRow, ...], total: tuple[Decimal, Decimal], currency: str) -> Table:
-    body: list[list[str]] = [["", "", "Events", "Tokens", "AI cost", "Billed usage"]]
-    for row in rows:
+def _ranked(table: RankedTable, titles: tuple[str, str], currency: str) -> Table:
+    """The top rows, the rest, the unattributed usage and the total they add up to."""
+    body: list[list[str]] = [[*titles, "Events", "Tokens", "AI cost", "Billed usage"]]
+    for row in (*table.all_rows, table.total):
         body.append(
             [
-                row.label[:48],
-                row.detail[:24],
+                row.label[:40],
+                row.detail[:20],
                 f"{row.events:,}",
                 f"{row.tokens:,}",
                 shown(row.ai_cost, currency),
                 shown(row.billed_usage, currency),
             ]
         )
-    body.append(
-        ["Total, all rows", "", "", "", shown(total[0], currency), shown(total[1], currency)]
+    result = _table(body, [52 * mm, 26 * mm, 18 * mm, 24 * mm, 30 * mm, 30 * mm])
+    result.setStyle(
+        TableStyle(
+            [
+                ("ALIGN", (1, 0), (1, -1), "LEFT"),
+                ("ALIGN", (2, 0), (-1, 0), "RIGHT"),
+                ("FONTNAME", (0, -1), (-1, -1), "Helvetica-Bold"),
+                ("LINEABOVE", (0, -1), (-1, -1), 0.5, colors.black),
+            ]
+        )
     )
-    return _table(body, [55 * mm, 25 * mm, 18 * mm, 22 * mm, 30 * mm, 30 * mm])
+    return result
+
+
+#: Budget table columns (A4 less 15 mm margins: 180 mm). Every cell is a Paragraph, which
+#: wraps inside its own column: a long scope, a large amount or four stages take another
+#: line, never the neighbour's space. "% used" is right-aligned and "Stages" left-aligned,
+#: with the cells' padding between them.
+_BUDGET_WIDTHS = [44 * mm, 18 * mm, 29 * mm, 29 * mm, 22 * mm, 38 * mm]
+_BUDGET_STYLE = TableStyle(
+    [
+        ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.black),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LEFTPADDING", (0, 0), (-1, -1), 4),
+        ("RIGHTPADDING", (0, 0), (-1, -1), 4),
+        ("LEFTPADDING", (5, 0), (5, -1), 12),  # a clear gap after "% used"
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+        ("TOPPADDING", (0, 0), (-1, -1), 2),
+    ]
+)
+_RIGHT = (False, False, True, True, True, False)
+
+
+def _budgets(summary: MonthlySummary, small: Any) -> Table:
+    left = ParagraphStyle("budget-cell", parent=small, fontSize=8, leading=10)
+    right = ParagraphStyle("budget-number", parent=left, alignment=TA_RIGHT)
+    bold = {
+        flag: ParagraphStyle(f"budget-head-{flag}", parent=right if flag else left)
+        for flag in (False, True)
+    }
+    for style in bold.values():
+        style.fontName = "Helvetica-Bold"
+    header = ["Scope", "Period", "Limit", "Spent", "% used", "Stages"]
+    body: list[list[Any]] = [[Paragraph(t, bold[r]) for t, r in zip(header, _RIGHT, strict=True)]]
+    for b in summary.budgets:
+        texts = [
+            b.scope,
+            b.period,
+            shown(b.limit, b.currency),
+            shown(b.spent, b.currency),
+            f"{b.percent_used:.2f} %",
+            ", ".join(f"{s}%" for s in b.stages_reached) or "-",
+        ]
+        body.append(
+            [Paragraph(escape(t), right if r else left) for t, r in zip(texts, _RIGHT, strict=True)]
+        )
+    table = Table(body, colWidths=_BUDGET_WIDTHS, hAlign="LEFT", repeatRows=1)
+    table.setStyle(_BUDGET_STYLE)
+    return table
 
 
 def _chart(summary: MonthlySummary) -> Drawing:
@@ -118,6 +174,28 @@ def _chart(summary: MonthlySummary) -> Drawing:
     return drawing
 
 
+def _unconverted(summary: MonthlySummary, style: Any) -> list[Any]:
+    """A currency without a rate into the summary's: not in the totals, shown in its own
+    money (nothing when every currency converted)."""
+    if not summary.missing:
+        return []
+    pairs = ", ".join(str(pair) for pair in summary.missing)
+    rows = [["Not converted", "Revenue", "AI cost", "Billed usage"]]
+    rows += [
+        [
+            own.currency,
+            shown(own.revenue, own.currency),
+            shown(own.ai_cost, own.currency),
+            shown(own.billed_usage, own.currency),
+        ]
+        for own in summary.unconverted
+    ]
+    return [
+        _para(f"No exchange rate {pairs}: these amounts are not in the totals above.", style),
+        _table(rows, [35 * mm, 40 * mm, 40 * mm, 40 * mm]),
+    ]
+
+
 def render_pdf(summary: MonthlySummary) -> bytes:
     buffer = io.BytesIO()
     document = SimpleDocTemplate(
@@ -132,6 +210,7 @@ def render_pdf(summary: MonthlySummary) -> bytes:
     )
     styles = getSampleStyleSheet()
     heading, small = styles["Heading2"], styles["BodyText"]
+    heading.keepWithNext = 1  # a table's title stays on its table's page
     currency = summary.currency
     figures = summary.figures
     story: list[Any] = [
@@ -165,42 +244,26 @@ def render_pdf(summary: MonthlySummary) -> bytes:
             ],
             [60 * mm, 45 * mm],
         ),
+        *_unconverted(summary, small),
         Spacer(1, 3 * mm),
         _chart(summary),
         _para("Profit and loss", heading),
+        _para("Costs are positive amounts throughout; lines marked less are subtracted.", small),
         _table(
             [
                 ["Line", "Amount"],
-                *([line.label, shown(line.amount, currency)] for line in summary.pnl),
+                *([line.caption, shown(line.amount, currency)] for line in summary.pnl),
             ],
             [60 * mm, 45 * mm],
         ),
         _para("Top models", heading),
-        _ranked(summary.models, summary.models_total, currency),
+        _ranked(summary.models, ("Model", "Provider"), currency),
         _para("Top users", heading),
-        _ranked(summary.users, summary.users_total, currency),
+        _ranked(summary.users, ("User", "Name"), currency),
         _para("Budget status", heading),
     ]
     if summary.budgets:
-        story.append(
-            _table(
-                [
-                    ["Scope", "Period", "Limit", "Spent", "% used", "Stages"],
-                    *(
-                        [
-                            b.scope[:40],
-                            b.period,
-                            shown(b.limit, b.currency),
-                            shown(b.spent, b.currency),
-                            f"{b.percent_used} %",
-                            ", ".join(f"{s}%" for s in b.stages_reached) or "-",
-                        ]
-                        for b in summary.budgets
-                    ),
-                ],
-                [55 * mm, 20 * mm, 30 * mm, 30 * mm, 20 * mm, 25 * mm],
-            )
-        )
+        story.append(_budgets(summary, small))
     else:
         story.append(_para("No budgets.", small))
     story += [

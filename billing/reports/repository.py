@@ -82,9 +82,9 @@ class RunClaim:
 
 async def enqueue_month(session: AsyncSession, month: date, month_end: datetime) -> int:
     """One run per scheduled template for ``month`` (templates saved before the month ended);
-    a run that exists already is left alone — the unique key makes this idempotent."""
-    async with session.begin():
-        result = await session.execute(_ENQUEUE, {"month": month, "month_end": month_end})
+    a run that exists already is left alone — the unique key makes this idempotent. In the
+    caller's unit of work, as are :func:`claim_runs` and :func:`finish_run`."""
+    result = await session.execute(_ENQUEUE, {"month": month, "month_end": month_end})
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -92,14 +92,13 @@ async def claim_runs(
     session: AsyncSession, limit: int, lease: float, max_attempts: int
 ) -> list[RunClaim]:
     token = uuid.uuid4()
-    async with session.begin():
-        await session.execute(_SWEEP, {"max_attempts": max_attempts})
-        rows = (
-            await session.execute(
-                _CLAIM,
-                {"max_attempts": max_attempts, "limit": limit, "lease": lease, "token": token},
-            )
-        ).all()
+    await session.execute(_SWEEP, {"max_attempts": max_attempts})
+    rows = (
+        await session.execute(
+            _CLAIM,
+            {"max_attempts": max_attempts, "limit": limit, "lease": lease, "token": token},
+        )
+    ).all()
     return [RunClaim(r[0], r[1], r[2], r[3], r[4], r[5], token) for r in rows]
 
 
@@ -129,6 +128,5 @@ async def finish_run(
     else:
         state = "PENDING"
         params["wait"] = backoff.total_seconds()
-    async with session.begin():
-        result = await session.execute(leases.settle("report_runs", state), params)
+    result = await session.execute(leases.settle("report_runs", state), params)
     return state if getattr(result, "rowcount", 0) else "LOST"

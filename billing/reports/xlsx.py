@@ -24,7 +24,7 @@ from costgraph.billing.reports.presentation import (
     stamp,
     unrounded,
 )
-from costgraph.billing.reports.summary import MonthlySummary, RankedRow
+from costgraph.billing.reports.summary import MonthlySummary, RankedTable
 
 CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -100,8 +100,8 @@ def _summary_sheet(book: Any, formats: dict[str, Any], summary: MonthlySummary) 
     )
     sheet.skip()
     sheet.header("Profit and loss", "Amount", "Currency")
-    for line in summary.pnl:
-        sheet.text(0, line.label)
+    for line in summary.pnl:  # costs positive, as everywhere: "less" says what subtracts
+        sheet.text(0, line.caption)
         sheet.money(1, line.amount)
         sheet.skip()
     figures = summary.figures
@@ -115,6 +115,19 @@ def _summary_sheet(book: Any, formats: dict[str, Any], summary: MonthlySummary) 
     sheet.text(0, "Tokens")
     sheet.integer(1, figures.tokens)
     sheet.skip(2)
+    if summary.missing:  # a currency without a rate: not in the figures, shown in its own money
+        pairs = ", ".join(str(pair) for pair in summary.missing)
+        sheet.header(f"Not converted (no rate: {pairs})", "Amount", "Currency")
+        for own in summary.unconverted:
+            for label, amount in (
+                ("Revenue", own.revenue),
+                ("AI cost", own.ai_cost),
+                ("Billed usage", own.billed_usage),
+            ):
+                sheet.text(0, f"{label} in {own.currency}")
+                sheet.money(1, amount, own.currency)
+                sheet.skip()
+        sheet.skip()
     sheet.header("Reconciliation", "Unrounded", "Rounded", "Currency")
     for label, amount in _reconciliation(summary):
         sheet.text(0, label)
@@ -134,8 +147,8 @@ def _reconciliation(summary: MonthlySummary) -> list[tuple[str, Decimal]]:
         ("Billed usage", figures.billed_usage),
         ("Platform fees", figures.platform_fees),
         ("Margin", figures.margin),
-        ("AI cost, all models", summary.models_total[0]),
-        ("AI cost, all users", summary.users_total[0]),
+        ("AI cost, models table", sum((r.ai_cost for r in summary.models.all_rows), Decimal(0))),
+        ("AI cost, users table", sum((r.ai_cost for r in summary.users.all_rows), Decimal(0))),
     ]
 
 
@@ -145,30 +158,37 @@ def _ranked_sheet(
     summary: MonthlySummary,
     name: str,
     titles: tuple[str, str],
-    rows: tuple[RankedRow, ...],
-    total: tuple[Decimal, Decimal],
+    table: RankedTable,
 ) -> None:
+    """The top rows, the rest, the unattributed usage, then the total they add up to."""
     sheet = _Sheet(book, name, formats, summary.currency)
-    sheet.header(*titles, "Events", "Tokens", "AI cost", "Currency", "Billed usage", "Currency")
-    for row in rows:
+    sheet.header(
+        *titles, "Events", "Tokens", "AI cost", "Currency", "Billed usage", "Currency", "Id"
+    )
+    for row in table.all_rows:
         sheet.text(0, row.label)
         sheet.text(1, row.detail)
         sheet.integer(2, row.events)
         sheet.integer(3, row.tokens)
         sheet.money(4, row.ai_cost)
         sheet.money(6, row.billed_usage)
+        sheet.text(8, row.ident)
         sheet.skip()
-    sheet.text(0, "Total, all rows (rounded)", "label")
-    sheet.money(4, total[0])
-    sheet.money(6, total[1])
+    total = table.total
+    sheet.text(0, "Total (rounded)", "label")
+    sheet.integer(2, total.events)
+    sheet.integer(3, total.tokens)
+    sheet.money(4, total.ai_cost)
+    sheet.money(6, total.billed_usage)
     sheet.skip()
-    sheet.text(0, "Total, all rows (unrounded)", "label")
-    sheet.exact(4, total[0])
+    sheet.text(0, "Total (unrounded)", "label")
+    sheet.exact(4, total.ai_cost)
     sheet.text(5, summary.currency)
-    sheet.exact(6, total[1])
+    sheet.exact(6, total.billed_usage)
     sheet.text(7, summary.currency)
     sheet.sheet.set_column(0, 1, 30)
     sheet.sheet.set_column(2, 7, 14)
+    sheet.sheet.set_column(8, 8, 38)
 
 
 def _budget_sheet(book: Any, formats: dict[str, Any], summary: MonthlySummary) -> None:
@@ -186,6 +206,7 @@ def _budget_sheet(book: Any, formats: dict[str, Any], summary: MonthlySummary) -
         "Stages reached",
         "Period start",
         "Period end",
+        "Scope id",
     )
     for line in summary.budgets:
         sheet.text(0, line.scope)
@@ -198,11 +219,13 @@ def _budget_sheet(book: Any, formats: dict[str, Any], summary: MonthlySummary) -
         sheet.text(9, ", ".join(f"{s}%" for s in line.stages_reached))
         sheet.text(10, stamp(line.period_start))
         sheet.text(11, stamp(line.period_end))
+        sheet.text(12, line.scope_id)
         sheet.skip()
     if not summary.budgets:
         sheet.text(0, "No budgets")
     sheet.sheet.set_column(0, 0, 34)
     sheet.sheet.set_column(1, 11, 14)
+    sheet.sheet.set_column(12, 12, 38)
 
 
 def _daily_sheet(book: Any, formats: dict[str, Any], summary: MonthlySummary) -> int:
@@ -248,20 +271,11 @@ def render_xlsx(summary: MonthlySummary) -> bytes:
     )
     book.set_properties({"title": summary.title, "author": "CostGraph"})
     currencies = {summary.currency} | {b.currency for b in summary.budgets}
+    currencies |= {f.currency for f in summary.unconverted}
     formats = _formats(book, currencies)
     front = _summary_sheet(book, formats, summary)
-    _ranked_sheet(
-        book,
-        formats,
-        summary,
-        "Top models",
-        ("Model", "Provider"),
-        summary.models,
-        summary.models_total,
-    )
-    _ranked_sheet(
-        book, formats, summary, "Top users", ("User", "Name"), summary.users, summary.users_total
-    )
+    _ranked_sheet(book, formats, summary, "Top models", ("Model", "Provider"), summary.models)
+    _ranked_sheet(book, formats, summary, "Top users", ("User", "Name"), summary.users)
     _budget_sheet(book, formats, summary)
     days = _daily_sheet(book, formats, summary)
     _chart(book, front, days, summary.currency)

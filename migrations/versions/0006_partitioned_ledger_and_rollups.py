@@ -27,6 +27,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
+from costgraph.kernel.clock import utcnow
+
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
@@ -318,14 +320,20 @@ def upgrade() -> None:
     )
     op.execute(f"CREATE TABLE {PARTS}.ledger_entries_default PARTITION OF ledger_entries DEFAULT")
     op.execute(ENSURE_PARTITIONS_SQL)
-    # Months that hold entries, and a window around now (a year back, three months ahead).
+    # Months that hold entries, and a window around now (a year back, three months ahead):
+    # the business clock's now, so a database created for a clock set elsewhere (tests at
+    # COSTGRAPH_TEST_NOW, a demo at COSTGRAPH_CLOCK_START) has that year's partitions.
     op.execute(
         """SELECT ledger_ensure_partitions(m, m) FROM (
                SELECT DISTINCT date_trunc('month', occurred_at, 'UTC') AS m
                FROM ledger_entries_v5) months"""
     )
     op.execute(
-        "SELECT ledger_ensure_partitions(now() - interval '12 months', now() + interval '3 months')"
+        sa.text(
+            "SELECT ledger_ensure_partitions("
+            "CAST(:now AS timestamptz) - interval '12 months', "
+            "CAST(:now AS timestamptz) + interval '3 months')"
+        ).bindparams(now=utcnow())
     )
 
     # 3. Idempotency keys.

@@ -1,0 +1,291 @@
+"""A lexical look at a GraphQL document before graphql-core parses it.
+
+graphql-core's lexer and parser are pure Python (about 15 µs a token here, a 9.5 MB comment
+takes seconds), and its overlapping-fields validation rule is quadratic in the fields that
+share a response name. So a document is measured first, with one regular expression (run in
+C) and one loop over its tokens, and refused before parsing when it is over a limit:
+
+- its size in bytes (UTF-8) — checked first, before a character of it is scanned;
+- its tokens (comments not counted, a string is one token);
+- its field selections, written out (fragments are not expanded here);
+- its repeated fields: selections of a response name already selected in the same selection
+  set (inline fragments merge into the set around them, a fragment spread repeated counts);
+- its depth and aliases as written.
+
+What fragments multiply (depth, aliases, cost through spreads) is judged after parsing, by
+:mod:`costgraph.app.query_shape`; the token limit is enforced by the parser too. The scan
+also returns the document with its comments blanked, which is what gets parsed: comments mean
+nothing, and graphql-core would read them a character at a time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from graphql import GraphQLError
+
+from costgraph.app.query_limits import CEILING, QueryLimits, too_complex
+
+#: One token a match; anything unmatched (white space, commas, stray characters) is skipped.
+#: Strings come before comments, so a ``#`` inside a string is never a comment.
+_TOKEN = re.compile(
+    r'"""(?:\\"""|[^"]|"(?!""))*"""'  # block string
+    r'|"(?:[^"\\\n\r]|\\.)*"'  # string
+    r"|#[^\n\r]*"  # comment
+    r"|\.\.\."
+    r"|[_A-Za-z][_0-9A-Za-z]*"
+    r"|-?[0-9][_0-9A-Za-z.+-]*"  # a number (malformed ones are the parser's to report)
+    r"|[!$&()\[\]:=@{}|]"
+)
+_COMMENT = re.compile(r'"""(?:\\"""|[^"]|"(?!""))*"""|"(?:[^"\\\n\r]|\\.)*"|#[^\n\r]*')
+_NAME_START = frozenset("_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+#: Where a document without strings or comments may be cut without cutting a token.
+_BOUNDARY = re.compile(r"[\s,{}()]")
+_CHUNK = 1_024
+
+
+def _words(query: str) -> Iterator[str]:
+    """The document's tokens in order, read a piece at a time (so that a scan that stops
+    early has not tokenised the rest): in chunks cut between tokens when the document has
+    no string or comment (which may hold anything), else one match at a time."""
+    if '"' in query or "#" in query:
+        for match in _TOKEN.finditer(query):
+            yield match[0]
+        return
+    position, size = 0, len(query)
+    while position < size:
+        end = size
+        if position + _CHUNK < size:
+            boundary = _BOUNDARY.search(query, position + _CHUNK)
+            end = size if boundary is None else boundary.start()
+        yield from _TOKEN.findall(query, position, end)
+        position = end
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What the document holds as written; ``text`` is the document to parse."""
+
+    text: str
+    tokens: int
+    #: Field selections as written, and with each fragment spread counted as its fragment's
+    #: selections (so a short document that spreads fragments into each other is counted
+    #: as what it asks for).
+    fields: int
+    selections: int
+    repeated: int
+    aliases: int
+    depth: int
+
+
+def document_bytes(query: str) -> int:
+    return len(query.encode("utf-8", "surrogatepass"))
+
+
+def _blank_comments(query: str) -> str:
+    if "#" not in query:
+        return query
+    return _COMMENT.sub(lambda m: m.group() if m.group()[0] == '"' else "", query)
+
+
+def scan(query: str, stop: QueryLimits | None = None) -> Scan:
+    """Count the document's tokens, fields, repeated fields, aliases and depth as written.
+
+    With ``stop``, counting ends as soon as one count passes its limit there (the counts are
+    then partial: enough to refuse; the tokens are read one match at a time, so a document
+    refused early is never tokenised whole). Introspection (``__schema``, ``__type``) adds no
+    depth: graphql-core bounds it, and it is refused when introspection is off."""
+    most_tokens, most_fields, most_repeated, most_aliases, most_depth = (
+        (
+            stop.max_tokens,
+            stop.max_selections,
+            stop.max_repeated_fields,
+            stop.max_aliases,
+            stop.max_depth,
+        )
+        if stop is not None
+        else (len(query),) * 5
+    )
+    count = fields = repeated = aliases = depth = 0
+    # Per definition (a fragment's name; "" for the operations): fields and spreads written.
+    own: dict[str, int] = {}
+    spreads: dict[str, list[str]] = {}
+    definition = ""
+    owned = 0  # fields of the open definition
+    naming = False  # after the keyword "fragment": its name comes next
+    # Each open selection set: the response names selected in it, its depth, and whether it
+    # is inside an introspection field. An inline fragment shares the entry of the set
+    # around it (its fields merge into that set).
+    stack: list[tuple[set[str], int, bool]] = []
+    seen: set[str] = set()  # the innermost open set's names
+    parens = 0
+    opens = ""  # what the next "{" belongs to: "field", "meta" (introspection) or a fragment
+    # "spread": after "...", "type": after "on", "field": after an alias's ":",
+    # "directive": after "@"
+    expect = ""
+    for word in _words(query):
+        first = word[0]
+        if parens:  # arguments, variable definitions: values only
+            if first == "(":
+                parens += 1
+            elif first == ")":
+                parens -= 1
+            elif first == "#":
+                continue
+        elif first in _NAME_START and stack:
+            if expect:
+                if expect == "spread":
+                    if word == "on":
+                        expect = "type"
+                        count += 1
+                        if count > most_tokens:
+                            break
+                        continue
+                    key = "..." + word  # a named fragment's spread: repeated like a field
+                    if key in seen:
+                        repeated += 1
+                        if repeated > most_repeated:
+                            break
+                    else:
+                        seen.add(key)
+                    spreads.setdefault(definition, []).append(word)
+                elif expect == "field":  # the field behind an alias, already counted
+                    opens = "meta" if word[:2] == "__" else "field"
+                expect = ""
+            else:
+                fields += 1
+                owned += 1
+                if word in seen:
+                    repeated += 1
+                    if repeated > most_repeated:
+                        break
+                else:
+                    seen.add(word)
+                opens = "meta" if first == "_" and word[:2] == "__" else "field"
+                if fields > most_fields:
+                    break
+        elif first == "{":
+            if not stack:
+                seen = set()
+                stack.append((seen, 1, False))
+            elif opens:
+                _, level, meta = stack[-1]
+                meta = meta or opens == "meta"
+                seen = set()
+                stack.append((seen, level if meta else level + 1, meta))
+            else:
+                stack.append(stack[-1])
+            depth = max(depth, stack[-1][1])
+            opens = expect = ""
+            if depth > most_depth:
+                break
+        elif first == "}":
+            if stack:
+                stack.pop()
+                if stack:
+                    seen = stack[-1][0]
+                else:  # a definition ends: its fields are counted
+                    own[definition] = own.get(definition, 0) + owned
+                    definition, owned = "", 0
+            opens = ""
+        elif first == "#":
+            continue
+        elif first == "(":
+            parens = 1
+        elif not stack:  # between definitions: keywords, names, type conditions
+            if naming:
+                definition, naming = word, False
+            elif word == "fragment":
+                naming = True
+        elif first == ":":
+            aliases += 1
+            expect = "field"
+            if aliases > most_aliases:
+                break
+        elif first == "@":
+            expect = "directive"
+        elif word == "...":
+            expect = "spread"
+            opens = ""
+        count += 1
+        if count > most_tokens:
+            break
+    own[definition] = own.get(definition, 0) + owned
+    selections = _expanded(own, spreads)
+    return Scan(_blank_comments(query), count, fields, selections, repeated, aliases, depth)
+
+
+def _expanded(own: dict[str, int], spreads: dict[str, list[str]]) -> int:
+    """The operations' selections with every spread counted as its fragment's (each fragment
+    summed once; a cycle or an unknown fragment adds nothing: validation reports those)."""
+    memo: dict[str, int] = {}
+    open_: set[str] = set()
+
+    def total(name: str) -> int:
+        known = memo.get(name)
+        if known is not None:
+            return known
+        if name in open_:
+            return 0
+        open_.add(name)
+        value = own.get(name, 0)
+        for spread in spreads.get(name, ()):
+            value = min(value + (total(spread) if spread else 0), CEILING)
+        open_.discard(name)
+        memo[name] = value
+        return value
+
+    try:
+        return total("")
+    except RecursionError:  # fragments nested beyond any real document's
+        return CEILING
+
+
+def refusal(query: str, limits: QueryLimits) -> tuple[GraphQLError | None, Scan | None]:
+    """The first limit the document is over (and None), or None and its scan."""
+    size = len(query)
+    if size > limits.max_document_bytes or (
+        size * 4 > limits.max_document_bytes
+        and (size := document_bytes(query)) > limits.max_document_bytes
+    ):
+        maximum = limits.max_document_bytes
+        return too_complex(
+            f"the document is {size} bytes or more; the limit is {maximum}",
+            "bytes",
+            maximum,
+            size,
+        ), None
+    if len(query) > limits.max_tokens:  # it may be over: a lower bound first, in C
+        bare = _COMMENT.sub(" ", query) if '"' in query or "#" in query else query
+        least = len(bare.replace(",", " ").split())  # each word is a token or more
+        if least > limits.max_tokens:
+            return _over("tokens", "tokens", least, limits.max_tokens), None
+    found = scan(query, limits)
+    checks = (
+        ("tokens", "tokens", found.tokens, limits.max_tokens),
+        ("selections", "field selections", found.fields, limits.max_selections),
+        (
+            "selections",
+            "field selections (fragments counted at each spread)",
+            found.selections,
+            limits.max_selections,
+        ),
+        ("repeatedFields", "repeated fields", found.repeated, limits.max_repeated_fields),
+        ("depth", "depth", found.depth, limits.max_depth),
+        ("aliases", "aliases", found.aliases, limits.max_aliases),
+    )
+    for limit, what, value, maximum in checks:
+        if value > maximum:
+            return _over(limit, what, value, maximum), None
+    return None, found
+
+
+def _over(limit: str, what: str, value: int, maximum: int) -> GraphQLError:
+    return too_complex(
+        f"the document has more than {maximum} {what} (found {value}); the limit is {maximum}",
+        limit,
+        maximum,
+        value,
+    )
