@@ -329,6 +329,10 @@ def cmd_reports_run_due(args: argparse.Namespace) -> None:
         asyncio.run(_reports_run_due(settings, url, args.now))
 
 
+#: The statement timeout of ``costgraph verify``'s connection (a day: in effect, none).
+UNBOUNDED_MS = 86_400_000
+
+
 async def _verify(settings: Settings, url: str, org_ref: str | None) -> Any:
     import uuid
 
@@ -340,7 +344,8 @@ async def _verify(settings: Settings, url: str, org_ref: str | None) -> Any:
     from costgraph.billing.directory import find_organization
     from costgraph.subscriptions.totals_check import LEDGER_CHECKS
 
-    engine = create_engine(url, settings)
+    # A large ledger takes minutes: no per-statement bound, on the server or the client.
+    engine = create_engine(url, settings.model_copy(update={"statement_timeout_ms": UNBOUNDED_MS}))
     try:
         async with engine.connect() as connection:
             migrated = await connection.scalar(text("SELECT to_regclass('ledger_entries')"))
@@ -360,7 +365,7 @@ async def _verify(settings: Settings, url: str, org_ref: str | None) -> Any:
             AppState.limits_of(settings).zone,
             organization_id=organization_id,
             checks=LEDGER_CHECKS,
-            statement_timeout_ms=0,  # a large ledger takes minutes: no per-statement bound
+            statement_timeout_ms=0,
         )
     finally:
         await engine.dispose()

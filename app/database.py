@@ -6,7 +6,6 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -15,19 +14,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from costgraph.app.settings import Settings
+from costgraph.kernel.database_url import asyncpg_url
 from costgraph.models.scoping import TenantSession
-
-
-def asyncpg_url(url: str) -> str:
-    """Normalise any postgres URL to SQLAlchemy's asyncpg dialect."""
-    parsed = make_url(url)
-    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
-
-
-def plain_url(url: str) -> str:
-    """The same URL as libpq and ``asyncpg.connect()`` understand it."""
-    parsed = make_url(url)
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def create_engine(url: str, settings: Settings) -> AsyncEngine:

@@ -29,19 +29,19 @@ from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from costgraph.app import graphql_http
+from costgraph.app import ws_handshake as handshake
 from costgraph.app.fast_json import OrjsonView
 from costgraph.app.observability import context as observability
 from costgraph.app.rate_limit import rate_limited, refusal_error
 from costgraph.app.state import AppState
+from costgraph.app.ws_context import ConnectionContext
+from costgraph.app.ws_transport import LiveTransportHandler
 from costgraph.auth.principal import Principal
 from costgraph.auth.verify import InvalidToken
 from costgraph.kernel.errors import DomainError, ErrorCode, Unavailable
 from costgraph.kernel.retry import unavailable as db_fault
-from costgraph.resolvers.context import Context
-from costgraph.subscriptions import handshake
-from costgraph.subscriptions.context import ConnectionContext
+from costgraph.schema.context import Context
 from costgraph.subscriptions.live import Live
-from costgraph.subscriptions.transport import LiveTransportHandler
 
 logger = logging.getLogger("costgraph.graphql")
 
@@ -166,7 +166,7 @@ def subprotocol_refused() -> Response:
 
 
 class GraphQLApp(OrjsonView, GraphQL[Context, None]):
-    # Subscriptions: graphql-transport-ws only (see subscriptions/transport.py).
+    # Subscriptions: graphql-transport-ws only (see app/ws_transport.py).
     graphql_transport_ws_handler_class = LiveTransportHandler
 
     def __init__(self, state: AppState, **kwargs: Any) -> None:
@@ -318,7 +318,7 @@ class GraphQLApp(OrjsonView, GraphQL[Context, None]):
 
     async def operation_refusal(self, principal: Principal) -> dict[str, Any] | None:
         """One operation over a websocket draws on the same request budgets as an HTTP
-        request (subscriptions/transport.py asks before each ``subscribe``)."""
+        request (app/ws_transport.py asks before each ``subscribe``)."""
         limiter = self.state.rate_limiter
         if limiter is None or (refusal := await limiter.check(principal)) is None:
             return None
@@ -329,7 +329,7 @@ class GraphQLApp(OrjsonView, GraphQL[Context, None]):
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """``connection_init``: verify its token and count the connection, or refuse (4403 for
-        the token, 1008 for one connection too many: subscriptions/transport.py)."""
+        the token, 1008 for one connection too many: app/ws_transport.py)."""
         assert isinstance(context, ConnectionContext)
         try:
             await handshake.accept(context, self.state.verifier, self.state.live.connections)

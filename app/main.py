@@ -25,6 +25,7 @@ from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.exports_route import exports_route
 from costgraph.app.forecast_alerts import forecast_alerts_running
 from costgraph.app.graphql import GraphQLApp, format_error
+from costgraph.app.graphql_schema import build_schema
 from costgraph.app.heap import tune_garbage_collector
 from costgraph.app.identity import build_oauth, build_verifier, revocations_kept_fresh
 from costgraph.app.live import build_bus, build_live, live_running
@@ -44,7 +45,6 @@ from costgraph.app.units import build_units
 from costgraph.auth.keys import KeyStore
 from costgraph.auth.revocation import RevocationList
 from costgraph.billing import tenant_cache
-from costgraph.schema.build import build_schema
 
 logger = logging.getLogger("costgraph")
 

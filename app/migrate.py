@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import costgraph.migrations
-from costgraph.app.database import asyncpg_url
+from costgraph.kernel.database_url import asyncpg_url
 
 #: Serialises concurrent `migrate` runs (several instances starting at once).
 _MIGRATION_LOCK_KEY = 0x636F737467726170

@@ -8,7 +8,7 @@ of it executes.
 - Depth, aliases and cost: app/query_shape.py, with the weights of app/query_cost.py.
 - List sizes, in literals and in variables: app/query_lists.py.
 - Where they run: in app/query_caches.py, the parse-and-validate extension (with its cache of
-  accepted documents, bounded in bytes) that schema/build.py installs.
+  accepted documents, bounded in bytes) that app/graphql_schema.py installs.
 
 This module holds the limits themselves, their error, and the refinement of graphql-core's own
 errors (the token limit's code; no "Did you mean …?" when introspection is off).

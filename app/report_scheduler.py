@@ -36,13 +36,7 @@ from costgraph.alerts.errors import TargetRefused
 from costgraph.alerts.notifiers.base import DeliveryFailed
 from costgraph.alerts.notifiers.http import post
 from costgraph.alerts.ssrf import GuardedClients
-from costgraph.app.reports_route import (
-    TEMPLATE,
-    link_url,
-    render_context_of,
-    sign_link,
-    template_path,
-)
+from costgraph.app.reports_route import render_context_of
 from costgraph.app.settings import Settings
 from costgraph.auth.keys import KeyStore
 from costgraph.auth.principal import Principal
@@ -57,6 +51,7 @@ from costgraph.kernel.errors import DomainError
 from costgraph.kernel.unit_of_work import Units
 from costgraph.models import NotificationChannel
 from costgraph.models.scoping import bind_tenant
+from costgraph.resolvers.links import TEMPLATE, link_url, sign_link, template_path
 
 logger = logging.getLogger("costgraph.reports.schedule")
 

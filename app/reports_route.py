@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
-from urllib.parse import quote, urlencode
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -30,15 +29,11 @@ from costgraph.app.route_auth import (
     error_response,
     organization_of,
     over_budget,
-    public_base,
     verify_link,
 )
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
-from costgraph.auth.keys import KeyStore
 from costgraph.auth.permissions import Right
-from costgraph.auth.principal import Principal
-from costgraph.billing.exports import links
 from costgraph.billing.exports.spec import ExportLimits
 from costgraph.billing.pnl_ranges import ReportLimits
 from costgraph.billing.reports import templates
@@ -49,8 +44,7 @@ from costgraph.billing.reports.templates import ReportFormat
 from costgraph.kernel.clock import utcnow
 from costgraph.kernel.errors import DomainError, NotFound, Unauthenticated
 from costgraph.models.scoping import bind_tenant
-
-TEMPLATE = "template"
+from costgraph.resolvers.links import TEMPLATE, template_path
 
 
 def render_context_of(
@@ -72,41 +66,6 @@ def render_context_of(
 def render_context(state: AppState) -> RenderContext:
     limits = state.limits
     return render_context_of(state.settings, limits.max_page_size, limits.budget_timezone, utcnow())
-
-
-# --- links ---
-
-
-def template_path(template_id: uuid.UUID | str, month: str) -> str:
-    return f"/reports/templates/{template_id}/{quote(month)}"
-
-
-def sign_link(
-    settings: Settings,
-    keys: KeyStore,
-    principal: Principal,
-    report: str,
-    path: str,
-    params: Mapping[str, str],
-    ttl: timedelta,
-) -> links.Link:
-    return links.sign(
-        keys.active,
-        issuer=settings.issuer,
-        audience=settings.audience,
-        principal=principal,
-        report=report,
-        params={**params, "path": path},
-        ttl=ttl,
-    )
-
-
-def link_url(
-    settings: Settings, path: str, link: links.Link, request: HTTPConnection | None = None
-) -> str:
-    """Absolute, on the public base the CSV export links use (``COSTGRAPH_PUBLIC_URL``, else
-    the request's base URL, else ``COSTGRAPH_ISSUER``)."""
-    return f"{public_base(settings, request)}{path}?{urlencode({'token': link.token})}"
 
 
 # --- answers ---

@@ -7,18 +7,17 @@ from __future__ import annotations
 import logging
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from costgraph.app import graphql
-from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
 from costgraph.auth.permissions import Right, has_right
 from costgraph.auth.principal import Principal
 from costgraph.billing.directory import OrgContext
 from costgraph.billing.exports import links
 from costgraph.kernel.errors import DomainError, ErrorCode, Forbidden, Unauthenticated
-from costgraph.resolvers.context import organization
+from costgraph.schema.context import organization
 
 logger = logging.getLogger("costgraph.routes")
 
@@ -95,13 +94,3 @@ async def organization_of(state: AppState, principal: Principal, right: Right) -
     if not has_right(principal, right):
         raise Forbidden(f"this operation needs the {right.value} right")
     return await organization(state, principal)
-
-
-def public_base(settings: Settings, request: HTTPConnection | None = None) -> str:
-    """Where download links point: ``COSTGRAPH_PUBLIC_URL``, else the request's own base URL,
-    else the issuer. No trailing slash."""
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
-    if request is not None:
-        return str(request.base_url).rstrip("/")
-    return settings.issuer.rstrip("/")

@@ -21,10 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from costgraph.alerts import evaluation
 from costgraph.alerts.events import AlertsRaised
 from costgraph.alerts.worker import Wakeup
-from costgraph.app.observability import counting
 from costgraph.app.observability.metrics import Metrics
 from costgraph.billing import events, reservation_repository
 from costgraph.kernel.unit_of_work import AfterCommit, DomainEvent, UnitOfWork, Units
+from costgraph.resolvers import counting
 from costgraph.subscriptions.announcer import BusAnnouncer
 from costgraph.subscriptions.publish import Publisher
 

@@ -32,11 +32,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bench.ceiling import ROW_SQL, RowBuilder
-from costgraph.app.database import plain_url
 from costgraph.app.settings import Settings
 from costgraph.auth.keys import KeyStore
 from costgraph.auth.principal import Principal
 from costgraph.auth.verify import InvalidToken, LocalKeys, TokenVerifier
+from costgraph.kernel.database_url import plain_url
 
 BARE_ME_PATH = "/bare/me"
 BARE_USAGE_PATH = "/bare/usage"

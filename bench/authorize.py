@@ -27,13 +27,14 @@ from bench.httpbench import HttpConfig, http_arguments
 from bench.loadgen import alternate
 from bench.report import standalone
 from bench.stats import Comparison
-from costgraph.app.database import create_engine, create_sessionmaker, plain_url
+from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
 from costgraph.billing import budgets, directory, ledger
 from costgraph.billing.commands import Payment
 from costgraph.billing.periods import Period
 from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.kernel.database_url import plain_url
 from costgraph.models.scoping import bind_tenant
 
 TARGET_RATIO = 0.5

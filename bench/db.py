@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
-from costgraph.app.database import create_engine, create_sessionmaker, plain_url
+from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.embedded import start_embedded_postgres
 from costgraph.app.migrate import migrate
 from costgraph.app.settings import Settings
@@ -30,6 +30,7 @@ from costgraph.auth.tokens import mint_access_token
 from costgraph.billing import directory, ledger
 from costgraph.billing.commands import Payment
 from costgraph.billing.directory import OrgContext
+from costgraph.kernel.database_url import plain_url
 from costgraph.models.scoping import bind_tenant
 
 ISSUER = "https://costgraph.bench"

@@ -15,8 +15,8 @@ from bench.ceiling import create_ceiling_table
 from bench.db import BenchTenant, bench_settings, create_tenant, fresh_database, integrator_token
 from bench.server import BARE, COSTGRAPH, ServerConfig, free_port, started
 from bench.tuning import apply as apply_tuning
-from costgraph.app.database import plain_url
 from costgraph.app.settings import Settings
+from costgraph.kernel.database_url import plain_url
 
 
 @dataclass(frozen=True, slots=True)

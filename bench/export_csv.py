@@ -42,9 +42,9 @@ from bench.db import BenchTenant, bench_settings, create_tenant, fresh_database,
 from bench.report import standalone
 from bench.server import COSTGRAPH, ServerConfig, ServerProcess, free_port, started
 from bench.stats import Comparison, Measurement
-from costgraph.app.database import plain_url
 from costgraph.billing.exports import ExportLimits, ExportRequest, ReportKind, queries
 from costgraph.billing.exports.spec import resolve_columns
+from costgraph.kernel.database_url import plain_url
 
 ENTRIES = 1_000_000
 CHUNK = 250_000

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
+import costgraph.app.graphql_schema as schema_build
 import costgraph.app.main as app_main
-import costgraph.schema.build as schema_build
 from bench.db import bench_settings, create_tenant, fresh_database
 from bench.in_process import post_graphql
 from bench.report import standalone

@@ -37,7 +37,7 @@ from bench.workload import (
     to_graphql_input,
     to_usage_event,
 )
-from costgraph.app.database import create_engine, create_sessionmaker, plain_url
+from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.heap import tune_garbage_collector
 from costgraph.app.state import AppState
 from costgraph.app.units import build_units
@@ -45,6 +45,7 @@ from costgraph.billing import ledger
 from costgraph.billing.commands import Limits
 from costgraph.billing.directory import OrgContext
 from costgraph.billing.entries import Entry
+from costgraph.kernel.database_url import plain_url
 
 TARGET_RATIO = 0.5
 MIN_EVENTS_PER_SECOND = 20_000.0

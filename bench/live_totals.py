@@ -33,9 +33,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench.db import bench_settings, create_tenant, fresh_database, postgres_server
-from costgraph.app.database import create_engine, create_sessionmaker, plain_url
+from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.billing import rollups
 from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.kernel.database_url import plain_url
 from costgraph.models.ledger import EntryType, LedgerEntry
 from costgraph.models.scoping import bind_tenant
 from costgraph.subscriptions.totals import UsageTotals, current_period, period_totals

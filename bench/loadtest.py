@@ -63,12 +63,14 @@ from bench.report import RESULTS_DIR, environment, run_async
 from bench.server import COSTGRAPH, ServerConfig, free_port, started
 from bench.stats import Measurement, percentile
 from bench.workload import EventFactory, to_graphql_input
-from costgraph.app.database import create_engine, create_sessionmaker, plain_url
+from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.settings import Settings
 from costgraph.billing import budget_repository, budgets
 from costgraph.billing.budgets import BudgetSpec
 from costgraph.billing.periods import Period
 from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.kernel.clock import utcnow
+from costgraph.kernel.database_url import plain_url
 from costgraph.models.scoping import bind_tenant
 
 MAX_DURATION = 600.0
@@ -305,7 +307,7 @@ class Clock:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return utcnow().isoformat().replace("+00:00", "Z")
 
 
 class Bodies:
@@ -315,7 +317,7 @@ class Bodies:
         self.events = EventFactory(tenant, seed=11)
         self.batch_size = batch_size
         self.budget_id = str(budget_id)
-        start = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        start = utcnow().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         self.month = {
             "start": start.isoformat().replace("+00:00", "Z"),
             "end": (start + timedelta(days=32)).replace(day=1).isoformat().replace("+00:00", "Z"),
@@ -323,7 +325,7 @@ class Bodies:
         self.reads = itertools.cycle((QUERY_LEDGER, QUERY_PNL, QUERY_BUDGET))
 
     def _event(self) -> dict[str, Any]:
-        spec = replace(self.events.fresh(), occurred_at=datetime.now(UTC))
+        spec = replace(self.events.fresh(), occurred_at=utcnow())
         return to_graphql_input(spec)
 
     def single(self) -> bytes:

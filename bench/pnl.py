@@ -44,12 +44,13 @@ from sqlalchemy.engine import make_url
 from bench.db import bench_settings, fresh_database
 from bench.report import standalone
 from bench.stats import Comparison, Measurement
-from costgraph.app.database import create_engine, create_sessionmaker, plain_url
+from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.migrate import migrate
 from costgraph.billing import pnl, rollups
 from costgraph.billing.directory import OrgContext
 from costgraph.billing.pnl_measures import MEASURE_NAMES
 from costgraph.billing.pnl_ranges import ReportLimits
+from costgraph.kernel.database_url import plain_url
 from costgraph.models.scoping import bind_tenant
 
 RATIO = 1.2

@@ -46,12 +46,25 @@ class ServerConfig:
     as_served: bool = False
 
 
+def clock_environment() -> dict[str, str]:
+    """The business clock for a server process: this process's, when it runs on a set clock
+    (a bench run from the tests at COSTGRAPH_TEST_NOW), so the server dates events as the
+    workload does."""
+    from costgraph.kernel.clock import SystemClock, format_rfc3339, installed, utcnow
+
+    if isinstance(installed(), SystemClock):
+        return {}
+    return {"COSTGRAPH_CLOCK_START": format_rfc3339(utcnow())}
+
+
 def build_app(config: ServerConfig) -> Any:
     from bench import apps, tuning
     from bench.db import bench_settings
+    from costgraph.app.business_clock import install_configured_clock
     from costgraph.app.main import create_app
 
     settings = bench_settings(Path(config.data_dir), config.database_url)
+    install_configured_clock(settings)  # COSTGRAPH_CLOCK_START, for the bare app too
     if config.kind == COSTGRAPH:
         tuning.apply(config.tuning)
         return create_app(settings, config.database_url)
@@ -104,7 +117,7 @@ class ServerProcess:
             cwd=REPO_ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **clock_environment()},
         )
 
     @property

@@ -24,7 +24,7 @@ from bench.loadgen import alternate
 from bench.report import standalone
 from bench.stats import Comparison
 from bench.workload import EventFactory, to_graphql_input
-from costgraph.app.database import plain_url
+from costgraph.kernel.database_url import plain_url
 
 TARGET_RATIO = 0.5
 

@@ -54,7 +54,7 @@ def _org_cache() -> None:
     from bench.prototypes import OrgCache
     from costgraph.billing.directory import OrgContext, get_organization
     from costgraph.kernel.errors import Forbidden
-    from costgraph.resolvers.context import Context
+    from costgraph.schema.context import Context
 
     cache = OrgCache()
 
@@ -149,12 +149,12 @@ def _json_logs() -> None:
 
 def _no_graphql_hardening() -> None:
     """What the query limits and the rate limiter cost: strawberry's plain ParserCache and
-    ValidationCache in ``schema/build.py`` instead of ``app/query_caches.limited_caches``, and
+    ValidationCache in ``app/graphql_schema.py`` instead of ``app/query_caches.limited_caches``, and
     no ``RateLimiter`` (``app/main.py``)."""
     from strawberry.extensions import ParserCache, ValidationCache
 
+    import costgraph.app.graphql_schema as build
     import costgraph.app.main as main
-    import costgraph.schema.build as build
 
     def plain_caches(limits: Any, maxsize: int = 1024) -> list[Any]:
         return [lambda: ParserCache(maxsize=maxsize), lambda: ValidationCache(maxsize=maxsize)]

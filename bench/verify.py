@@ -39,13 +39,15 @@ from bench import pnl
 from bench.db import bench_settings, fresh_database
 from bench.report import standalone
 from bench.stats import Comparison, Measurement
-from costgraph.app.database import create_engine, create_sessionmaker, plain_url
+from costgraph.app.cli import UNBOUNDED_MS
+from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.migrate import migrate
 from costgraph.app.units import build_units
 from costgraph.billing import month_close, verify
 from costgraph.billing.allowances import cycle_window
 from costgraph.billing.periods import Period, window
 from costgraph.billing.pnl_measures import USAGE_SQL
+from costgraph.kernel.database_url import plain_url
 from costgraph.subscriptions.totals_check import LEDGER_CHECKS
 
 #: DESIGN.md: "minutes, not hours".
@@ -202,7 +204,10 @@ async def measure_url(url: str, config: VerifyConfig) -> list[Comparison]:
     with tempfile.TemporaryDirectory(prefix="costgraph-bench-") as tmp:
         settings = bench_settings(Path(tmp), url)
         raw = await asyncpg.connect(plain_url(url), server_settings={"timezone": "UTC"})
-        engine = create_engine(url, settings)
+        # As `costgraph verify` runs: no statement bound on either side.
+        engine = create_engine(
+            url, settings.model_copy(update={"statement_timeout_ms": UNBOUNDED_MS})
+        )
         try:
             data = await pnl.existing(raw, config.entries)
             if data is None:

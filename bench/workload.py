@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.db import BenchTenant
 from costgraph.billing.commands import UsageEvent
+from costgraph.kernel.clock import utcnow
 
 #: (provider, model, USD per million input tokens, per million output tokens).
 MODELS = (
@@ -89,7 +90,7 @@ class EventFactory:
         self.sent: list[EventSpec] = []
         #: How many events of the last batch were retries.
         self.last_retries = 0
-        self.start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+        self.start = utcnow().replace(microsecond=0) - timedelta(days=1)
 
     def fresh(self) -> EventSpec:
         rnd = self.random

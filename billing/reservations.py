@@ -90,6 +90,30 @@ class EstimateRequest:
         )
 
 
+#: The usage event's names of what an estimate carries, and this mutation's.
+_ESTIMATE_NAMES: Final = (
+    ("providerCurrency", "estimatedCostCurrency"),
+    ("providerCost", "estimatedCost"),
+    ("provider cost", "estimated cost"),
+    ("inputTokens", "estimatedInputTokens"),
+    ("outputTokens", "estimatedOutputTokens"),
+)
+
+
+def _validate_estimate(request: EstimateRequest, limits: Limits, now: datetime) -> None:
+    """The usage rules, refusals naming ``authorizeUsage``'s own fields (``estimatedCost``…),
+    never the usage event's, which its caller cannot send."""
+    try:
+        validate_usage(request.as_usage(now), limits, "input")
+    except ValidationFailed as exc:
+        field, message = exc.field, exc.message
+        for usage_name, estimate_name in _ESTIMATE_NAMES:
+            message = message.replace(usage_name, estimate_name)
+            if field == f"input.{usage_name}":
+                field = f"input.{estimate_name}"
+        raise ValidationFailed(message, field) from None
+
+
 def held_budgets(reservation: Reservation) -> list[uuid.UUID]:
     """The budgets a reservation holds (or held) an amount on."""
     return [uuid.UUID(hold["budget_id"]) for hold in reservation.holds]
@@ -258,7 +282,7 @@ async def authorize(
     session, used for reading only, has its transaction ended first; without, the statement
     joins the session's transaction.
     """
-    validate_usage(request.as_usage(now), limits, "input")
+    _validate_estimate(request, limits, now)
     fingerprint = request_hash("authorize", request)
     for attempt in range(MAX_ATTEMPTS):
         try:

@@ -161,7 +161,7 @@ class AllowanceExhausted(DomainError):
 class RefundExceedsPayment(ValidationFailed):
     def __init__(self, refundable: Decimal, currency: str) -> None:
         super().__init__(
-            f"refund exceeds what is left to refund ({refundable} {currency})", "input.amount"
+            f"refund exceeds what is left to refund ({refundable:f} {currency})", "input.amount"
         )
 
 
@@ -217,7 +217,7 @@ class RefundExceedsBalance(ValidationFailed):
 
     def __init__(self, balance: Decimal, currency: str) -> None:
         super().__init__(
-            f"refund exceeds the account's remaining prepaid balance ({balance} {currency}); "
+            f"refund exceeds the account's remaining prepaid balance ({balance:f} {currency}); "
             "money already spent cannot be refunded",
             "input.amount",
         )

@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from costgraph.app.database import asyncpg_url
+from costgraph.kernel.database_url import asyncpg_url
 from costgraph.models import Base
 
 config = context.config

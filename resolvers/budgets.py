@@ -6,13 +6,13 @@ import uuid
 
 import strawberry
 
-from costgraph.app.observability import counting
 from costgraph.auth.permissions import Right
 from costgraph.billing import budget_repository, budgets, reservations
 from costgraph.billing.allowance_status import allowance_status
 from costgraph.billing.scopes import Scope, ScopeKind
 from costgraph.kernel.clock import utcnow
 from costgraph.kernel.errors import ValidationFailed
+from costgraph.resolvers import counting
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_id

@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 import strawberry
 
-from costgraph.app.observability.context import note_error_code
 from costgraph.kernel import errors as domain
 from costgraph.kernel.clock import parse_rfc3339
+from costgraph.kernel.outcomes import note_error_code
 from costgraph.schema import results
 from costgraph.schema.scalars import CurrencyCode
 

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import strawberry
 
-from costgraph.app.reports_route import link_url
 from costgraph.auth.permissions import Right, has_right
 from costgraph.billing import exports
 from costgraph.billing.exports import links
@@ -15,6 +14,7 @@ from costgraph.kernel.errors import Forbidden, ValidationFailed
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_optional
+from costgraph.resolvers.links import link_url
 from costgraph.schema import exports as types
 from costgraph.schema.types import Info
 

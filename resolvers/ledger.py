@@ -6,11 +6,11 @@ from typing import Any
 
 import strawberry
 
-from costgraph.app.observability import counting
 from costgraph.auth.permissions import Right
 from costgraph.billing import commands, ledger, ledger_repository
 from costgraph.kernel.errors import ValidationFailed
 from costgraph.kernel.pagination import page_size
+from costgraph.resolvers import counting
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_id, decode_optional

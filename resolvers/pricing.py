@@ -20,10 +20,10 @@ from costgraph.auth.permissions import Right, has_right
 from costgraph.billing import catalog, fx, markup, plans, reprice
 from costgraph.kernel.errors import Forbidden
 from costgraph.resolvers.access import needs
-from costgraph.resolvers.context import Context
 from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_id, decode_optional
 from costgraph.schema import pricing as types
+from costgraph.schema.context import Context
 from costgraph.schema.types import Info
 
 T = TypeVar("T")

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import strawberry
 
-from costgraph.app.reports_route import TEMPLATE, link_url, sign_link, template_path
 from costgraph.auth.permissions import Right
 from costgraph.billing.exports.spec import ExportLimits
 from costgraph.billing.reports import templates
@@ -15,6 +14,7 @@ from costgraph.kernel.clock import utcnow
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_id, decode_optional
+from costgraph.resolvers.links import TEMPLATE, link_url, sign_link, template_path
 from costgraph.schema import reports as types
 from costgraph.schema.types import Info
 

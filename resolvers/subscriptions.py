@@ -22,10 +22,10 @@ from costgraph.billing.scopes import Scope, ScopeKind
 from costgraph.kernel.clock import utcnow
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.budgets import decode_scope
-from costgraph.resolvers.context import Context
 from costgraph.resolvers.ids import decode_id
 from costgraph.schema.allowances import Allowance
 from costgraph.schema.budgets import BudgetStatus
+from costgraph.schema.context import Context
 from costgraph.schema.scopes import BudgetScopeInput
 from costgraph.schema.subscriptions import Alert, UsageUpdate
 from costgraph.schema.types import Info

@@ -13,7 +13,7 @@ import strawberry
 from costgraph.billing.entries import Entry
 from costgraph.kernel.pagination import encode_cursor
 from costgraph.models.ledger import EntryType
-from costgraph.resolvers.context import Context
+from costgraph.schema.context import Context
 from costgraph.schema.scalars import JSON, CurrencyCode
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from costgraph.schema.build import build_schema
+from costgraph.app.graphql_schema import build_schema
 
 SDL_PATH = Path(__file__).resolve().parent.parent / "schema" / "schema.graphql"
 

@@ -31,7 +31,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 
-from costgraph.app.database import create_engine, create_sessionmaker, plain_url
+from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.embedded import start_embedded_postgres
 from costgraph.app.main import create_app
 from costgraph.app.migrate import migrate
@@ -43,6 +43,7 @@ from costgraph.billing import directory
 from costgraph.billing.directory import OrgContext
 from costgraph.kernel import clock
 from costgraph.kernel.clock import ShiftedClock, SystemClock, parse_rfc3339
+from costgraph.kernel.database_url import plain_url
 from costgraph.models.scoping import bind_tenant
 from tests import dates
 

@@ -366,3 +366,25 @@ async def test_hard_cap_holds_across_two_processes(
         assert kinds.count("BudgetLimitReached") == 100
         status = (await tenant.gql(STATUS, {"id": second["id"]}))["data"]["budgetStatus"]
         assert Decimal(status["reserved"]) == Decimal("100.00")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"estimatedCost": "-1.00"}, "input.estimatedCost"),
+        ({"estimatedCostCurrency": None}, "input.estimatedCostCurrency"),
+        ({"estimatedCost": None}, "input.estimatedCost"),
+        ({"estimatedInputTokens": -1}, "input.estimatedInputTokens"),
+        ({"estimatedOutputTokens": -1}, "input.estimatedOutputTokens"),
+    ],
+)
+async def test_a_bad_estimate_names_the_authorisation_field(
+    tenant: Tenant, overrides: dict[str, Any], field: str
+) -> None:
+    # authorizeUsage's own field names, never the usage event's (providerCost…), which a
+    # client of this mutation cannot send.
+    answer = await tenant.gql(AUTHORIZE, {"input": authorize_input(tenant, "1.00", **overrides)})
+    refused = answer["data"]["authorizeUsage"]
+    assert refused["__typename"] == "ValidationFailed", refused
+    assert refused["field"] == field
+    assert "provider" not in refused["message"], refused["message"]

@@ -35,10 +35,10 @@ from graphql import (
     is_leaf_type,
 )
 
+from costgraph.app.graphql_schema import build_schema
 from costgraph.models import Base
-from costgraph.schema.build import build_schema
 from tests.conftest import Tenant, raw_connection
-from tests.dates import month, month_key, rfc
+from tests.dates import ago, month, month_key, rfc
 
 SCHEMA = build_schema()._schema
 ROOTS = {"query": SCHEMA.query_type, "mutation": SCHEMA.mutation_type}
@@ -85,7 +85,7 @@ def usage(key: str, account: str, user: str | None = None) -> dict[str, Any]:
         "idempotencyKey": f"xt-{key}",
         "accountId": account,
         "userId": user,
-        "occurredAt": rfc(month(-10)),
+        "occurredAt": rfc(ago(minutes=5)),  # a call just made: in the budgets' period
         "provider": "openai",
         "model": "gpt-4o",
         "inputTokens": 10,

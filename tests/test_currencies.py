@@ -37,12 +37,12 @@ import pypdfium2
 import pytest
 from sqlalchemy.engine import make_url
 
-from costgraph.app.database import plain_url
 from costgraph.app.main import create_app
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
 from costgraph.billing.rates_loader import load_platform_rates, parse_rates, rates_text
 from costgraph.kernel.clock import utcnow
+from costgraph.kernel.database_url import plain_url
 from tests.alerts_support import ALERTS
 from tests.conftest import Tenant, app_state, make_tenant
 from tests.dates import ago, clock_environment, rfc

@@ -26,11 +26,11 @@ import asyncpg
 import httpx
 import pytest
 
-from costgraph.app.database import plain_url
 from costgraph.app.main import create_app
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
 from costgraph.kernel.clock import utcnow
+from costgraph.kernel.database_url import plain_url
 from tests.conftest import Tenant, app_state, make_tenant
 from tests.own_postgres import OwnPostgres, migrated_database, own_postgres
 

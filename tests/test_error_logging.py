@@ -12,8 +12,8 @@ import pytest
 import strawberry
 
 from costgraph.app.graphql import format_error
+from costgraph.app.graphql_schema import CostGraphSchema
 from costgraph.app.settings import Settings
-from costgraph.schema.build import CostGraphSchema
 from tests.conftest import Tenant, make_tenant, raw_connection
 from tests.test_ledger import DEPOSIT, LEDGER, deposit_input
 from tests.test_rate_limit import limited_app, post

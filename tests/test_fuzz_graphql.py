@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.graphql import nodes
 
+from costgraph.app.graphql_schema import build_schema
 from costgraph.app.state import AppState
 from costgraph.billing import budgets, directory, ledger
 from costgraph.billing.budgets import BudgetSpec
@@ -47,7 +48,6 @@ from costgraph.billing.periods import Period
 from costgraph.billing.scopes import Scope, ScopeKind
 from costgraph.kernel.clock import utcnow
 from costgraph.models.scoping import bind_tenant
-from costgraph.schema.build import build_schema
 from tests.conftest import Tenant, make_tenant, raw_connection
 
 CASES = int(os.environ.get("COSTGRAPH_FUZZ_CASES", "300"))

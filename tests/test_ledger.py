@@ -243,6 +243,21 @@ async def test_refund_of_usage_is_refused(tenant: Tenant) -> None:
     assert result["code"] == "VALIDATION_FAILED"
 
 
+async def test_a_fully_refunded_payment_says_nothing_is_left_in_plain_figures(
+    tenant: Tenant,
+) -> None:
+    paid = (await tenant.gql(DEPOSIT, {"input": deposit_input(tenant, amount="5.00")}))["data"][
+        "deposit"
+    ]["entry"]
+    whole = {"idempotencyKey": f"r-{uuid.uuid4().hex}", "entryId": paid["id"], "amount": "5.00"}
+    assert (await tenant.gql(REFUND, {"input": whole}))["data"]["refund"]["entry"]
+    more = dict(whole, idempotencyKey=f"r-{uuid.uuid4().hex}", amount="0.01")
+    refused = (await tenant.gql(REFUND, {"input": more}))["data"]["refund"]
+    assert refused["code"] == "VALIDATION_FAILED"
+    # "0.000000000000 USD", never the exponent form "0E-12" a finance user cannot read.
+    assert "(0.000000000000 USD)" in refused["message"], refused["message"]
+
+
 async def test_deposit_in_another_currency_is_a_mismatch(tenant: Tenant, database_url: str) -> None:
     result = (await tenant.gql(DEPOSIT, {"input": deposit_input(tenant, currency="EUR")}))["data"][
         "deposit"

@@ -65,6 +65,7 @@ from costgraph.billing.directory import OrgContext
 from costgraph.billing.periods import Period
 from costgraph.billing.plans import BillingCycle, PlanSpec
 from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.kernel import clock
 from costgraph.kernel.errors import (
     AllowanceExhausted,
     BudgetLimitReached,
@@ -209,6 +210,16 @@ budget_specs = st.lists(
 )
 
 
+class MachineClock:
+    """The business clock of a running machine: its model's ``now``."""
+
+    def __init__(self, machine: LedgerMachine) -> None:
+        self.machine = machine
+
+    def now(self) -> datetime:
+        return self.machine.now
+
+
 class LedgerMachine(RuleBasedStateMachine):
     """One organisation per example; the rules are the write operations of the API."""
 
@@ -223,6 +234,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.units = build_units(self.sessions)  # as the app's: alerts evaluated before commit
         self.limits: Limits = AppState.limits_of(self.app_settings)
         self.now = BASE
+        # The business clock is the model's: what the domain reads as now (the period a budget
+        # starts in, the late-arrival window) is the machine's ``now`` (the next test starts
+        # on a fresh clock, tests/conftest.py).
+        clock.install(MachineClock(self))
         self.serial = 0
         self.org: OrgContext | None = None
         self.ids: dict[str, uuid.UUID] = {}

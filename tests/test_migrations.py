@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from costgraph.app.database import asyncpg_url
+from costgraph.kernel.database_url import asyncpg_url
 from costgraph.models import Base
 
 

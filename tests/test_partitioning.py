@@ -13,12 +13,13 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from costgraph.app.database import create_engine, create_sessionmaker, plain_url
+from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.migrate import migrate
 from costgraph.app.settings import Settings
 from costgraph.billing import ledger
 from costgraph.billing.commands import Limits, Payment
 from costgraph.billing.directory import OrgContext
+from costgraph.kernel.database_url import plain_url
 from costgraph.kernel.errors import IdempotencyConflict
 from costgraph.models.scoping import bind_tenant
 from tests.conftest import Tenant, raw_connection

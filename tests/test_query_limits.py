@@ -18,13 +18,13 @@ import pytest
 from graphql import parse
 from starlette.applications import Starlette
 
+from costgraph.app.graphql_schema import build_schema
 from costgraph.app.main import create_app
 from costgraph.app.query_caches import DocumentCache, cache_of
 from costgraph.app.query_cost import FIELD_COSTS
 from costgraph.app.query_limits import QueryLimits
 from costgraph.app.query_shape import analyse
 from costgraph.app.settings import Settings
-from costgraph.schema.build import build_schema
 from tests.conftest import Tenant, app_state, make_tenant, raw_connection
 from tests.dates import month, rfc
 

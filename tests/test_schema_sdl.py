@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from costgraph.schema.build import build_schema
+from costgraph.app.graphql_schema import build_schema
 
 
 def test_committed_sdl_matches_the_code() -> None:

@@ -32,10 +32,11 @@ import asyncpg
 import httpx
 import pytest
 
-from costgraph.app.database import create_engine, create_sessionmaker, plain_url
+from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
 from costgraph.kernel.clock import utcnow
+from costgraph.kernel.database_url import plain_url
 from tests.conftest import Tenant, make_tenant
 from tests.own_postgres import OwnPostgres, migrated_database, own_postgres
 from tests.servers import free_port, server_environment

@@ -26,11 +26,11 @@ from strawberry.types import ExecutionContext
 from strawberry.types.arguments import InputContext, convert_argument
 from strawberry.types.base import StrawberryObjectDefinition
 
+from costgraph.app.graphql_schema import build_schema
 from costgraph.app.state import AppState
 from costgraph.billing.raw_connection import driver_connection
 from costgraph.kernel.clock import utcnow
 from costgraph.schema import fast_inputs, inputs
-from costgraph.schema.build import build_schema
 
 # --- SQLAlchemy: a raw first statement begins SQLAlchemy's own transaction ---
 

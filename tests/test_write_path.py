@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types.arguments import convert_argument
 
+from costgraph.app.graphql_schema import build_schema
 from costgraph.app.state import AppState
 from costgraph.billing import catalog, directory, ledger, markup, tenant_cache
 from costgraph.billing.commands import Payment, UsageEvent
@@ -22,7 +23,6 @@ from costgraph.billing.raw_connection import driver_connection
 from costgraph.kernel.errors import AllowanceExhausted, RateMissing
 from costgraph.models.scoping import bind_tenant
 from costgraph.schema import inputs
-from costgraph.schema.build import build_schema
 from tests.conftest import Tenant
 from tests.dates import month
 

@@ -47,17 +47,7 @@ class RequestContext:
         self.organization_id = None if org is None else str(org)
 
 
-@dataclass(slots=True)
-class OperationNotes:
-    """What resolvers report about the GraphQL operation running now (its typed errors)."""
-
-    error_codes: list[str] = field(default_factory=list)
-
-
 current_request: ContextVar[RequestContext | None] = ContextVar("costgraph_request", default=None)
-current_operation: ContextVar[OperationNotes | None] = ContextVar(
-    "costgraph_operation", default=None
-)
 
 
 def bind_principal(principal: Principal) -> None:
@@ -65,10 +55,3 @@ def bind_principal(principal: Principal) -> None:
     request = current_request.get()
     if request is not None:
         request.bind(principal)
-
-
-def note_error_code(code: str) -> None:
-    """A typed error the current operation answered with (e.g. ``BUDGET_LIMIT_REACHED``)."""
-    notes = current_operation.get()
-    if notes is not None:
-        notes.error_codes.append(code)

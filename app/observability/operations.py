@@ -4,7 +4,7 @@ Over HTTP the fields go on the request's one access line; over a websocket each 
 gets a line of its own when it ends (a subscription: its whole life).
 
 Its outcome is ``ok``; ``rejected`` when a mutation answered with a typed error (the
-resolvers note the code, see :func:`.context.note_error_code`); ``error`` when the response
+resolvers note the code: ``costgraph.kernel.outcomes``); ``error`` when the response
 carries GraphQL errors (their codes as ``format_error`` would give them). The extension is
 added last, so it sees errors before any outer extension masks them.
 """
@@ -20,14 +20,11 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from costgraph.app.observability.context import (
-    OperationNotes,
-    current_operation,
-    current_request,
-)
+from costgraph.app.observability.context import current_request
 from costgraph.app.observability.metrics import Metrics
 from costgraph.app.query_caches import REFUSED
 from costgraph.kernel.errors import DomainError, ErrorCode
+from costgraph.kernel.outcomes import OperationNotes, current_operation
 from costgraph.kernel.retry import unavailable
 
 logger = logging.getLogger("costgraph.graphql.operation")

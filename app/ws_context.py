@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from costgraph.resolvers.context import Context
+from costgraph.schema.context import Context
 from costgraph.subscriptions.connections import Lease
 
 

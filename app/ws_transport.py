@@ -5,7 +5,7 @@ strawberry already refuses what the protocol refuses (subscribe before ``connect
 adds:
 
 - ``connection_init`` refused with 4403 for a bad token, 1008 for one connection too many
-  (subscriptions/handshake.py);
+  (app/ws_handshake.py);
 - every ``subscribe`` (queries and mutations over the socket too) draws on the principal's
   and OAuth client's request budgets, as an HTTP request does: over budget, an ``error``
   with ``RATE_LIMITED`` and ``retryAfter``; more operations at once than allowed, an
@@ -41,11 +41,11 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 from strawberry.types.unset import UnsetType
 
+from costgraph.app.ws_context import ConnectionContext
+from costgraph.app.ws_handshake import TOO_MANY_CONNECTIONS, TooManySockets
 from costgraph.auth.principal import Principal
-from costgraph.resolvers.context import Context
-from costgraph.subscriptions.context import ConnectionContext
+from costgraph.schema.context import Context
 from costgraph.subscriptions.fanout import Frame, FrameKind
-from costgraph.subscriptions.handshake import TOO_MANY_CONNECTIONS, TooManySockets
 from costgraph.subscriptions.inbox import InboxClosed, SlowConsumer
 from costgraph.subscriptions.live import Live
 from costgraph.subscriptions.sharing import share_key

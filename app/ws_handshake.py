@@ -14,9 +14,9 @@ from typing import Any
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 
+from costgraph.app.ws_context import ConnectionContext
 from costgraph.auth.verify import InvalidToken, Verifier
 from costgraph.subscriptions.connections import Connections, TooManyConnections
-from costgraph.subscriptions.context import ConnectionContext
 
 logger = logging.getLogger("costgraph.ws")
 

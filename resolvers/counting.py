@@ -7,9 +7,10 @@ a batch), a typed error has ``code``. The domain (``billing/``) stays free of me
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from costgraph.app.observability.metrics import Metrics
+if TYPE_CHECKING:  # the app owns the registry; resolvers only count into it
+    from costgraph.app.observability.metrics import Metrics
 
 
 def _code(result: Any) -> str | None:

@@ -6,21 +6,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from costgraph.app.state import AppState
 from costgraph.auth.principal import Principal
 from costgraph.billing import tenant_cache
 from costgraph.billing.directory import OrgContext, get_organization
 from costgraph.kernel.errors import Forbidden, Unauthenticated
 from costgraph.kernel.unit_of_work import UnitOfWork
 from costgraph.models.scoping import bind_tenant
-from costgraph.resolvers.loaders import Loaders
+from costgraph.schema.loaders import Loaders
+
+if TYPE_CHECKING:  # the app builds the state; the GraphQL layer only reads it
+    from costgraph.app.state import AppState
 
 T = TypeVar("T")
 
