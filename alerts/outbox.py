@@ -84,14 +84,9 @@ async def claim(session: AsyncSession, limit: int, lease: float, max_attempts: i
     """Claim due deliveries (in the caller's unit of work, which commits the lease). Rows
     whose attempts ran out while claimed (their worker died mid-attempt, again and again) are
     marked DEAD instead."""
-    token = uuid.uuid4()
-    await session.execute(_SWEEP, {"max_attempts": max_attempts})
-    rows = (
-        await session.execute(
-            _CLAIM,
-            {"max_attempts": max_attempts, "limit": limit, "lease": lease, "token": token},
-        )
-    ).all()
+    token, rows = await leases.take(
+        session, _SWEEP, _CLAIM, limit=limit, lease=lease, max_attempts=max_attempts
+    )
     return [Claim(row[0], row[1], row[2], row[3], row[4], token) for row in rows]
 
 

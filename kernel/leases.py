@@ -19,9 +19,12 @@ Table names are the callers' constants, never input.
 
 from __future__ import annotations
 
-from typing import Literal
+import uuid
+from collections.abc import Sequence
+from typing import Any, Literal
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import Row, TextClause, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 State = Literal["DELIVERED", "DEAD", "PENDING"]
 
@@ -68,3 +71,20 @@ def settle(table: str, state: State) -> TextClause:
         f"UPDATE {table} SET {_SETTLED[state]} "
         "WHERE organization_id = :org AND id = :id AND claim_token = :token"
     )
+
+
+async def take(
+    session: AsyncSession,
+    swept: TextClause,
+    claimed: TextClause,
+    *,
+    limit: int,
+    lease: float,
+    max_attempts: int,
+) -> tuple[uuid.UUID, Sequence[Row[Any]]]:
+    """Sweep, then claim (both in the caller's unit of work, which commits the lease): the
+    lease token and the claimed rows."""
+    token = uuid.uuid4()
+    await session.execute(swept, {"max_attempts": max_attempts})
+    params = {"max_attempts": max_attempts, "limit": limit, "lease": lease, "token": token}
+    return token, (await session.execute(claimed, params)).all()

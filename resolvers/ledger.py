@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.auth.permissions import Right
 from costgraph.billing import commands, ledger, ledger_repository
+from costgraph.billing.directory import OrgContext
+from costgraph.billing.entries import Entry
 from costgraph.kernel.errors import ValidationFailed
 from costgraph.kernel.pagination import page_size
 from costgraph.resolvers import counting
@@ -15,6 +19,7 @@ from costgraph.resolvers.access import needs
 from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_id, decode_optional
 from costgraph.schema import inputs, results
+from costgraph.schema.context import Context
 from costgraph.schema.types import Connection, Info, LedgerEntry, connection, entry_cursor
 
 
@@ -66,6 +71,36 @@ def _payment(
 
 def _recorded(entry: Any) -> results.LedgerEntryRecorded:
     return results.LedgerEntryRecorded(entry=LedgerEntry.of(entry), replayed=entry.replayed)
+
+
+BatchAction = Callable[
+    [AsyncSession, OrgContext, Sequence[commands.UsageEvent], commands.Limits],
+    Awaitable[list[Entry]],
+]
+
+
+async def _usage_batch(
+    context: Context, input: list[inputs.UsageEventInput], action: BatchAction, via: str
+) -> results.RecordUsageBatchResult:
+    """recordUsageBatch and backfillUsage: decode, write as one unit, count the outcome."""
+
+    async def run() -> results.UsageBatchRecorded:
+        limits = context.app.limits
+        if len(input) > limits.max_batch_events:
+            raise ValidationFailed(
+                f"a batch holds at most {limits.max_batch_events} events (got {len(input)})",
+                "input",
+            )
+        events = [usage_event(e, f"input.{i}") for i, e in enumerate(input)]
+        entries = await context.write(lambda uow: action(uow.session, uow.org, events, limits))
+        replayed = sum(1 for e in entries if e.replayed)
+        return results.UsageBatchRecorded(
+            recorded_entries=entries, recorded=len(entries) - replayed, replayed=replayed
+        )
+
+    result = await result_of(run)
+    counting.usage(context.app.metrics, via, result, events=len(input))
+    return result
 
 
 @strawberry.type
@@ -135,29 +170,9 @@ class LedgerMutation:
     async def record_usage_batch(
         self, info: Info, input: list[inputs.UsageEventInput]
     ) -> results.RecordUsageBatchResult:
-        context = info.context
-
-        async def run() -> results.UsageBatchRecorded:
-            limits = context.app.limits
-            if len(input) > limits.max_batch_events:
-                raise ValidationFailed(
-                    f"a batch holds at most {limits.max_batch_events} events (got {len(input)})",
-                    "input",
-                )
-            events = [usage_event(e, f"input.{i}") for i, e in enumerate(input)]
-            entries = await context.write(
-                lambda uow: ledger.record_usage_batch(uow.session, uow.org, events, limits)
-            )
-            replayed = sum(1 for e in entries if e.replayed)
-            return results.UsageBatchRecorded(
-                recorded_entries=entries,
-                recorded=len(entries) - replayed,
-                replayed=replayed,
-            )
-
-        result = await result_of(run)
-        counting.usage(context.app.metrics, "recordUsageBatch", result, events=len(input))
-        return result
+        return await _usage_batch(
+            info.context, input, ledger.record_usage_batch, "recordUsageBatch"
+        )
 
     @strawberry.mutation(
         description="Record history older than the late-arrival window (an org_admin's explicit "
@@ -169,29 +184,7 @@ class LedgerMutation:
     async def backfill_usage(
         self, info: Info, input: list[inputs.UsageEventInput]
     ) -> results.RecordUsageBatchResult:
-        context = info.context
-
-        async def run() -> results.UsageBatchRecorded:
-            limits = context.app.limits
-            if len(input) > limits.max_batch_events:
-                raise ValidationFailed(
-                    f"a batch holds at most {limits.max_batch_events} events (got {len(input)})",
-                    "input",
-                )
-            events = [usage_event(e, f"input.{i}") for i, e in enumerate(input)]
-            entries = await context.write(
-                lambda uow: ledger.backfill_usage(uow.session, uow.org, events, limits)
-            )
-            replayed = sum(1 for e in entries if e.replayed)
-            return results.UsageBatchRecorded(
-                recorded_entries=entries,
-                recorded=len(entries) - replayed,
-                replayed=replayed,
-            )
-
-        result = await result_of(run)
-        counting.usage(context.app.metrics, "backfillUsage", result, events=len(input))
-        return result
+        return await _usage_batch(info.context, input, ledger.backfill_usage, "backfillUsage")
 
     @strawberry.mutation(description="A top-up.", extensions=[needs(Right.WRITE_BILLING)])
     async def deposit(self, info: Info, input: inputs.DepositInput) -> results.LedgerEntryResult:

@@ -91,14 +91,9 @@ async def enqueue_month(session: AsyncSession, month: date, month_end: datetime)
 async def claim_runs(
     session: AsyncSession, limit: int, lease: float, max_attempts: int
 ) -> list[RunClaim]:
-    token = uuid.uuid4()
-    await session.execute(_SWEEP, {"max_attempts": max_attempts})
-    rows = (
-        await session.execute(
-            _CLAIM,
-            {"max_attempts": max_attempts, "limit": limit, "lease": lease, "token": token},
-        )
-    ).all()
+    token, rows = await leases.take(
+        session, _SWEEP, _CLAIM, limit=limit, lease=lease, max_attempts=max_attempts
+    )
     return [RunClaim(r[0], r[1], r[2], r[3], r[4], r[5], token) for r in rows]
 
 
