@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sqlalchemy import Row, TextClause, text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 State = Literal["DELIVERED", "DEAD", "PENDING"]
@@ -81,7 +81,7 @@ async def take(
     limit: int,
     lease: float,
     max_attempts: int,
-) -> tuple[uuid.UUID, Sequence[Row[Any]]]:
+) -> tuple[uuid.UUID, Sequence[Any]]:
     """Sweep, then claim (both in the caller's unit of work, which commits the lease): the
     lease token and the claimed rows."""
     token = uuid.uuid4()
