@@ -21,6 +21,7 @@ from tests.conftest import Tenant, raw_connection
 from tests.dates import later, month, now, rfc, set_now
 from tests.test_budgets import AUTHORIZE, STATUS, authorize_input
 from tests.test_ledger import DEPOSIT, RECORD_USAGE, deposit_input, usage
+from tests.verify_support import assert_no_drift
 
 RECORD = RECORD_USAGE.replace(
     "... on UserError",
@@ -116,7 +117,7 @@ async def counter(database_url: str, budget_id: str, start: datetime) -> tuple[D
 
 
 async def test_a_budget_set_mid_period_counts_what_was_already_spent(
-    tenant: Tenant, database_url: str
+    tenant: Tenant, state: AppState, database_url: str
 ) -> None:
     mid_month()
     assert (await record(tenant, "8.00"))["__typename"] == "UsageRecorded"
@@ -145,10 +146,11 @@ async def test_a_budget_set_mid_period_counts_what_was_already_spent(
         (90, Decimal("10.00")),
         (100, Decimal("10.00")),
     ]
+    await assert_no_drift(state, tenant.org.id)
 
 
 async def test_an_organisation_budget_fires_its_stages_at_the_real_percentages(
-    tenant: Tenant,
+    tenant: Tenant, state: AppState
 ) -> None:
     mid_month()
     await record(tenant, "7.00")
@@ -162,10 +164,11 @@ async def test_an_organisation_budget_fires_its_stages_at_the_real_percentages(
         (90, Decimal("9.00")),
         (100, Decimal("10.00")),
     ]
+    await assert_no_drift(state, tenant.org.id)
 
 
 async def test_a_period_first_written_late_starts_from_its_ledger_spend(
-    tenant: Tenant, database_url: str
+    tenant: Tenant, state: AppState, database_url: str
 ) -> None:
     set_now(month(0, day=1, hour=1))  # last month's final hours are within the late window
     last_month = month(0) - timedelta(hours=2)
@@ -180,10 +183,11 @@ async def test_a_period_first_written_late_starts_from_its_ledger_spend(
     assert (await record(tenant, "2.00"))["__typename"] == "UsageRecorded"
     assert Decimal((await status(tenant, made["id"]))["spent"]) == Decimal("2.00")
     assert await ledger_usage(database_url, tenant, month(-1), month(0)) == Decimal("9.00")
+    await assert_no_drift(state, tenant.org.id)
 
 
 async def test_a_budget_set_among_concurrent_writers_misses_none(
-    tenant: Tenant, database_url: str
+    tenant: Tenant, state: AppState, database_url: str
 ) -> None:
     mid_month()
     events = [spend(tenant, "0.10") for _ in range(40)]
@@ -199,12 +203,15 @@ async def test_a_budget_set_among_concurrent_writers_misses_none(
     assert all(w["data"]["recordUsage"]["__typename"] == "UsageRecorded" for w in written)
     assert Decimal((await status(tenant, made["id"]))["spent"]) == Decimal("4.00")
     assert await ledger_usage(database_url, tenant, month(0), month(1)) == Decimal("4.00")
+    await assert_no_drift(state, tenant.org.id)
 
 
 # --- stages follow the limit ---
 
 
-async def test_raising_a_limit_rearms_the_stages_above_the_spend(tenant: Tenant) -> None:
+async def test_raising_a_limit_rearms_the_stages_above_the_spend(
+    tenant: Tenant, state: AppState
+) -> None:
     mid_month()
     made = await budget(tenant, limit="1.00", hardCap=True)
     await record(tenant, "1.00")
@@ -221,9 +228,12 @@ async def test_raising_a_limit_rearms_the_stages_above_the_spend(tenant: Tenant)
     ]
     refused = await record(tenant, "0.01")
     assert refused["code"] == "BUDGET_LIMIT_REACHED"
+    await assert_no_drift(state, tenant.org.id)
 
 
-async def test_lowering_a_limit_fires_the_stages_it_crosses_once(tenant: Tenant) -> None:
+async def test_lowering_a_limit_fires_the_stages_it_crosses_once(
+    tenant: Tenant, state: AppState
+) -> None:
     mid_month()
     made = await budget(tenant, limit="4.00", hardCap=False)
     await record(tenant, "2.40")  # 60 %: stage 50
@@ -236,13 +246,14 @@ async def test_lowering_a_limit_fires_the_stages_it_crosses_once(tenant: Tenant)
     ]
     await record(tenant, "0.30")  # 90 % of the new limit
     assert [a["stage"] for a in await alerts(tenant, budgetId=made["id"])][-1] == 90
+    await assert_no_drift(state, tenant.org.id)
 
 
 # --- settlements beyond their hold ---
 
 
 async def test_a_settlement_past_its_hold_is_bounded_by_the_tolerance(
-    tenant: Tenant, database_url: str
+    tenant: Tenant, state: AppState, database_url: str
 ) -> None:
     mid_month()
     made = await budget(tenant, limit="10.00", hardCap=True)
@@ -272,9 +283,10 @@ async def test_a_settlement_past_its_hold_is_bounded_by_the_tolerance(
     again = await tenant.gql(AUTHORIZE, {"input": authorize_input(tenant, "0.10")})
     assert again["data"]["authorizeUsage"]["code"] == "BUDGET_LIMIT_REACHED"
     assert (await record(tenant, "0.01"))["code"] == "BUDGET_LIMIT_REACHED"
+    await assert_no_drift(state, tenant.org.id)
 
 
-async def test_a_settlement_within_its_hold_always_lands(tenant: Tenant) -> None:
+async def test_a_settlement_within_its_hold_always_lands(tenant: Tenant, state: AppState) -> None:
     mid_month()
     made = await budget(tenant, limit="2.00", hardCap=True)
     held = await tenant.gql(AUTHORIZE, {"input": authorize_input(tenant, "1.50")})
@@ -284,13 +296,14 @@ async def test_a_settlement_within_its_hold_always_lands(tenant: Tenant) -> None
     settled = (await tenant.gql(SETTLE, {"input": settle}))["data"]["settleUsage"]
     assert settled["__typename"] == "UsageRecorded"
     assert Decimal((await status(tenant, made["id"]))["spent"]) == Decimal("1.40")
+    await assert_no_drift(state, tenant.org.id)
 
 
 # --- holds past their expiry ---
 
 
 async def test_expired_holds_stop_counting_before_anyone_sweeps_them(
-    tenant: Tenant, database_url: str
+    tenant: Tenant, state: AppState, database_url: str
 ) -> None:
     mid_month()
     made = await budget(tenant, limit="1.00", hardCap=True)
@@ -310,13 +323,14 @@ async def test_expired_holds_stop_counting_before_anyone_sweeps_them(
     scope = {"kind": "ACCOUNT", "id": str(tenant.account_id)}
     projected = (await tenant.gql(FORECAST, {"scope": scope}))["data"]["forecast"]
     assert Decimal(projected["spent"]) == Decimal("0.90")  # holds are not spend
+    await assert_no_drift(state, tenant.org.id)
 
 
 # --- refunds of prepaid money ---
 
 
 async def test_a_prepaid_refund_is_bounded_by_the_remaining_balance(
-    tenant: Tenant, database_url: str
+    tenant: Tenant, state: AppState, database_url: str
 ) -> None:
     mid_month()
     created = await tenant.gql(
@@ -346,6 +360,7 @@ async def test_a_prepaid_refund_is_bounded_by_the_remaining_balance(
             "SELECT balance FROM account_balances WHERE account_id = $1", uuid.UUID(account)
         )
     assert left == 0
+    await assert_no_drift(state, tenant.org.id)
 
 
 # --- forecast alerts ---
@@ -382,3 +397,4 @@ async def test_forecast_alerts_fire_once_per_period_and_rearm_with_the_limit(
     ]
     await budget(tenant, limit="500.00", hardCap=False)  # far above any projection
     assert await rounds.tick(tenant.org.id) == 0
+    await assert_no_drift(state, tenant.org.id)

@@ -234,6 +234,8 @@ BUILDERS: dict[str, Builder] = {
     "customersView": lambda p, o, k: [{"range": WEEK}],
     "payerKpis": lambda p, o, k: [{"range": WEEK}],
     "monthlyCloses": lambda p, o, k: [{"month": rfc(month(-11))}],
+    # platform_admin only: a tenant's token is refused before the id is read, whatever it names
+    "ledgerDrift": lambda p, o, k: [{"organizationId": p.customer}],
     # CSV export links (checked like the download: another tenant's ids are NOT_FOUND)
     "createExportLink": lambda p, o, k: [
         {"input": {"report": "LEDGER", "range": WEEK, "filter": {"accountId": p.account}}},

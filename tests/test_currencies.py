@@ -57,6 +57,7 @@ from tests.pnl_support import (
     usage_event,
     write,
 )
+from tests.verify_support import assert_no_drift
 
 SET_BUDGET = """mutation($input: BudgetInput!) { setBudget(input: $input) { id currency } }"""
 STATUS = """query($id: ID!) { budgetStatus(budgetId: $id) {
@@ -132,7 +133,9 @@ def org_budget(tenant: Tenant, currency: str, limit: str = "1000") -> dict[str, 
 # --- budgets ---
 
 
-async def test_a_budget_currency_without_a_rate_path_is_refused(tenant: Tenant) -> None:
+async def test_a_budget_currency_without_a_rate_path_is_refused(
+    tenant: Tenant, state: AppState
+) -> None:
     for currency in ("JPY", "XAU"):
         body = await tenant.gql(SET_BUDGET, org_budget(tenant, currency))
         assert error_code(body) == "RATE_MISSING"
@@ -146,9 +149,12 @@ async def test_a_budget_currency_without_a_rate_path_is_refused(tenant: Tenant) 
     await org_rate(tenant, "JPY", "USD", "0.0066", ago(days=40))
     saved = await ok(tenant, SET_BUDGET, org_budget(tenant, "JPY"))
     assert saved["setBudget"]["currency"] == "JPY"
+    await assert_no_drift(state, tenant.org.id)
 
 
-async def test_an_account_budget_needs_only_its_accounts_currency(tenant: Tenant) -> None:
+async def test_an_account_budget_needs_only_its_accounts_currency(
+    tenant: Tenant, state: AppState
+) -> None:
     euros = await account(tenant, "EUR")
     scoped = {
         "input": {
@@ -164,9 +170,12 @@ async def test_an_account_budget_needs_only_its_accounts_currency(tenant: Tenant
     body = await tenant.gql(SET_BUDGET, scoped)
     assert error_code(body) == "RATE_MISSING"
     assert "EUR->GBP" in body["errors"][0]["message"]
+    await assert_no_drift(state, tenant.org.id)
 
 
-async def test_a_rate_missing_later_leaves_the_budget_unevaluated(tenant: Tenant) -> None:
+async def test_a_rate_missing_later_leaves_the_budget_unevaluated(
+    tenant: Tenant, state: AppState
+) -> None:
     await org_rate(tenant, "USD", "JPY", "150", ago(days=40))
     budget = (await ok(tenant, SET_BUDGET, org_budget(tenant, "JPY", "1000")))["setBudget"]
     pounds = await account(tenant, "GBP")  # created after the budget: no GBP->JPY rate
@@ -204,12 +213,15 @@ async def test_a_rate_missing_later_leaves_the_budget_unevaluated(tenant: Tenant
         },
     )
     assert body["data"]["recordUsage"]["code"] == "BUDGET_LIMIT_REACHED"
+    await assert_no_drift(state, tenant.org.id)
 
 
 # --- views: one currency without a rate never fails the organisation ---
 
 
-async def test_one_gbp_account_without_a_rate_breaks_no_view(tenant: Tenant) -> None:
+async def test_one_gbp_account_without_a_rate_breaks_no_view(
+    tenant: Tenant, state: AppState
+) -> None:
     pounds = await account(tenant, "GBP")
     at = ago(minutes=30)
     await usage_event(tenant, str(tenant.account_id), rfc(at), "4.00", "USD")
@@ -316,12 +328,15 @@ async def test_one_gbp_account_without_a_rate_breaks_no_view(tenant: Tenant) -> 
         document.close()
     assert "No exchange rate GBP->USD" in text
     assert "2.00 GBP" in text
+    await assert_no_drift(state, tenant.org.id)
 
 
 # --- one rule: each entry at the rate in force at its own time ---
 
 
-async def test_every_view_converts_each_entry_at_its_own_rate(tenant: Tenant) -> None:
+async def test_every_view_converts_each_entry_at_its_own_rate(
+    tenant: Tenant, state: AppState
+) -> None:
     """EUR usage on both sides of a rate change an hour ago: P&L, usage, timeline, KPIs,
     the budget counter, the forecast and the CSV give the same 23.00 USD (10 at 1.10 and
     10 at 1.20). The forecast once converted a whole day at its midnight rate (22.00)."""
@@ -361,6 +376,7 @@ async def test_every_view_converts_each_entry_at_its_own_rate(tenant: Tenant) ->
     table = list(csv.DictReader(io.StringIO(response.text)))
     (row,) = [r for r in table if r["row_type"] == "data"]
     assert (row["currency"], D(row["ai_cost"])) == ("USD", want)
+    await assert_no_drift(state, tenant.org.id)
 
 
 # --- shipped platform rates, in a database of their own ---
@@ -446,6 +462,7 @@ async def test_new_eur_and_gbp_organisations_record_usage_at_once(
         assert f"reference rates of {latest:%Y-%m-%d}" in usd["source"]
         rate = D(usd["rate"]) if usd["base"] == "USD" else 1 / D(usd["rate"])
         assert abs(D(recorded["entry"]["aiCost"]) - D(10) * rate) < D("0.000001")
+        await assert_no_drift(shipped.state, tenant.org.id)
 
 
 async def test_loading_the_rates_again_adds_nothing(shipped: Shipped) -> None:
@@ -489,3 +506,4 @@ async def test_the_platform_converts_every_organisation_with_its_rates(
     assert rows[str(gold.org.id)]["missingRates"] == [{"base": "XAU"}]
     assert {"base": "XAU", "quote": "USD"} in platform["missingRates"]
     assert D(platform["totals"]["aiCost"]) == sum(D(o["aiCost"]) for o in rows.values())
+    await assert_no_drift(shipped.state, *(t.org.id for t in [*firsts, gold]))

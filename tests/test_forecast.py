@@ -368,7 +368,7 @@ async def test_a_scope_across_currencies_is_converted_at_dated_rates(
     async with state.sessions() as session, session.begin():
         bind_tenant(session.sync_session, tenant.org.id)
         euro = await directory.create_account(
-            session, tenant.org, tenant.customer_id, "Euro", True, "EUR"
+            session, tenant.org, tenant.customer_id, "Shilling", True, "KES"
         )
     days = {NOW.date() - timedelta(days=i): 10.0 for i in range(1, 21)}
     events = daily_events(tenant, days, NOW)
@@ -377,29 +377,29 @@ async def test_a_scope_across_currencies_is_converted_at_dated_rates(
             e,
             idempotency_key=f"eur-{uuid.uuid4().hex}",
             account_id=euro.id,
-            provider_currency="EUR",
+            provider_currency="KES",
         )
         for e in daily_events(tenant, days, NOW)
     ]
     await record(state, tenant, events)
     organization = Scope(ScopeKind.ORGANIZATION, tenant.org.id)
-    # No EUR->USD rate: EUR usage is left out and named — never a silent 1.0, never a
+    # No KES->USD rate: KES usage is left out and named — never a silent 1.0, never a
     # failure of the whole forecast.
     without = await run_forecast(state, tenant, organization)
-    assert [str(pair) for pair in without.missing] == ["EUR->USD"]
+    assert [str(pair) for pair in without.missing] == ["KES->USD"]
     assert without.spent == Decimal("170.00")  # the USD usage alone
-    assert "EUR left out" in without.note
+    assert "KES left out" in without.note
     async with state.sessions() as session, session.begin():
         await fx.set_exchange_rate(
-            session, tenant.org.id, "EUR", "USD", Decimal("1.1"), MONTH_START - timedelta(days=90)
+            session, tenant.org.id, "KES", "USD", Decimal("1.1"), MONTH_START - timedelta(days=90)
         )
     projection = await run_forecast(state, tenant, organization)
     assert projection.target.currency == "USD"
-    assert projection.spent == Decimal("357.00")  # (10 USD + 10 EUR x 1.1) x 17 days
-    assert "EUR converted to USD" in projection.note
-    in_euro = await run_forecast(state, tenant, Scope(ScopeKind.ACCOUNT, euro.id))
-    assert in_euro.target.currency == "EUR" and in_euro.spent == Decimal("170.00")
-    assert "converted" not in in_euro.note
+    assert projection.spent == Decimal("357.00")  # (10 USD + 10 KES x 1.1) x 17 days
+    assert "KES converted to USD" in projection.note
+    in_shillings = await run_forecast(state, tenant, Scope(ScopeKind.ACCOUNT, euro.id))
+    assert in_shillings.target.currency == "KES" and in_shillings.spent == Decimal("170.00")
+    assert "converted" not in in_shillings.note
 
 
 # --- usage patterns ---

@@ -36,6 +36,7 @@ from tests.dates import rfc
 from tests.pnl_support import catch_up
 from tests.test_pricing_catalog import provider_name, set_price
 from tests.test_pricing_stripe import SECRET, checkout, post
+from tests.verify_support import assert_no_drift
 
 D = Decimal
 WINDOW = 72 * 3600
@@ -146,7 +147,7 @@ async def entries(database_url: str, tenant: Tenant) -> int:
 
 
 async def test_plain_writes_take_events_within_the_window(
-    tenant: Tenant, database_url: str
+    tenant: Tenant, state: AppState, database_url: str
 ) -> None:
     inside = await result(tenant, RECORD, event(tenant, dates.ago(hours=71)))
     assert inside["__typename"] == "UsageRecorded"
@@ -222,10 +223,11 @@ async def test_plain_writes_take_events_within_the_window(
         "input.usage.occurredAt",
     )
     assert await entries(database_url, tenant) == written + 1  # only the fee
+    await assert_no_drift(state, tenant.org.id)
 
 
 async def test_a_stripe_payment_outside_the_window_is_refused(
-    settings: Settings, database_url: str, tenant: Tenant
+    settings: Settings, state: AppState, database_url: str, tenant: Tenant
 ) -> None:
     configured = settings.model_copy(
         update={"stripe_webhook_secret": SecretStr(SECRET), "late_arrival_window_seconds": WINDOW}
@@ -244,13 +246,14 @@ async def test_a_stripe_payment_outside_the_window_is_refused(
     assert orjson.loads(refused.content)["error"]["code"] == "VALIDATION_FAILED"
     assert accepted.status_code == 200, accepted.text
     assert await entries(database_url, tenant) == 1
+    await assert_no_drift(state, tenant.org.id)
 
 
 # --- backfill ---
 
 
 async def test_backfill_is_an_org_admins_and_reaches_back_as_far_as_allowed(
-    tenant: Tenant, database_url: str
+    tenant: Tenant, state: AppState, database_url: str
 ) -> None:
     history = [event(tenant, dates.ago(days=40)), event(tenant, dates.ago(days=400))]
     for token in (tenant.token_for(roles=["member"]), tenant.token_for(scopes=["usage:write"])):
@@ -265,9 +268,10 @@ async def test_backfill_is_an_org_admins_and_reaches_back_as_far_as_allowed(
     ahead = await result(tenant, BACKFILL, [event(tenant, dates.later(hours=1))])
     assert (ahead["code"], ahead["field"]) == ("VALIDATION_FAILED", "input.0.occurredAt")
     assert await entries(database_url, tenant) == 2
+    await assert_no_drift(state, tenant.org.id)
 
 
-async def test_no_occurred_at_takes_spend_past_a_hard_cap(tenant: Tenant) -> None:
+async def test_no_occurred_at_takes_spend_past_a_hard_cap(tenant: Tenant, state: AppState) -> None:
     """The issue's case: 54.00 through a 10.00 monthly cap by dating usage in earlier
     months. Plain writes cannot reach them now, and a backfill meets each month's cap."""
     dates.set_now(dates.month(0, day=15, hour=12))
@@ -303,13 +307,14 @@ async def test_no_occurred_at_takes_spend_past_a_hard_cap(tenant: Tenant) -> Non
     assert late["code"] == "BUDGET_LIMIT_REACHED"
     status = (await tenant.gql(STATUS, {"id": budget["id"]}))["data"]["budgetStatus"]
     assert D(status["spent"]) == D(9)
+    await assert_no_drift(state, tenant.org.id)
 
 
 # --- allowances ---
 
 
 async def test_a_late_event_never_spends_a_past_cycles_allowance(
-    tenant: Tenant, database_url: str
+    tenant: Tenant, state: AppState, database_url: str
 ) -> None:
     # Noon on the 2nd: the allowance cycle (monthly, from the 1st) began 36 hours ago.
     dates.set_now(dates.month(0, day=2, hour=12))
@@ -352,6 +357,7 @@ async def test_a_late_event_never_spends_a_past_cycles_allowance(
         )
     drawn = [(r["cycle_start"], r["used_tokens"]) for r in used if r["used_tokens"]]
     assert drawn == [(dates.month(), 500)]
+    await assert_no_drift(state, tenant.org.id)
 
 
 # --- closed months ---
@@ -370,7 +376,7 @@ async def close(database_url: str, tenant: Tenant, month: datetime) -> None:
 
 
 async def test_a_closed_month_is_immutable_for_every_writer(
-    tenant: Tenant, database_url: str, mint: Any
+    tenant: Tenant, state: AppState, database_url: str, mint: Any
 ) -> None:
     dates.set_now(dates.month(0, day=2, hour=12))  # last month ended 36 hours ago
     last_month = dates.month(-1)
@@ -448,6 +454,7 @@ async def test_a_closed_month_is_immutable_for_every_writer(
     for name in ("revenue", "aiCost", "billedUsage", "platformFees"):
         assert D(org_row[name]) == D(pnl[name]), name
     assert org_row["eventCount"] == pnl["eventCount"] == 2
+    await assert_no_drift(state, tenant.org.id)
 
 
 async def test_a_close_waits_for_a_late_writer_and_a_late_writer_for_a_close(
@@ -507,6 +514,7 @@ async def test_a_close_waits_for_a_late_writer_and_a_late_writer_for_a_close(
             await month_close.close_month(connection, tenant.org.id, "USD", this_month)
         refused = await writer
     assert (refused["code"], refused["month"]) == ("PERIOD_CLOSED", rfc(this_month))
+    await assert_no_drift(state, tenant.org.id)
 
 
 async def test_history_before_the_books_start_is_never_closed(
@@ -527,3 +535,4 @@ async def test_history_before_the_books_start_is_never_closed(
         state.units, dates.month(1, day=5), timedelta(0), only=[tenant.org.id]
     )
     assert [c.month for c in closed] == [dates.month()]
+    await assert_no_drift(state, tenant.org.id)

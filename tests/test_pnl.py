@@ -476,7 +476,7 @@ async def test_missing_rate_names_the_pair(tenant: Tenant) -> None:
         tenant,
         CREATE_ACCOUNT,
         "createAccount",
-        {"customerId": str(tenant.customer_id), "name": "E", "postpaid": True, "currency": "EUR"},
+        {"customerId": str(tenant.customer_id), "name": "E", "postpaid": True, "currency": "KES"},
     )
     await write(
         tenant,
@@ -486,21 +486,21 @@ async def test_missing_rate_names_the_pair(tenant: Tenant) -> None:
             "idempotencyKey": key(),
             "accountId": euro["id"],
             "amount": "5.00",
-            "currency": "EUR",
+            "currency": "KES",
             "occurredAt": at(5, 9),
         },
     )
     day = {"start": at(5), "end": at(6)}
-    # No EUR->USD rate: the P&L in USD leaves EUR out and names the pair, never an error;
-    # the EUR panel has the money in its own currency.
+    # No KES->USD rate: the P&L in USD leaves KES out and names the pair, never an error;
+    # the KES panel has the money in its own currency.
     panels = """query($range: DateRange!) { organizationPnl(range: $range) { revenue
       missingRates { base quote } byCurrency { currency revenue } } }"""
     found = (await ok(tenant, panels, {"range": day}))["organizationPnl"]
     assert D(found["revenue"]) == 0
-    assert found["missingRates"] == [{"base": "EUR", "quote": "USD"}]
-    assert [(p["currency"], D(p["revenue"])) for p in found["byCurrency"]] == [("EUR", D("5.00"))]
-    in_euros = await ok(tenant, ORG_PNL, {"range": day, "currency": "EUR"})
-    assert D(in_euros["organizationPnl"]["revenue"]) == D("5.00")
+    assert found["missingRates"] == [{"base": "KES", "quote": "USD"}]
+    assert [(p["currency"], D(p["revenue"])) for p in found["byCurrency"]] == [("KES", D("5.00"))]
+    in_shillings = await ok(tenant, ORG_PNL, {"range": day, "currency": "KES"})
+    assert D(in_shillings["organizationPnl"]["revenue"]) == D("5.00")
 
 
 async def test_rights(tenant: Tenant, mint: Any) -> None:

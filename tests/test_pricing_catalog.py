@@ -261,24 +261,24 @@ async def test_unknown_model_is_price_missing_and_writes_nothing(
     assert await count(database_url, "ledger_entries", organization_id=tenant.org.id) == 0
 
 
-async def test_a_eur_provider_is_converted_at_the_rate_in_force(tenant: Tenant) -> None:
+async def test_a_provider_in_another_currency_is_converted_at_the_rate_in_force(tenant: Tenant) -> None:
     p = provider_name()
     await set_price(
         tenant,
         provider=p,
-        currency="EUR",
+        currency="KES",
         inputPerMillion="3.00",
         outputPerMillion="15.00",
         cachedInputPerMillion="0.30",
     )
     missing = await record(tenant, p)
     assert missing["__typename"] == "RateMissing"
-    assert (missing["base"], missing["quote"]) == ("EUR", "USD")
-    assert "EUR->USD" in missing["message"]
+    assert (missing["base"], missing["quote"]) == ("KES", "USD")
+    assert "KES->USD" in missing["message"]
     for rate, since in (("1.0800", rfc(month(-7))), ("1.0834", rfc(month(-6)))):
         saved = await tenant.gql(
             SET_RATE,
-            {"input": {"base": "EUR", "quote": "USD", "rate": rate, "effectiveFrom": since}},
+            {"input": {"base": "KES", "quote": "USD", "rate": rate, "effectiveFrom": since}},
         )
         assert saved["data"]["setExchangeRate"]["scope"] == "ORGANIZATION"
     result = await record(
@@ -290,8 +290,8 @@ async def test_a_eur_provider_is_converted_at_the_rate_in_force(tenant: Tenant) 
         occurredAt=rfc(month(-6, 15)),
     )
     entry = result["entry"]
-    # 12345*3 + 20000*0.30 + 678*15 = 37035 + 6000 + 10170 = 53205 per million = 0.053205 EUR
-    assert (entry["providerCost"], entry["providerCurrency"]) == ("0.053205000000", "EUR")
+    # 12345*3 + 20000*0.30 + 678*15 = 37035 + 6000 + 10170 = 53205 per million = 0.053205 KES
+    assert (entry["providerCost"], entry["providerCurrency"]) == ("0.053205000000", "KES")
     assert entry["fxRate"] == "1.083400000000"
     # 0.053205 * 1.0834 = 0.057642297 USD
     assert (entry["aiCost"], entry["currency"]) == ("0.057642297000", "USD")
@@ -302,7 +302,7 @@ async def test_a_eur_provider_is_converted_at_the_rate_in_force(tenant: Tenant) 
     rates = (await tenant.gql(RATES, {"at": rfc(month(-7, 20))}))["data"]["exchangeRates"]
     assert {
         "scope": "ORGANIZATION",
-        "base": "EUR",
+        "base": "KES",
         "quote": "USD",
         "rate": "1.080000000000",
         "effectiveFrom": rfc(month(-7)),

@@ -15,6 +15,7 @@ import httpx
 from costgraph.alerts.notifiers.base import Outgoing, facts
 from costgraph.alerts.notifiers.slack import payload as slack_payload
 from costgraph.alerts.records import AlertRecord, ChannelKind
+from costgraph.app.state import AppState
 from costgraph.billing.pnl_measures import margin_percent, net_impact
 from tests.conftest import Tenant, raw_connection
 from tests.dates import ago, later, rfc
@@ -32,6 +33,7 @@ from tests.pnl_support import (
     ok,
     write,
 )
+from tests.verify_support import assert_no_drift
 
 D = Decimal
 ACCOUNT_PNL = """query($id: ID!, $range: DateRange!) { accountPnl(accountId: $id, range: $range) {
@@ -132,7 +134,7 @@ def test_margin_percent_is_negative_on_a_loss_whatever_the_sign_of_revenue() -> 
 
 
 async def test_allowance_usage_is_paid_by_the_fee_not_counted_again(
-    tenant: Tenant, database_url: str
+    tenant: Tenant, state: AppState, database_url: str
 ) -> None:
     """A postpaid account on a plan: usage the allowance covers is part of the fee; revenue is
     the fee plus the billed overage."""
@@ -188,9 +190,12 @@ async def test_allowance_usage_is_paid_by_the_fee_not_counted_again(
     )
     assert row["net_impact"] == row["margin"] == "19.04"
     assert row["revenue_basis"] == "RECEIVED"
+    await assert_no_drift(state, tenant.org.id)
 
 
-async def test_prepaid_usage_agents_and_one_net_impact(tenant: Tenant, database_url: str) -> None:
+async def test_prepaid_usage_agents_and_one_net_impact(
+    tenant: Tenant, state: AppState, database_url: str
+) -> None:
     """Prepaid usage is paid by its top-up (revenue once); a slice of it (a model, an agent)
     earns the usage charged. margin, topAgents.netImpact, the timeline and the CSV agree."""
     postpaid = str(tenant.account_id)
@@ -269,9 +274,10 @@ async def test_prepaid_usage_agents_and_one_net_impact(tenant: Tenant, database_
         {"scope": {"kind": "ACCOUNT", "id": prepaid}, "range": _range(), "bucket": "DAY"},
     )
     assert {p["liability"] for p in account["pnlTimeline"]} == {None}
+    await assert_no_drift(state, tenant.org.id)
 
 
-async def test_margin_percent_on_a_loss_is_negative(tenant: Tenant) -> None:
+async def test_margin_percent_on_a_loss_is_negative(tenant: Tenant, state: AppState) -> None:
     """Refunds larger than the period's payments: revenue is negative and so is margin %."""
     account = str(tenant.account_id)
     await write(tenant, SET_MARKUP, "setMarkup", {"percent": "20"})
@@ -298,6 +304,7 @@ async def test_margin_percent_on_a_loss_is_negative(tenant: Tenant) -> None:
     # By hand: revenue 1.20 - 8.00 = -6.80; margin -6.80 - 1.00 = -7.80.
     assert (D(pnl["revenue"]), D(pnl["margin"])) == (D("-6.80"), D("-7.80"))
     assert D(pnl["marginPercent"]) == D("-114.7059")
+    await assert_no_drift(state, tenant.org.id)
 
 
 # --- names beside ids ---
@@ -329,7 +336,7 @@ async def _user(tenant: Tenant, email: str, name: str | None, department: str | 
 
 
 async def test_departments_and_users_are_listed_with_paging(
-    tenant: Tenant, other_tenant: Tenant
+    tenant: Tenant, other_tenant: Tenant, state: AppState
 ) -> None:
     research = await _department(tenant, "Research")
     sales = await _department(tenant, "Sales")
@@ -367,9 +374,12 @@ async def test_departments_and_users_are_listed_with_paging(
     assert bad["errors"][0]["extensions"]["code"] in {"NOT_FOUND", "VALIDATION_FAILED"}
     too_many = await tenant.gql(USERS, {"first": 100_000})
     assert too_many["errors"][0]["extensions"]["code"] == "VALIDATION_FAILED"
+    await assert_no_drift(state, tenant.org.id, other_tenant.org.id)
 
 
-async def test_csv_chargeback_files_name_people_and_departments(tenant: Tenant) -> None:
+async def test_csv_chargeback_files_name_people_and_departments(
+    tenant: Tenant, state: AppState
+) -> None:
     research = await _department(tenant, "Research")
     ada = await _user(tenant, "ada@example.com", "=Ada", research)
     account = str(tenant.account_id)
@@ -395,13 +405,14 @@ async def test_csv_chargeback_files_name_people_and_departments(tenant: Tenant) 
     assert named[0]["department_name"] == "Research"
     default = await _csv(tenant, "ledger")
     assert list(default[0]).index("user_email") == list(default[0]).index("user_id") + 1
+    await assert_no_drift(state, tenant.org.id)
 
 
 ALERTS = """query { alerts { nodes { stage message scope { kind id name } } } }"""
 SET_BUDGET = """mutation($input: BudgetInput!) { setBudget(input: $input) { id } }"""
 
 
-async def test_alerts_name_the_user_beside_the_id(tenant: Tenant) -> None:
+async def test_alerts_name_the_user_beside_the_id(tenant: Tenant, state: AppState) -> None:
     research = await _department(tenant, "Research")
     ada = await _user(tenant, "ada@example.com", "Ada Lovelace", research)
     for kind, ident in (("USER", ada), ("DEPARTMENT", research)):
@@ -427,6 +438,7 @@ async def test_alerts_name_the_user_beside_the_id(tenant: Tenant) -> None:
     assert f"user Ada Lovelace <ada@example.com> ({ada})" in user["message"]
     assert department["scope"]["name"] == "Research"
     assert f"department Research ({research})" in department["message"]
+    await assert_no_drift(state, tenant.org.id)
 
 
 def test_notifications_carry_the_name() -> None:

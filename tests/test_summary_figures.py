@@ -24,6 +24,7 @@ from costgraph.models.scoping import bind_tenant
 from tests.conftest import Tenant, raw_connection
 from tests.dates import month, month_key, set_now
 from tests.pnl_support import CREATE_USER, key, ok, write
+from tests.verify_support import assert_no_drift
 
 D = Decimal
 LIMITS = ReportLimits(max_range_days=400, max_points=2_000, max_rows=1_000, max_usage_rows=10_000)
@@ -126,6 +127,7 @@ async def test_top_users_add_up_to_the_total_with_an_unattributed_row(
     assert revenue == lines["Revenue"].amount == summary.figures.revenue
     margin = revenue + lines["AI cost"].signed + lines["platform fees"].signed
     assert margin == lines["Margin"].amount == summary.figures.margin
+    await assert_no_drift(state, tenant.org.id)
 
 
 def _text(pdf: bytes) -> str:
@@ -187,6 +189,7 @@ async def test_pdf_one_sign_columns_apart_and_budgets_of_the_month(
     assert workbook.status_code == 200, workbook.text
     sheet = openpyxl.load_workbook(io.BytesIO(workbook.content))["Budgets"]
     assert [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)] == ["No budgets"]
+    await assert_no_drift(state, tenant.org.id)
 
 
 async def test_budget_table_never_overlaps_however_long_its_cells(
@@ -208,3 +211,4 @@ async def test_budget_table_never_overlaps_however_long_its_cells(
     assert max(box[2] for box in used) < min(box[0] for box in stages)
     spent = _boxes(pdf, "987,654,321.98")
     assert max(box[2] for box in spent) < min(box[0] for box in used)
+    await assert_no_drift(state, tenant.org.id)
