@@ -261,7 +261,7 @@ async def test_unknown_model_is_price_missing_and_writes_nothing(
     assert await count(database_url, "ledger_entries", organization_id=tenant.org.id) == 0
 
 
-async def test_a_provider_in_another_currency_is_converted_at_the_rate_in_force(tenant: Tenant) -> None:
+async def test_a_foreign_provider_is_converted_at_the_rate_in_force(tenant: Tenant) -> None:
     p = provider_name()
     await set_price(
         tenant,
