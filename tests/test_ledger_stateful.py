@@ -1,7 +1,10 @@
 """Stateful property test of the ledger: random sequences of deposits, subscription payments,
 adjustments, refunds, usage (single, batches, the same event twice at once, two events racing
 for the last of a balance or cap), reservations (authorize, two racing for the last of a
-cap, settle, release, expiry) and replays, on a real PostgreSQL, against a model.
+cap, settle — within its hold, or beyond it up to the overage tolerance and refused with
+OVERAGE_LIMIT past it —, release, expiry), Stripe deliveries (once, repeated, twice at once,
+conflicting: another amount or a key a manual deposit took) and Stripe refunds, backdated and
+future-dated writes, and replays, on a real PostgreSQL, against a model.
 
 Each example is a fresh organisation (two customers, a prepaid and a postpaid account, a user
 in a department, maybe a plan allowance, a markup and up to three budgets). Every operation
@@ -23,7 +26,7 @@ The domain functions are called directly (the GraphQL layer has tests of its own
 speed buys steps). Each rule runs its coroutine on the machine's own event loop and engine
 (hypothesis drives a synchronous state machine); ``-s`` prints how often each rule ended in
 each outcome. ``COSTGRAPH_STATEFUL_EXAMPLES`` / ``COSTGRAPH_STATEFUL_STEPS``
-raise the bounds for a longer hunt; the defaults keep the test well under a minute.
+raise the bounds for a longer hunt; the defaults keep the test under two minutes.
 """
 
 from __future__ import annotations
@@ -65,12 +68,22 @@ from costgraph.billing.directory import OrgContext
 from costgraph.billing.periods import Period
 from costgraph.billing.plans import BillingCycle, PlanSpec
 from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.billing.stripe_payments import (
+    RefundItem,
+    StripeConflict,
+    StripePayment,
+    StripeRefunds,
+    payment_key,
+    record_stripe_payment,
+    record_stripe_refunds,
+)
 from costgraph.kernel import clock
 from costgraph.kernel.errors import (
     AllowanceExhausted,
     BudgetLimitReached,
     DomainError,
     IdempotencyConflict,
+    OverageLimit,
     ValidationFailed,
 )
 from costgraph.kernel.money import quantize_stored
@@ -105,7 +118,14 @@ def outcome_of(exc: BaseException | None) -> str:
     """The error class a client would see, by its stable name (RefundExceeds… is a validation)."""
     if exc is None:
         return OK
-    for kind in (AllowanceExhausted, BudgetLimitReached, IdempotencyConflict, ValidationFailed):
+    for kind in (
+        AllowanceExhausted,
+        BudgetLimitReached,
+        StripeConflict,  # before the IdempotencyConflict it is
+        IdempotencyConflict,
+        OverageLimit,
+        ValidationFailed,
+    ):
         if isinstance(exc, kind):
             return kind.__name__
     raise exc  # anything else is a bug in the code under test (or in this test)
@@ -250,6 +270,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.entries: dict[str, ModelEntry] = {}
         self.budgets: list[ModelBudget] = []
         self.reservations: list[ModelReservation] = []
+        self.stripe: dict[str, StripePayment] = {}
+        self.stripe_refunded: dict[str, Decimal] = defaultdict(Decimal)
 
     def teardown(self) -> None:
         try:
@@ -489,9 +511,22 @@ class LedgerMachine(RuleBasedStateMachine):
             for budget in self.budgets:  # every budget in scope is checked, even for 0.00
                 if budget.id not in effects.spent or not budget.hard:
                     continue
-                if budget.spent + budget.reserved + effects.spent[budget.id] > budget.limit:
+                held = budget.spent + budget.reserved - self.overdue(budget)
+                if held + effects.spent[budget.id] > budget.limit:
                     return BudgetLimitReached.__name__, effects
         return OK, effects
+
+    def overdue(self, budget: ModelBudget, but: ModelReservation | None = None) -> Decimal:
+        """The budget's holds past their expiry that no authorisation has swept yet: a cap
+        checked by a write leaves them out."""
+        return sum(
+            (
+                other.holds.get(budget.id, Decimal(0))
+                for other in self.reservations
+                if other is not but and other.state == "HELD" and other.expires_at <= self.now
+            ),
+            Decimal(0),
+        )
 
     def apply(self, effects: Effects, written: Sequence[Any], *, settled: bool = False) -> None:
         by_key = {e.idempotency_key: e for e in written if not e.replayed}
@@ -569,6 +604,175 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         self.balance[original.account] += delta
 
+    # --- Stripe deliveries (the webhook's domain functions, through the unit of work) ---
+
+    def stripe_payment(self, payment_id: str, account: str, amount: Decimal) -> StripePayment:
+        assert self.org is not None
+        return StripePayment(
+            event_id=f"evt_{self.key('evt')}",
+            event_type="payment_intent.succeeded",
+            payment_id=payment_id,
+            organization_id=self.org.id,
+            account_id=self.ids[account],
+            amount=amount,
+            currency="USD",
+            occurred_at=self.tick(),
+        )
+
+    def deliver(self, payment: StripePayment) -> Callable[[AsyncSession], Awaitable[Any]]:
+        org = self.org
+        assert org is not None
+        return lambda s: record_stripe_payment(s, org, payment, self.limits)
+
+    def recorded_stripe(self, payment: StripePayment, entry: Any) -> None:
+        """The model's DEPOSIT for a payment: its command is the request the webhook sends."""
+        key = payment_key(payment.payment_id)
+        command = Payment(
+            key,
+            payment.account_id,
+            payment.amount,
+            payment.currency,
+            payment.occurred_at,
+            metadata={"source": "stripe", "stripe_payment_id": payment.payment_id},
+        )
+        account = "P" if payment.account_id == self.ids["P"] else "Q"
+        self.entries[key] = ModelEntry(
+            entry.id, "DEPOSIT", account, payment.amount, payment.amount, command
+        )
+        self.balance[account] += payment.amount
+        self.stripe[payment.payment_id] = payment
+
+    @rule(
+        account=st.sampled_from(["P", "Q"]),
+        amount=payments,
+        delivery=st.sampled_from(["once", "repeated", "concurrent", "conflicting", "taken"]),
+    )
+    def stripe_delivery(self, account: str, amount: Decimal, delivery: str) -> None:
+        """A Stripe payment delivered once, again (another event, another time: a replay),
+        twice at once (one deposit), with another amount or under a key a manual deposit
+        took (a conflict: refused, nothing recorded)."""
+        if delivery in ("repeated", "conflicting") and self.stripe:
+            first = list(self.stripe.values())[-1]
+            again = self.stripe_payment(
+                first.payment_id, "P" if first.account_id == self.ids["P"] else "Q", first.amount
+            )
+            if delivery == "conflicting":
+                again = replace(again, amount=first.amount + amount)
+            entry = self.write(
+                self.deliver(again), OK if delivery == "repeated" else StripeConflict.__name__
+            )
+            if entry is not None:
+                assert entry.replayed
+                assert entry.id == self.entries[payment_key(first.payment_id)].id
+            return
+        payment = self.stripe_payment(f"pi_{self.key('pi')}", account, amount)
+        if delivery == "taken":  # a manual deposit of 0.01 took the payment's key first
+            org = self.org
+            assert org is not None
+            manual = Payment(
+                payment_key(payment.payment_id),
+                self.ids[account],
+                Decimal("0.01"),
+                "USD",
+                self.tick(),
+            )
+            entry = self.write(lambda s: ledger.deposit(s, org, manual, self.limits), OK)
+            assert entry is not None
+            self.entries[manual.idempotency_key] = ModelEntry(
+                entry.id, "DEPOSIT", account, manual.amount, manual.amount, manual
+            )
+            self.balance[account] += manual.amount
+            self.write(self.deliver(payment), StripeConflict.__name__)
+            return
+        if delivery != "concurrent":
+            entry = self.write(self.deliver(payment), OK)
+            assert entry is not None and not entry.replayed
+            self.recorded_stripe(payment, entry)
+            return
+        org = self.org
+        assert org is not None
+        twin = replace(payment, event_id=f"evt_{self.key('evt')}")
+
+        async def both() -> list[Any]:
+            return list(
+                await asyncio.gather(
+                    *(
+                        self.units.run(
+                            org,
+                            lambda uow, p=p: record_stripe_payment(
+                                uow.session, uow.org, p, self.limits
+                            ),
+                        )
+                        for p in (payment, twin)
+                    ),
+                    return_exceptions=True,
+                )
+            )
+
+        results = self.run(both())
+        outcomes = [outcome_of(r if isinstance(r, BaseException) else None) for r in results]
+        for outcome in outcomes:
+            OUTCOMES[("stripe_delivery", f"concurrent {outcome}")] += 1
+        assert outcomes == [OK, OK], results
+        assert sorted(r.replayed for r in results) == [False, True]
+        assert results[0].id == results[1].id
+        self.recorded_stripe(payment, results[0])
+
+    @precondition(lambda self: self.stripe)
+    @rule(pick=st.integers(min_value=0), amount=payments, repeat=st.booleans(), half=st.booleans())
+    def stripe_refund(self, pick: int, amount: Decimal, repeat: bool, half: bool) -> None:
+        """``charge.refunded`` for a Stripe payment: a REFUND linked to its deposit, as the
+        refund rule predicts it; delivered again, it replays and writes nothing."""
+        payment = list(self.stripe.values())[pick % len(self.stripe)]
+        original = self.entries[payment_key(payment.payment_id)]
+        already = self.stripe_refunded[payment.payment_id]
+        if half and original.amount > original.refunded:  # a part of what is left
+            amount = max(
+                Decimal("0.01"),
+                ((original.amount - original.refunded) / 2).quantize(Decimal("0.01")),
+            )
+        item = RefundItem(f"stripe:re_{self.key('re')}", amount, "requested_by_customer")
+        refunds = StripeRefunds(
+            event_id=f"evt_{self.key('evt')}",
+            charge_id=f"ch_{payment.payment_id}",
+            payment_id=payment.payment_id,
+            organization_id=payment.organization_id,
+            account_id=payment.account_id,
+            currency="USD",
+            refunded=already + amount,
+            items=(item,),
+        )
+        fits = amount <= original.amount - original.refunded
+        if not self.postpaid[original.account]:
+            fits = fits and amount <= self.balance[original.account]
+        org = self.org
+        assert org is not None
+        written = self.write(
+            lambda s: record_stripe_refunds(s, org, refunds, self.limits),
+            OK if fits else ValidationFailed.__name__,
+        )
+        if written is None:
+            return
+        assert len(written) == 1 and not written[0].replayed
+        original.refunded += amount
+        self.stripe_refunded[payment.payment_id] += amount
+        request = Refund(item.key, original.id, amount, item.reason)
+        self.entries[item.key] = ModelEntry(
+            written[0].id, "REFUND", original.account, amount, -amount, request
+        )
+        self.balance[original.account] -= amount
+        if repeat:
+            before = self.run(self.snapshot())
+            again = self.write(
+                lambda s: record_stripe_refunds(
+                    s, org, replace(refunds, event_id=f"evt_{self.key('evt')}"), self.limits
+                ),
+                OK,
+            )
+            assert again is not None and [e.id for e in again] == [written[0].id]
+            assert again[0].replayed
+            assert self.run(self.snapshot()) == before
+
     # --- usage ---
 
     @rule(spec=usage_specs)
@@ -607,6 +811,28 @@ class LedgerMachine(RuleBasedStateMachine):
             for event, entry in zip(events, written, strict=True):
                 assert entry.idempotency_key == event.idempotency_key
             self.apply(effects, written)
+
+    @rule(
+        spec=usage_specs,
+        when=st.sampled_from(["late", "late", "future"]),
+        payment=st.booleans(),
+        amount=payments,
+    )
+    def backdated(self, spec: UsageSpec, when: str, payment: bool, amount: Decimal) -> None:
+        """Usage or a deposit dated before the late-arrival window (or past the tolerated
+        clock skew) is refused on occurredAt; nothing is written."""
+        if when == "late":
+            at = self.now - timedelta(seconds=self.limits.late_arrival_window_seconds + 60)
+        else:
+            at = self.now + timedelta(seconds=self.limits.future_skew_seconds + 60)
+        org = self.org
+        assert org is not None
+        if payment:
+            deposit = Payment(self.key("late-deposit"), self.ids[spec.account], amount, "USD", at)
+            self.write(lambda s: ledger.deposit(s, org, deposit, self.limits), "ValidationFailed")
+            return
+        event = replace(self.usage_event(spec, self.key("late")), occurred_at=at)
+        self.write(lambda s: ledger.record_usage(s, org, event, self.limits), "ValidationFailed")
 
     @rule(spec=usage_specs)
     def concurrent_duplicates(self, spec: UsageSpec) -> None:
@@ -937,9 +1163,8 @@ class LedgerMachine(RuleBasedStateMachine):
         event = self.usage_event(spec, self.key("settle"))
         live = reservation.state == "HELD" and reservation.expires_at > self.now
         _, effects = self.plan_usage([event], enforce=False)
-        entry = self.write(
-            self._settling(reservation.id, event), OK if live else ValidationFailed.__name__
-        )
+        expected = self.predict_settle(reservation, effects) if live else ValidationFailed.__name__
+        entry = self.write(self._settling(reservation.id, event), expected)
         self.sync_expired()
         if entry is None:
             return
@@ -948,6 +1173,21 @@ class LedgerMachine(RuleBasedStateMachine):
         self.apply(effects, [entry], settled=True)
         reservation.state = "SETTLED"
         reservation.settle_event = event
+
+    def predict_settle(self, reservation: ModelReservation, effects: Effects) -> str:
+        """Within its hold a settlement is recorded; beyond it, each hard cap it goes past its
+        hold on must stay within limit + the overage tolerance (the other live holds count,
+        the overdue ones do not): else OVERAGE_LIMIT, nothing written."""
+        tolerance = 1 + self.limits.settle_overage_tolerance_percent / 100
+        for budget in self.budgets:
+            amount = effects.spent.get(budget.id, Decimal(0))
+            hold = reservation.holds.get(budget.id, Decimal(0))
+            if not budget.hard or not amount or amount <= hold:
+                continue
+            held = budget.spent + budget.reserved - hold - self.overdue(budget, reservation)
+            if held + amount > budget.limit * tolerance:
+                return OverageLimit.__name__
+        return OK
 
     def _settling(
         self, reservation_id: uuid.UUID, event: UsageEvent
@@ -1074,7 +1314,9 @@ class LedgerMachine(RuleBasedStateMachine):
                     (row[value] for row in in_scope if row[1] not in settled_ids), Decimal(0)
                 )
                 assert enforced == spent - budget.settled
-                assert enforced + reserved <= budget.limit, (budget, enforced, reserved)
+                # Overdue holds no sweep has given back yet do not count against the cap.
+                live = reserved - self.overdue(budget)
+                assert enforced + live <= budget.limit, (budget, enforced, reserved)
         # Reservations are in the states the model expects.
         states = dict(
             await self.rows("SELECT id, state FROM reservations WHERE organization_id = :org")
