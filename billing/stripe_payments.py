@@ -38,7 +38,7 @@ both cases the Stripe refunds recorded for a deposit never exceed ``amount_refun
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -192,7 +192,8 @@ async def record_stripe_payment(
             # The same payment reported by another event (a session and its payment
             # intent, each with its own time): the first one recorded it.
             return existing.as_replay()
-        offered = request_hash(EntryType.DEPOSIT.value, request)
+        # The payment, not the event: a retried delivery carries another time, same body.
+        offered = request_hash(EntryType.DEPOSIT.value, replace(request, occurred_at=None))
         raise StripeConflict(key, offered, existing, payment.amount, payment.currency) from None
 
 
