@@ -7,7 +7,9 @@ periods that end under the limit, early in a period and on spiky usage; the lowe
 only when going over is likely, and it still fires well before the limit itself is reached
 (the threshold stages cover that). A projection without an interval (``NO_HISTORY``: nothing
 to forecast from) is what is spent: it crosses the limit only when the spend has. The alert
-carries the expected total as its ``spent``.
+carries the expected total as its ``spent``. The projection is the one ``forecast`` answers,
+hard caps applied: a hard-capped budget's projection never passes its limit, so it is alerted
+when the cap binds it and the lower bound *reaches* the limit (spend is likely to be refused).
 
 **When.** Never on the write path: projecting a period runs a simulation. A loop in each API
 process (``app/forecast_alerts.py``, every ``COSTGRAPH_FORECAST_ALERT_INTERVAL_SECONDS``)
@@ -56,7 +58,13 @@ class Verdict:
 
     @property
     def over(self) -> bool:
-        return alert_figure(self.projection) > self.budget.limit_amount
+        """Over the limit; for a hard cap that bounds its own projection (the projection is
+        capped, so it never goes over), likely to reach the cap: spend will be refused."""
+        figure = alert_figure(self.projection)
+        limit = self.budget.limit_amount
+        binding = self.projection.binding_cap
+        capped = binding is not None and binding.budget_id == self.budget.id
+        return figure > limit or (capped and figure >= limit)
 
 
 async def project(

@@ -24,7 +24,7 @@ from costgraph.billing.directory import OrgContext
 from costgraph.billing.scopes import ScopeKind
 from costgraph.billing.stripe_payments import StripeConflict
 from costgraph.kernel.clock import utcnow
-from costgraph.kernel.money import round_for_presentation
+from costgraph.kernel.money import format_money
 from costgraph.kernel.unit_of_work import emit
 from costgraph.models.alerts import Alert
 
@@ -69,12 +69,12 @@ class ConflictFacts:
         return self.key[: SUBJECT_MAX - len(suffix)] + suffix
 
     def message(self) -> str:
-        offered = round_for_presentation(self.amount, self.currency)
-        held = round_for_presentation(self.existing_amount, self.existing_currency)
+        offered = format_money(self.amount, self.currency)
+        held = format_money(self.existing_amount, self.existing_currency)
         return (
-            f"A Stripe payment of {offered} {self.currency} (event {self.event_id}) was not "
+            f"A Stripe payment of {offered} (event {self.event_id}) was not "
             f"recorded: its key {self.key} already holds a {self.existing_type.lower()} of "
-            f"{held} {self.existing_currency} (entry {self.existing_entry}) made by another "
+            f"{held} (entry {self.existing_entry}) made by another "
             f"request (fingerprints: recorded {self.existing_fingerprint[:16]}…, this payment "
             f"{self.offered_fingerprint[:16]}…). Stripe keeps retrying the delivery: correct "
             "the entry under that key (refund or adjust it) and resend the event."

@@ -57,6 +57,8 @@ class AlertRecord:
     terms_version: int = 1
     #: What an alert without a budget is about (a Stripe payment's key and refused body).
     subject: str | None = None
+    #: TOP_UP_REQUESTED: the top-up asked for (``spent`` the balance, ``limit`` the threshold).
+    requested_amount: Decimal | None = None
 
     @property
     def state(self) -> AlertState:
@@ -84,6 +86,7 @@ class AlertRecord:
             kind=AlertKind(row.kind),
             terms_version=row.terms_version,
             subject=row.subject,
+            requested_amount=row.requested_amount,
         )
 
 

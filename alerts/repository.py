@@ -62,6 +62,26 @@ async def insert_alerts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     )
 
 
+async def insert_subject_alerts(
+    session: AsyncSession, rows: Sequence[dict[str, Any]]
+) -> list[AlertRecord]:
+    """Insert alerts about something else than a budget (each row has a ``subject``), once
+    per subject; return those this call inserted."""
+    if not rows:
+        return []
+    statement = (
+        insert(Alert)
+        .values(list(rows))
+        .on_conflict_do_nothing(
+            index_elements=["organization_id", "subject"],
+            index_where=Alert.subject.is_not(None),
+        )
+        .returning(Alert)
+    )
+    inserted = (await session.scalars(statement)).all()
+    return sorted((AlertRecord.of(row) for row in inserted), key=lambda a: a.raised_at)
+
+
 async def enabled_channels(session: AsyncSession) -> Sequence[NotificationChannel]:
     statement = select(NotificationChannel).where(NotificationChannel.enabled.is_(True))
     return (await session.scalars(statement.order_by(NotificationChannel.id))).all()

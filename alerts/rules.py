@@ -29,7 +29,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from costgraph.billing.budgets import CounterChange, TermsChange, reached
-from costgraph.kernel.money import round_for_presentation
+from costgraph.kernel.money import format_money
 from costgraph.models.budget import Budget
 
 FORECAST_STAGE = 0
@@ -43,6 +43,8 @@ class AlertKind(enum.StrEnum):
     RATE_MISSING = "RATE_MISSING"
     #: Not a budget's: a Stripe payment whose key another request holds (nothing recorded).
     PAYMENT_CONFLICT = "PAYMENT_CONFLICT"
+    #: Not a budget's: an account's prepaid balance fell below its auto-top-up threshold.
+    TOP_UP_REQUESTED = "TOP_UP_REQUESTED"
 
     @classmethod
     def of_code(cls, code: str) -> AlertKind:
@@ -51,7 +53,9 @@ class AlertKind(enum.StrEnum):
     @property
     def code(self) -> str:
         """The alert's stable code (GraphQL ``code``, webhook ``type`` prefix)."""
-        return self.value if self is AlertKind.PAYMENT_CONFLICT else f"BUDGET_{self.value}"
+        if self in (AlertKind.PAYMENT_CONFLICT, AlertKind.TOP_UP_REQUESTED):
+            return self.value
+        return f"BUDGET_{self.value}"
 
     @property
     def event_type(self) -> str:
@@ -64,6 +68,7 @@ _EVENT_TYPES = {
     AlertKind.OVERAGE: "budget.overage",
     AlertKind.RATE_MISSING: "budget.rate_missing",
     AlertKind.PAYMENT_CONFLICT: "payment.conflict",
+    AlertKind.TOP_UP_REQUESTED: "account.top_up_requested",
 }
 
 
@@ -168,7 +173,7 @@ def crossing_of(
 
 
 def _money(value: Decimal, currency: str) -> str:
-    return f"{round_for_presentation(value, currency)} {currency}"
+    return format_money(value, currency)
 
 
 def scope_text(kind: str, ident: uuid.UUID, name: str | None) -> str:

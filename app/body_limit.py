@@ -6,6 +6,10 @@ passes the limit ends the request, so at most the limit plus one chunk is ever h
 way the answer is ``413`` in GraphQL's error shape, code ``PAYLOAD_TOO_LARGE``, and the
 connection is closed (the rest of the body is never read).
 
+A ``watch`` may look at each body as it arrives and refuse it before its end with an answer
+of its own (app/document_stream.py: a GraphQL document over its limit); the connection is
+closed the same way.
+
 Websocket messages are bounded by the server instead (uvicorn's ``ws_max_size``, set from the
 same setting by ``costgraph serve``, see :func:`costgraph.app.cli.uvicorn_options`).
 """
@@ -13,6 +17,8 @@ same setting by ``costgraph serve``, see :func:`costgraph.app.cli.uvicorn_option
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Protocol
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -64,10 +70,21 @@ def too_large(max_bytes: int) -> tuple[Message, Message]:
     return start, {"type": "http.response.body", "body": body}
 
 
+class BodyWatch(Protocol):
+    def refusal(self, piece: bytes) -> tuple[Message, Message] | None:
+        """Fed each piece of the body in order; the answer refusing it, if it must be."""
+
+
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        watch: Callable[[Scope], BodyWatch | None] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.watch = watch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,15 +105,21 @@ class BodySizeLimit:
         received = 0
         overflowed = False
         started = False
+        watch = self.watch(scope) if self.watch is not None else None
+        answer: tuple[Message, Message] | None = None
 
         async def counting_receive() -> Message:
-            nonlocal received, overflowed
+            nonlocal received, overflowed, answer
             if overflowed:  # the app asks again after being told: the client is gone for it
                 return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                piece = message.get("body", b"")
+                received += len(piece)
                 if received > self.max_bytes:
+                    overflowed = True
+                    raise _BodyTooLarge
+                if watch is not None and (answer := watch.refusal(piece)) is not None:
                     overflowed = True
                     raise _BodyTooLarge
             return message
@@ -117,6 +140,11 @@ class BodySizeLimit:
             if not overflowed or started:
                 raise
         if overflowed and not started:
+            if answer is not None:
+                logger.info("%s %s refused by its watch", scope["method"], scope["path"])
+                await send(answer[0])
+                await send(answer[1])
+                return
             logger.info(
                 "%s %s refused: body over %d bytes", scope["method"], scope["path"], self.max_bytes
             )

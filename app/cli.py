@@ -1,4 +1,5 @@
-"""The ``costgraph`` command: serve, demo, token, migrate, catalog, worker, reports, verify."""
+"""The ``costgraph`` command: serve, demo, token, migrate, catalog, worker, reports, verify,
+query."""
 
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ def cmd_catalog_load(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from costgraph.app import served_address
     from costgraph.app.main import create_app
     from costgraph.app.migrate import migrate
     from costgraph.app.runtime import database
@@ -101,25 +103,31 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from costgraph.app.observability.logging import configure_logging
     from costgraph.app.pricing_setup import load_catalog, load_rates
 
-    settings = _settings()
+    settings = served_address.for_serving(_settings(), args.host, args.port)
     configure_logging(settings, args.log_level)
-    with database(settings) as url:
+    with database(settings) as url, served_address.recorded(settings):
         asyncio.run(migrate(url))
         asyncio.run(load_catalog(url, settings))
         asyncio.run(load_rates(url, settings))
         app = create_app(settings, url)
-        print(f"CostGraph on http://{args.host}:{args.port}/graphql", flush=True)
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            # Our root handler writes uvicorn's lines too (log_config=None: none of its own);
-            # the access line comes from the app's middleware, with the request id.
-            log_config=None,
-            access_log=False,
-            log_level=(args.log_level or settings.log_level).lower(),
-            **uvicorn_options(settings),
-        )
+        print(f"CostGraph on {served_address.issuer_for(args.host, args.port)}/graphql", flush=True)
+        try:
+            uvicorn.run(
+                app,
+                host=args.host,
+                port=args.port,
+                # Our root handler writes uvicorn's lines too (log_config=None: none of its
+                # own); the access line comes from the app's middleware, with the request id.
+                log_config=None,
+                access_log=False,
+                log_level=(args.log_level or settings.log_level).lower(),
+                **uvicorn_options(settings),
+            )
+        except (KeyboardInterrupt, SystemExit) as stopped:
+            # uvicorn re-raises the stop signal once its graceful shutdown is over: a stop
+            # asked for is a clean exit (the embedded database stops on the way out).
+            if isinstance(stopped, SystemExit) and stopped.code not in _STOPPED_BY_SIGNAL:
+                raise
 
 
 async def _demo(settings: Settings, url: str) -> None:
@@ -153,20 +161,25 @@ async def _demo(settings: Settings, url: str) -> None:
         f"{summary.accounts} accounts, {summary.usage_events} usage events over 90 days; "
         f"{summary.written} entries written by this run.\n\n"
         f"Access token (org_admin, 24 h):\n{token}\n\n"
-        "Serve it with `costgraph serve`, open http://127.0.0.1:8000/graphql, add the header\n"
-        '  {"Authorization": "Bearer <token>"}\n'
-        "and try:\n"
-        "  { organization { name reportingCurrency }\n"
-        "    ledger(first: 5) { nodes { occurredAt type model amount account { name } } } }"
+        "Serve it with `costgraph serve`, open http://127.0.0.1:8000/ in a browser and paste\n"
+        "the token there; or, from a shell:\n"
+        "  export COSTGRAPH_TOKEN=$(costgraph token --org demo --role org_admin)\n"
+        "  costgraph query '{ organization { name reportingCurrency } }'"
     )
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    from costgraph.app import served_address
     from costgraph.app.runtime import database
 
     settings = _settings()
+    # The printed token is for the server it will run on: this one (--serve) or a running one.
+    if args.serve:
+        signing = served_address.for_serving(settings, args.host, args.port)
+    else:
+        signing = served_address.for_signing(settings)
     with database(settings) as url:
-        asyncio.run(_demo(settings, url))
+        asyncio.run(_demo(signing, url))
     if args.serve:
         cmd_serve(args)
 
@@ -189,12 +202,13 @@ async def _organization_id(settings: Settings, url: str, ref: str) -> str:
 def cmd_token(args: argparse.Namespace) -> None:
     import uuid
 
+    from costgraph.app import served_address
     from costgraph.app.runtime import database
     from costgraph.auth.keys import KeyStore
     from costgraph.auth.permissions import ROLES, SCOPES
     from costgraph.auth.tokens import mint_access_token
 
-    settings = _settings()
+    settings = served_address.for_signing(_settings())
     if args.role not in ROLES:
         sys.exit(f"costgraph: role must be one of {', '.join(ROLES)}")
     unknown = [s for s in args.scope or [] if s not in SCOPES]
@@ -217,6 +231,7 @@ def cmd_token(args: argparse.Namespace) -> None:
             roles=[args.role],
             scopes=args.scope,
             ttl=timedelta(seconds=args.ttl),
+            accounts=[uuid.UUID(a) for a in args.account or []],
         )
     )
 
@@ -402,6 +417,29 @@ def drift_table(report: Any) -> str:
     return "\n".join(lines)
 
 
+def cmd_query(args: argparse.Namespace) -> None:
+    from costgraph.app.query_command import UsageError, request_from, run
+
+    try:
+        request = request_from(
+            args.query,
+            url=args.url,
+            token=args.token,
+            variables_json=args.variables,
+            pairs=args.var or [],
+            pick_path=args.pick,
+            count=args.count,
+            timeout=args.timeout,
+        )
+    except UsageError as exc:
+        print(f"costgraph: {exc}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        sys.exit(run(request))
+    except (OSError, TimeoutError) as exc:
+        sys.exit(f"costgraph: could not reach {request.url}: {exc or type(exc).__name__}")
+
+
 def cmd_verify(args: argparse.Namespace) -> None:
     from costgraph.app.runtime import database
     from costgraph.kernel.clock import format_rfc3339
@@ -423,6 +461,9 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="costgraph", description=__doc__)
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress (INFO) on stderr"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add_serve_options(command: argparse.ArgumentParser) -> None:
@@ -447,6 +488,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--scope", action="append", help="repeatable: usage:write, …")
     token.add_argument("--ttl", type=int, default=3600, help="seconds")
     token.add_argument("--subject")
+    token.add_argument(
+        "--account",
+        action="append",
+        help="an account id the token is for (repeatable): what a member may read of its own",
+    )
     token.set_defaults(func=cmd_token)
 
     worker = commands.add_parser(
@@ -489,14 +535,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--org", help="one organisation, by id or slug (default: all)")
     verify.set_defaults(func=cmd_verify)
+
+    query = commands.add_parser(
+        "query", help="send one GraphQL operation to a running server and print the answer"
+    )
+    query.add_argument("query", help="the operation's text, or - to read it from stdin")
+    query.add_argument("--url", help="default: COSTGRAPH_URL or http://127.0.0.1:8000/graphql")
+    query.add_argument("--token", help="default: COSTGRAPH_TOKEN")
+    query.add_argument("--variables", help="a JSON object")
+    query.add_argument("--var", action="append", help="repeatable NAME=VALUE (a string)")
+    query.add_argument("--pick", help="print only this dotted path of data, e.g. me.subject")
+    query.add_argument(
+        "--count", type=int, default=1, help="subscriptions: stop after this many updates"
+    )
+    query.add_argument("--timeout", type=float, default=30.0, help="seconds")
+    query.set_defaults(func=cmd_query)
     return parser
 
 
+#: The exit statuses :func:`_exit_on_termination` gives a command stopped by a signal.
+_STOPPED_BY_SIGNAL = frozenset({128 + 1, 128 + 15})  # SIGHUP, SIGTERM
+
+
+def _exit_on_termination() -> None:
+    """SIGTERM and SIGHUP end a command as Ctrl-C does: by an exception, so that ``finally``
+    blocks and ``atexit`` run (an embedded PostgreSQL this process started is stopped there;
+    Python's default for these signals is to die on the spot and leave it running). `serve`
+    hands them to uvicorn while it runs, which re-raises them after its graceful shutdown."""
+    import signal
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+
+
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("pgserver", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    _exit_on_termination()
+    # Quiet unless asked: a command's output may be captured (`$(costgraph token …)`), so
+    # only warnings reach stderr; `serve` configures its own logging (COSTGRAPH_LOG_*).
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        for noisy in ("pgserver", "alembic", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     args.func(args)
 
 

@@ -1,4 +1,5 @@
-"""``GET /exports/{report}.csv``: a CSV export, streamed.
+"""``GET /exports/{report}.csv``: a CSV export, streamed; ``.xlsx`` and ``.pdf``: the same
+request as a document (:mod:`costgraph.billing.reports.custom`).
 
 Authentication is the bearer access token ``/graphql`` takes (the same verifier), or the
 ``token`` parameter of a signed download link (``createExportLink``), which carries the
@@ -25,13 +26,15 @@ from costgraph.app.route_auth import (
 from costgraph.app.state import AppState
 from costgraph.billing import exports
 from costgraph.billing.exports.spec import ReportKind, parse_report
+from costgraph.billing.reports import custom
+from costgraph.kernel.clock import utcnow
 from costgraph.kernel.errors import DomainError, ValidationFailed
 from costgraph.kernel.text import require_text
 from costgraph.models.scoping import bind_tenant
 from costgraph.resolvers.exports import REPORT_RIGHTS
 
 
-def _report_and_format(name: str) -> ReportKind:
+def _report_and_format(name: str) -> tuple[ReportKind, str]:
     stem, dot, extension = name.rpartition(".")
     if not dot:
         stem, extension = name, ""
@@ -41,7 +44,7 @@ def _report_and_format(name: str) -> ReportKind:
             f"format {extension[:10]!r} is not offered; formats: {', '.join(exports.FORMATS)}",
             "format",
         )
-    return report
+    return report, extension
 
 
 def _single_values(request: Request, skip: str | None = None) -> dict[str, str]:
@@ -61,7 +64,7 @@ def exports_route(current: Callable[[], AppState]) -> Route:
         state = current()
         link_token = request.query_params.get("token")
         try:
-            report = _report_and_format(request.path_params["name"])
+            report, extension = _report_and_format(request.path_params["name"])
             right = REPORT_RIGHTS[report]
             if link_token is None:
                 principal = await authenticate(request, state, right)
@@ -78,6 +81,23 @@ def exports_route(current: Callable[[], AppState]) -> Route:
             org = await organization_of(state, principal, right)
             wanted = exports.parse_params(report.value, params)
             limits = exports.ExportLimits.of(state.settings)
+            if extension != "csv":  # the same request as a document
+                async with state.sessions() as session:
+                    bind_tenant(session.sync_session, org.id)
+                    table = await custom.build_table(
+                        session, org, wanted, limits, custom.row_limit(extension), utcnow()
+                    )
+                content, content_type = await custom.render(table, extension)
+                return Response(
+                    content,
+                    media_type=content_type,
+                    headers={
+                        "Content-Disposition": "attachment; "
+                        f'filename="{custom.filename(table.request, extension)}"',
+                        "Cache-Control": "no-store",
+                        "X-Content-Type-Options": "nosniff",
+                    },
+                )
             async with state.sessions() as session:
                 bind_tenant(session.sync_session, org.id)
                 prepared = await exports.prepare(session, org, wanted, limits)

@@ -16,7 +16,7 @@ import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -31,6 +31,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from costgraph.app import graphql_http
 from costgraph.app import ws_handshake as handshake
 from costgraph.app.fast_json import OrjsonView
+from costgraph.app.ide import query_page
 from costgraph.app.observability import context as observability
 from costgraph.app.rate_limit import rate_limited, refusal_error
 from costgraph.app.state import AppState
@@ -176,6 +177,11 @@ class GraphQLApp(OrjsonView, GraphQL[Context, None]):
     @property
     def live(self) -> Live:
         return self.state.live
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """Our own query page, served from the package: it works offline (strawberry's
+        GraphiQL page loads its code from a CDN) and sends nothing before a token is pasted."""
+        return HTMLResponse(query_page(), headers={"Cache-Control": "no-cache"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":

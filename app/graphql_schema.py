@@ -15,6 +15,7 @@ from costgraph.app.error_log import log_error
 from costgraph.app.query_caches import limited_caches
 from costgraph.app.query_limits import QueryLimits, refine_error
 from costgraph.resolvers.alerts import AlertMutation, AlertQuery
+from costgraph.resolvers.analytics import AnalyticsQuery
 from costgraph.resolvers.budgets import BudgetMutation, BudgetQuery
 from costgraph.resolvers.directory import DirectoryMutation, DirectoryQuery
 from costgraph.resolvers.exports import ExportMutation
@@ -24,7 +25,9 @@ from costgraph.resolvers.oauth import OAuthMutation, OAuthQuery
 from costgraph.resolvers.pnl import PnLMutation, PnLQuery
 from costgraph.resolvers.pricing import PricingMutation, PricingQuery
 from costgraph.resolvers.reports import ReportMutation, ReportQuery
+from costgraph.resolvers.subscription_billing import SubscriptionBillingMutation
 from costgraph.resolvers.subscriptions import Subscription
+from costgraph.resolvers.top_ups import TopUpMutation, TopUpQuery, TopUpSubscription
 from costgraph.resolvers.verify import VerifyQuery
 from costgraph.schema.scalars import SCALAR_MAP
 
@@ -38,9 +41,11 @@ class Query(
     PricingQuery,
     AlertQuery,
     PnLQuery,
+    AnalyticsQuery,
     ForecastQuery,
     ReportQuery,
     VerifyQuery,
+    TopUpQuery,
 ):
     pass
 
@@ -56,7 +61,14 @@ class Mutation(
     PnLMutation,
     ReportMutation,
     ExportMutation,
+    SubscriptionBillingMutation,
+    TopUpMutation,
 ):
+    pass
+
+
+@strawberry.type(name="Subscription")
+class AllSubscriptions(Subscription, TopUpSubscription):
     pass
 
 
@@ -102,7 +114,7 @@ def build_schema(
         hide_suggestions=not introspection,
         query=Query,
         mutation=Mutation,
-        subscription=Subscription,
+        subscription=AllSubscriptions,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=extensions,
     )

@@ -15,6 +15,10 @@ subclass of its httptools protocol, which looks at the bytes before the parser d
   of the connection opening): ``408 Request Timeout`` and closed (a connection that sent
   nothing is just closed).
 
+An answer that closes the connection before the request's body has all arrived (a refusal of
+the body, app/body_limit.py) lingers the same way: the rest of the body is dropped unread, not
+answered with a reset that could destroy the refusal.
+
 Each request on a keep-alive connection is measured from its first byte. Websocket handshakes
 are requests too. Under ``uvicorn --factory costgraph.app.asgi:create_app`` pass
 ``--http costgraph.app.http_guard:GuardedHttpToolsProtocol`` (limits from the environment).
@@ -70,6 +74,20 @@ def _answer(status: bytes, code: str, message: str, **extensions: object) -> byt
     )
 
 
+class _LingerOnClose:
+    """The transport as a request's cycle sees it: its ``close`` lingers while the request's
+    body is still arriving."""
+
+    def __init__(self, protocol: GuardedHttpToolsProtocol) -> None:
+        self._protocol = protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._protocol.transport, name)
+
+    def close(self) -> None:
+        self._protocol._close_after_answer()
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the request head bounded in size and time."""
 
@@ -121,6 +139,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = False
         self._disarm()
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = _LingerOnClose(self)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -217,6 +237,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             )
         )
 
+    def _close_after_answer(self) -> None:
+        """The answer is out and the connection must close: at once, or lingering when the
+        client is still sending the request's body."""
+        if self.cycle is None or not self.cycle.more_body or self._refused:
+            self.transport.close()
+            return
+        self._refused = True
+        self._linger()
+
     def _refuse(self, answer: bytes) -> None:
         self._refused = True
         self._disarm()
@@ -224,6 +253,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if transport.is_closing():
             return
         transport.write(answer)
+        self._linger()
+
+    def _linger(self) -> None:
+        transport = self.transport
         if transport.can_write_eof():
             transport.write_eof()  # the answer, then our end closed; theirs still read
             self.loop.call_later(LINGER_SECONDS, transport.close)

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
@@ -21,7 +21,9 @@ from costgraph.alerts.worker import Wakeup
 from costgraph.app.alerting import alerts_config, deliveries_running
 from costgraph.app.body_limit import BodySizeLimit
 from costgraph.app.business_clock import install_configured_clock
+from costgraph.app.console import console_routes
 from costgraph.app.database import create_engine, create_sessionmaker
+from costgraph.app.document_stream import watch_graphql_posts
 from costgraph.app.exports_route import exports_route
 from costgraph.app.forecast_alerts import forecast_alerts_running
 from costgraph.app.graphql import GraphQLApp, format_error
@@ -40,6 +42,7 @@ from costgraph.app.settings import Settings
 from costgraph.app.shutdown import AnswerCancelledRequests
 from costgraph.app.state import AppState
 from costgraph.app.stripe_webhook import stripe_webhook_route
+from costgraph.app.subscription_biller import subscription_biller_running
 from costgraph.app.token_cache import CachedTokenVerifier
 from costgraph.app.units import build_units
 from costgraph.auth.keys import KeyStore
@@ -103,6 +106,11 @@ def create_app(settings: Settings, database_url: str, *, tracer_provider: Any = 
                     on_outcome=state.metrics.delivery_outcome,
                 ),
                 rollups_running(engine, settings, state.units),
+                subscription_biller_running(
+                    state.sessions,
+                    state.units,
+                    interval=settings.subscription_billing_interval_seconds,
+                ),
                 forecast_alerts_running(
                     state.sessions,
                     state.units,
@@ -155,6 +163,10 @@ def create_app(settings: Settings, database_url: str, *, tracer_provider: Any = 
             )
         return JSONResponse({"status": "ready"})
 
+    async def home(request: Request) -> Response:
+        """``GET /``: the admin console (app/console.py), which links to the query page."""
+        return RedirectResponse("/console/", status_code=307)
+
     async def jwks(request: Request) -> JSONResponse:
         return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
@@ -182,10 +194,20 @@ def create_app(settings: Settings, database_url: str, *, tracer_provider: Any = 
     # Bodies over COSTGRAPH_MAX_REQUEST_BYTES: 413 PAYLOAD_TOO_LARGE (app/body_limit.py).
     # Innermost, so the refusal is still counted and logged, and carries the CORS headers a
     # browser needs to read it.
-    middleware.append(Middleware(BodySizeLimit, max_bytes=settings.request_body_limit))
+    # A POST /graphql body whose document is over its limit: refused as it arrives, the rest
+    # unread (app/document_stream.py).
+    middleware.append(
+        Middleware(
+            BodySizeLimit,
+            max_bytes=settings.request_body_limit,
+            watch=watch_graphql_posts(settings.graphql_max_document_bytes),
+        )
+    )
     return Starlette(
         routes=[
+            Route("/", home, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            *console_routes(),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

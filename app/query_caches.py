@@ -136,7 +136,9 @@ class LimitedDocuments(SchemaExtension):
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
         query = context.query or ""
-        document = self.cache.get(query)
+        # Over the size limit it was never cached (and hashing megabytes to look is not free).
+        cached = len(query) <= self.limits.max_document_bytes
+        document = self.cache.get(query) if cached else None
         if document is None:
             document = self._parse(context, query)
         if document is not None:

@@ -55,6 +55,11 @@ FIELD_COSTS: Mapping[str, int] = {
     "PnL.byProvider": 5,
     "PnL.topAgents": 5,
     "PnL.topUsers": 5,
+    # Analytics (issue 23): cohorts read every customer's monthly history; feature ROI groups
+    # by feature and user (no rollup covers both); a comparison's breakdown reads two.
+    "Query.cohorts": 50,
+    "Query.featureRoi": 50,
+    "PnLComparison.byModel": 10,
     # Forecasts fit models over weeks of history; patterns scan a range hour by hour.
     "Query.forecast": 50,
     "Query.usagePatterns": 100,

@@ -40,20 +40,50 @@ class Settings(BaseSettings):
         default=None,
         description="postgresql://… of an existing server; unset starts an embedded one.",
     )
-    broadcast_url: str = "memory://"
-    data_dir: Path = Field(default_factory=_default_data_dir)
-    issuer: str = "http://localhost:8000"
-    audience: str = "costgraph"
+    broadcast_url: str = Field(
+        default="memory://",
+        description="The bus between instances for live subscriptions: memory:// (one process) or redis://….",
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where the embedded PostgreSQL and the signing keys live.",
+    )
+    issuer: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The `iss` CostGraph's own tokens carry and require, and the base of the "
+        "OAuth metadata's URLs. Unset: the address `costgraph serve` listens on (`token` "
+        "and `demo` read it from the data directory while a server runs there).",
+    )
+    audience: str = Field(default="costgraph", description="The `aud` access tokens must carry.")
     signing_key_path: Path | None = Field(
         default=None, description="PEM private key that signs tokens; default: in the data dir."
     )
-    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
-    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    graphql_ide: bool = False
-    introspection: bool = False
-    db_pool_size: int = Field(default=10, ge=1, le=200)
-    statement_timeout_ms: int = Field(default=15_000, ge=100)
-    lock_timeout_ms: int = Field(default=5_000, ge=10)
+    jwt_leeway_seconds: int = Field(
+        default=30, ge=0, le=300, description="Clock skew tolerated on a token's exp, nbf and iat."
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated browser origins allowed by CORS (none by default).",
+    )
+    graphql_ide: bool = Field(
+        default=False,
+        description="Serve the GraphiQL IDE on GET /graphql (on by default for "
+        "`costgraph serve` on a loopback host).",
+    )
+    introspection: bool = Field(
+        default=False,
+        description="Answer introspection queries (on by default for `costgraph serve` on "
+        "a loopback host).",
+    )
+    db_pool_size: int = Field(
+        default=10, ge=1, le=200, description="Database connections one process keeps open."
+    )
+    statement_timeout_ms: int = Field(
+        default=15_000, ge=100, description="PostgreSQL statement_timeout set on every connection."
+    )
+    lock_timeout_ms: int = Field(
+        default=5_000, ge=10, description="PostgreSQL lock_timeout set on every connection."
+    )
     idle_in_transaction_timeout_ms: int = Field(
         default=60_000,
         ge=0,
@@ -66,10 +96,21 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(
         default=30.0, gt=0, le=300, description="Waiting for a free pooled connection."
     )
-    max_batch_events: int = Field(default=1_000, ge=1, le=10_000)
-    max_page_size: int = Field(default=200, ge=1, le=10_000)
-    max_metadata_bytes: int = Field(default=8_192, ge=64)
-    max_idempotency_key_length: int = Field(default=255, ge=8, le=1024)
+    max_batch_events: int = Field(
+        default=1_000,
+        ge=1,
+        le=10_000,
+        description="Events one recordUsageBatch (or backfillUsage) may carry.",
+    )
+    max_page_size: int = Field(
+        default=200, ge=1, le=10_000, description="The largest `first` of a paginated list."
+    )
+    max_metadata_bytes: int = Field(
+        default=8_192, ge=64, description="Metadata per ledger entry, as JSON, in bytes."
+    )
+    max_idempotency_key_length: int = Field(
+        default=255, ge=8, le=1024, description="The longest idempotency key, in characters."
+    )
     max_request_bytes: int | None = Field(
         default=None,
         ge=4_096,
@@ -184,11 +225,20 @@ class Settings(BaseSettings):
         description="Requests per OAuth client, all its tokens together (0: off).",
     )
     rate_limit_key_prefix: str = Field(
-        default="costgraph-rl", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$"
+        default="costgraph-rl",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of the rate-limit counters' Redis keys.",
     )
 
     # --- identity: CostGraph's OAuth2 server and an optional external identity provider ---
-    oauth_token_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
+    oauth_token_ttl_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=86_400,
+        description="Lifetime of access tokens issued by POST /oauth/token.",
+    )
     revocation_refresh_seconds: float = Field(
         default=5.0, gt=0, le=300, description="How soon other instances learn a revocation."
     )
@@ -205,20 +255,45 @@ class Settings(BaseSettings):
         description="Pin every token of the provider to this organisation (a company's own "
         "IdP); it then cannot grant platform_admin.",
     )
-    idp_org_claim: str = "org"
-    idp_roles_claim: str = "roles"
+    idp_org_claim: str = Field(
+        default="org",
+        description="The external provider's claim holding the organisation id (when not pinned).",
+    )
+    idp_roles_claim: str = Field(
+        default="roles",
+        description="The external provider's claim holding roles (a list or a "
+        "space-separated string).",
+    )
     idp_scope_claim: str = Field(
         default="scope", description="Empty: the provider's scopes are not read."
     )
-    jwks_min_refetch_seconds: float = Field(default=30.0, ge=0, le=3600)
-    jwks_max_age_seconds: float = Field(default=3600.0, ge=1, le=86_400)
-    jwks_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    jwks_min_refetch_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="The external provider's keys are refetched on an unknown kid at most "
+        "this often.",
+    )
+    jwks_max_age_seconds: float = Field(
+        default=3600.0,
+        ge=1,
+        le=86_400,
+        description="The external provider's keys are refetched when older than this.",
+    )
+    jwks_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="The longest one fetch of the external provider's keys may take.",
+    )
 
     # --- payments: the Stripe webhook (POST /webhooks/stripe) ---
     stripe_webhook_secret: SecretStr | None = Field(
         default=None, description="The endpoint's signing secret (whsec_…); unset: webhook off."
     )
-    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    stripe_webhook_tolerance_seconds: int = Field(
+        default=300, ge=1, le=3600, description="How old a Stripe signature's timestamp may be."
+    )
 
     # --- live subscriptions (graphql-transport-ws over /graphql; the bus) ---
     broadcast_queue_size: int = Field(
@@ -227,12 +302,24 @@ class Settings(BaseSettings):
     broadcast_outbox_size: int = Field(
         default=10_000, ge=1, le=1_000_000, description="Messages waiting to be published."
     )
-    broadcast_publish_timeout_ms: int = Field(default=500, ge=10, le=60_000)
+    broadcast_publish_timeout_ms: int = Field(
+        default=500,
+        ge=10,
+        le=60_000,
+        description="The longest one publication to the bus may take.",
+    )
     broadcast_heartbeat_ms: int = Field(
         default=500, ge=50, le=60_000, description="How often the bus checks the broker."
     )
-    ws_init_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    ws_max_subscriptions_per_connection: int = Field(default=20, ge=1, le=1_000)
+    ws_init_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="How long a websocket may take to send connection_init.",
+    )
+    ws_max_subscriptions_per_connection: int = Field(
+        default=20, ge=1, le=1_000, description="Live subscriptions one websocket may hold."
+    )
     ws_max_connections_per_principal: int = Field(
         default=10, ge=1, le=10_000, description="Per API instance (counted in process)."
     )
@@ -252,8 +339,15 @@ class Settings(BaseSettings):
     alerts_worker: bool = Field(
         default=True, description="Run the alert delivery worker in the API process."
     )
-    alerts_poll_interval_seconds: float = Field(default=1.0, gt=0, le=300)
-    alerts_batch_size: int = Field(default=20, ge=1, le=1_000)
+    alerts_poll_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=300,
+        description="How often the alert worker looks for due deliveries when not woken.",
+    )
+    alerts_batch_size: int = Field(
+        default=20, ge=1, le=1_000, description="Deliveries one worker claims at a time."
+    )
     alerts_delivery_timeout_seconds: float = Field(
         default=10.0, gt=0, le=120, description="The longest one delivery attempt may take."
     )
@@ -266,20 +360,38 @@ class Settings(BaseSettings):
     alerts_max_attempts: int = Field(
         default=8, ge=1, le=100, description="Attempts before a delivery is marked DEAD."
     )
-    alerts_retry_base_seconds: float = Field(default=10.0, gt=0, le=3_600)
-    alerts_retry_max_seconds: float = Field(default=3_600.0, gt=0, le=86_400)
+    alerts_retry_base_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3_600,
+        description="The first retry delay of a failed delivery (then doubling, with jitter).",
+    )
+    alerts_retry_max_seconds: float = Field(
+        default=3_600.0,
+        gt=0,
+        le=86_400,
+        description="The longest delay between two delivery attempts.",
+    )
     smtp_host: str | None = Field(default=None, description="Unset: EMAIL channels are off.")
-    smtp_port: int = Field(default=587, ge=1, le=65_535)
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
-    smtp_from: str = "costgraph@localhost"
-    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    smtp_port: int = Field(default=587, ge=1, le=65_535, description="The SMTP server's port.")
+    smtp_username: str | None = Field(default=None, description="SMTP login (unset: no login).")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls, tls (implicit TLS) or none."
+    )
+    smtp_from: str = Field(
+        default="costgraph@localhost", description="The From address of alert emails."
+    )
+    smtp_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="The longest one SMTP exchange may take."
+    )
     sms_api_base: str = Field(
         default="https://api.twilio.com", description="A Twilio-compatible Messages API."
     )
     sms_account_sid: str | None = Field(default=None, description="Unset: SMS channels are off.")
-    sms_auth_token: SecretStr | None = None
+    sms_auth_token: SecretStr | None = Field(
+        default=None, description="The SMS provider's auth token."
+    )
     sms_from: str | None = Field(default=None, description="The sending number (E.164).")
 
     # --- P&L, usage analytics and the rollup job ---
@@ -289,7 +401,9 @@ class Settings(BaseSettings):
     pnl_max_points: int = Field(
         default=2_000, ge=1, le=100_000, description="Buckets one timeline or usage may hold."
     )
-    pnl_max_usage_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+    pnl_max_usage_rows: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Rows one usage query may answer."
+    )
     platform_currency: str = Field(
         default="USD", description="platformPnl's currency when the caller names none."
     )
@@ -298,7 +412,7 @@ class Settings(BaseSettings):
         ge=0,
         le=3_600,
         description="How often this process folds new ledger entries into the rollups "
-        "(0: never; another instance or `costgraph rollup` must then run it).",
+        "(0: never here; another instance must then run it).",
     )
     partitions_ahead_months: int = Field(
         default=3, ge=1, le=24, description="Monthly ledger partitions created ahead of time."
@@ -360,7 +474,11 @@ class Settings(BaseSettings):
         default=84, ge=14, le=366, description="Days of history a period forecast looks back."
     )
     patterns_max_range_days: int = Field(
-        default=93, ge=1, le=366, description="The longest range usagePatterns may cover."
+        default=366,
+        ge=1,
+        le=366,
+        description="The longest range usagePatterns may cover (never beyond "
+        "COSTGRAPH_PNL_MAX_RANGE_DAYS).",
     )
     forecast_alert_interval_seconds: float = Field(
         default=300.0,
@@ -369,6 +487,14 @@ class Settings(BaseSettings):
         description="How often this process looks for budgets whose projected period total "
         "crossed their limit, to raise FORECAST alerts (0: never here).",
     )
+    subscription_billing_interval_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="How often this process bills subscription cycles that have started and "
+        "recognises the months of fees that have begun (0: never here). Several processes "
+        "may run it: each fee and recognition is written once.",
+    )
 
     # --- observability: logs, /metrics, tracing (app/observability/) ---
     log_format: Literal["json", "text"] = Field(
@@ -376,7 +502,10 @@ class Settings(BaseSettings):
         description="json: one JSON object per line; text: for a person at a terminal "
         "(`costgraph serve` on loopback defaults to text).",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO",
+        description="DEBUG, INFO, WARNING, ERROR or CRITICAL; `--log-level` overrides.",
+    )
     access_log: bool = Field(
         default=True, description="One INFO line per HTTP request (method, route, status, time)."
     )

@@ -4,7 +4,8 @@ The kernel's :class:`~costgraph.kernel.unit_of_work.Units` knows no domain; here
 it is given them:
 
 - before commit: alert evaluation (the budget counters a unit raised become alerts and
-  outbox rows in the same transaction);
+  outbox rows in the same transaction), and auto-top-up requests (the balances a unit moved
+  below their threshold, alerts/top_up_requests.py);
 - after commit: the bus (usage, balances, allowances, budgets, alerts), this process's copy
   of changed budgets dropped, the alert worker woken and the business metrics counted.
 
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from costgraph.alerts import evaluation
 from costgraph.alerts.events import AlertsRaised
+from costgraph.alerts.top_up_requests import raise_top_up_requests
 from costgraph.alerts.worker import Wakeup
 from costgraph.app.observability.metrics import Metrics
 from costgraph.billing import events, reservation_repository
@@ -64,6 +66,7 @@ def build_units(
 ) -> Units:
     units = Units(sessions)
     units.before_commit(_evaluate_alerts)
+    units.before_commit(raise_top_up_requests)
     if bus is not None:
         units.after_commit(BusAnnouncer(bus))
     units.after_commit(_forget_changed_budgets)

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from costgraph.auth.permissions import SCOPES
 from costgraph.auth.secret_hash import hash_secret_in_thread, new_secret
 from costgraph.kernel.errors import NotFound, ValidationFailed
+from costgraph.models.directory import User
 from costgraph.models.oauth import OAuthClient, RevokedToken
 from costgraph.models.scoping import bind_tenant
 
@@ -43,6 +44,8 @@ class ClientRecord:
     created_at: datetime
     revoked_at: datetime | None
     secret_hash: str = field(repr=False)
+    #: The user the client acts for, if any.
+    user_id: uuid.UUID | None = None
 
     @property
     def active(self) -> bool:
@@ -59,6 +62,7 @@ class ClientRecord:
             created_at=row.created_at,
             revoked_at=row.revoked_at,
             secret_hash=row.secret_hash,
+            user_id=row.user_id,
         )
 
 
@@ -100,11 +104,21 @@ def _name(value: str) -> str:
 
 
 async def register_client(
-    session: AsyncSession, organization_id: uuid.UUID, name: str, scopes: Iterable[str]
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    name: str,
+    scopes: Iterable[str],
+    user_id: uuid.UUID | None = None,
 ) -> RegisteredClient:
-    """Create a client; its secret is returned once and stored only as a scrypt hash."""
+    """Create a client (acting for ``user_id``, one of the tenant's users, if given); its
+    secret is returned once and stored only as a scrypt hash."""
     clean_name = _name(name)
     granted = validate_scopes(scopes)
+    if (
+        user_id is not None
+        and await session.scalar(select(User.id).where(User.id == user_id)) is None
+    ):
+        raise NotFound("user", user_id, "input.userId")
     secret = new_secret()
     hashed = await hash_secret_in_thread(secret)
     row = OAuthClient(
@@ -113,6 +127,7 @@ async def register_client(
         name=clean_name,
         scopes=list(granted),
         secret_hash=hashed,
+        user_id=user_id,
     )
     session.add(row)
     await session.flush()

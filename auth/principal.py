@@ -17,3 +17,6 @@ class Principal:
     expires_at: datetime
     client_id: str | None = None
     token_id: str | None = None
+    #: The accounts a person's token is for (claim ``accounts``): what a ``member`` may read
+    #: of its own (allowance, banner, top-up requests). Empty: none named.
+    account_ids: frozenset[uuid.UUID] = frozenset()

@@ -23,6 +23,7 @@ def mint_access_token(
     ttl: timedelta = timedelta(hours=1),
     client_id: str | None = None,
     now: datetime | None = None,
+    accounts: Iterable[uuid.UUID] = (),
 ) -> str:
     issued = now or datetime.now(UTC)
     claims: dict[str, object] = {
@@ -43,6 +44,9 @@ def mint_access_token(
         claims["scope"] = " ".join(sorted(set(scopes)))
     if client_id is not None:
         claims["client_id"] = client_id
+    account_list = sorted({str(a) for a in accounts})
+    if account_list:
+        claims["accounts"] = account_list
     return jwt.encode(
         claims, key.private, algorithm="RS256", headers={"kid": key.kid, "typ": "at+jwt"}
     )

@@ -73,6 +73,8 @@ class ClaimNames:
     organization: str = "org"
     roles: str = "roles"
     scope: str = "scope"
+    #: The accounts a member's token is for: a list of account ids (or one id).
+    accounts: str = "accounts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +240,17 @@ def _principal(payload: Mapping[str, Any], trusted: TrustedIssuer) -> Principal:
         raise InvalidToken("scope claim must be a space-separated string")
     client_id = payload.get("client_id")
     token_id = payload.get("jti")
+    accounts = claim(payload, names.accounts)
+    if isinstance(accounts, str):
+        accounts = [accounts]
+    if accounts is None:
+        accounts = []
+    if not isinstance(accounts, list) or not all(isinstance(a, str) for a in accounts):
+        raise InvalidToken("accounts claim must be a list of account ids")
+    try:
+        account_ids = frozenset(uuid.UUID(a) for a in accounts)
+    except ValueError as exc:
+        raise InvalidToken("accounts claim holds something else than an account id") from exc
     return Principal(
         subject=str(payload["sub"]),
         organization_id=organization_id,
@@ -246,6 +259,7 @@ def _principal(payload: Mapping[str, Any], trusted: TrustedIssuer) -> Principal:
         expires_at=datetime.fromtimestamp(int(payload["exp"]), UTC),
         client_id=client_id if isinstance(client_id, str) else None,
         token_id=token_id if isinstance(token_id, str) else None,
+        account_ids=account_ids,
     )
 
 

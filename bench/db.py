@@ -11,11 +11,12 @@ import contextlib
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
@@ -71,6 +72,29 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+T = TypeVar("T")
+
+
+async def on_database(
+    server_url: str, keep: str | None, measure: Callable[[str], Awaitable[T]]
+) -> T:
+    """``measure`` a database's URL: a fresh one (dropped afterwards), or with ``keep`` that
+    named database — created when missing, migrated, kept afterwards, so the next run with the
+    same name reuses the dataset a bench built in it."""
+    if keep is None:
+        async with fresh_database(server_url) as url:
+            return await measure(url)
+    url = make_url(server_url).set(database=keep).render_as_string(hide_password=False)
+    admin = await asyncpg.connect(plain_url(server_url))
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", keep):
+            await admin.execute(f'CREATE DATABASE "{keep}"')
+    finally:
+        await admin.close()
+    await migrate(url)
+    return await measure(url)
 
 
 def bench_settings(data_dir: Path, database_url: str) -> Settings:

@@ -31,6 +31,8 @@ class BenchEnv:
     bare_port: int
     #: :mod:`bench.tuning` experiments in force (in this process and in CostGraph's server).
     tuning: tuple[str, ...]
+    #: CostGraph's server process (its CPU time, a profiler attached to it).
+    ours_pid: int = 0
 
 
 @contextlib.asynccontextmanager
@@ -53,4 +55,14 @@ async def bench_env(server_url: str, tuning: tuple[str, ...] = ()) -> AsyncItera
                 ServerConfig(BARE, free_port(), url, tmp, org),
             )
             async with started(*configs) as (ours, bare):
-                yield BenchEnv(url, data_dir, settings, tenant, token, ours.port, bare.port, tuning)
+                yield BenchEnv(
+                    url,
+                    data_dir,
+                    settings,
+                    tenant,
+                    token,
+                    ours.port,
+                    bare.port,
+                    tuning,
+                    ours.process.pid,
+                )

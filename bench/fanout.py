@@ -1,5 +1,6 @@
-"""Live fan-out: 1,000 websocket subscribers at 10 events/s, against DESIGN.md's ceiling — a
-bare Starlette websocket endpoint broadcasting pre-serialised bytes.
+"""Live fan-out: 1,000 websocket subscribers at 10 events/s, against the ceiling that
+docs/architecture.md names — a bare Starlette websocket endpoint broadcasting pre-serialised
+bytes.
 
     python -m bench.fanout [--subscribers 1000] [--rate 10] [--duration 15] [--accounts 1]
 

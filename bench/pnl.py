@@ -19,7 +19,7 @@ call. Rows: 30-day ranges ending on an hour (a dashboard's "last 30 days"), the 
 anywhere (partial hours at both ends read from the ledger), and an account P&L with a tail
 of 1,000 fresh entries the job has not folded in yet.
 
-Target (DESIGN.md): ours p50 <= 1.2 x the ceiling's p50 + 3 ms, and ours p99 <= 25 ms.
+Target (docs/architecture.md): ours p50 <= 1.2 x the ceiling's p50 + 3 ms, and ours p99 <= 25 ms.
 
     python -m bench.pnl                       # 200,000 entries (quick)
     python -m bench.pnl --entries 10000000 --keep pnl10m   # the full size, kept for reruns
@@ -39,13 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy.engine import make_url
 
-from bench.db import bench_settings, fresh_database
+from bench.db import bench_settings, on_database
 from bench.report import standalone
 from bench.stats import Comparison, Measurement
 from costgraph.app.database import create_engine, create_sessionmaker
-from costgraph.app.migrate import migrate
 from costgraph.billing import pnl, rollups
 from costgraph.billing.directory import OrgContext
 from costgraph.billing.pnl_measures import MEASURE_NAMES
@@ -455,19 +453,8 @@ async def run(
 ) -> list[Comparison]:
     """On a fresh database; or, with ``keep``, on that named database, kept afterwards and
     reused by the next run (the dataset is then built once: ``--keep pnl10m``)."""
-    config = config or PnLConfig()
-    if keep is None:
-        async with fresh_database(server_url) as url:
-            return await measure_url(url, config)
-    url = make_url(server_url).set(database=keep).render_as_string(hide_password=False)
-    admin = await asyncpg.connect(plain_url(server_url))
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", keep):
-            await admin.execute(f'CREATE DATABASE "{keep}"')
-    finally:
-        await admin.close()
-    await migrate(url)
-    return await measure_url(url, config)
+    settled = config or PnLConfig()
+    return await on_database(server_url, keep, lambda url: measure_url(url, settled))
 
 
 def main() -> None:

@@ -40,7 +40,8 @@ def suite(quick: bool, pnl_entries: int | None = None) -> dict[str, Bench]:
         http = replace(http, duration=1.5, warmup=0.5)
         batches = replace(batches, batches=10, warmup_batches=1)
         books = replace(books, entries=50_000, calls=100, warmup=10)
-    if pnl_entries is not None:  # opt-in: 10,000,000 is the size DESIGN.md's target names
+    # opt-in: 10,000,000 is the size docs/architecture.md's target names
+    if pnl_entries is not None:
         books = replace(books, entries=pnl_entries)
     return {
         "ingest": lambda env: ingest.measure(env, batches),

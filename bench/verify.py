@@ -10,8 +10,8 @@ drawn), and every finished month closed by the real monthly close.
 
 Ours is the domain call ``costgraph verify`` makes (:func:`costgraph.billing.verify.verify`
 with every check, live totals included, over the whole platform, in one read-only
-snapshot), once, after one warm-up pass of the reference. There is no ceiling in DESIGN.md
-("minutes, not hours"); the reference beside it is one plain pass over the ledger
+snapshot), once, after one warm-up pass of the reference. The target (docs/architecture.md)
+is "minutes, not hours"; the reference beside it is one plain pass over the ledger
 (``count(*)`` and two sums), so the ratio says how many such passes verify costs. The time
 of each check is in the details.
 
@@ -33,15 +33,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy.engine import make_url
 
 from bench import pnl
-from bench.db import bench_settings, fresh_database
+from bench.db import bench_settings, on_database
 from bench.report import standalone
 from bench.stats import Comparison, Measurement
 from costgraph.app.cli import UNBOUNDED_MS
 from costgraph.app.database import create_engine, create_sessionmaker
-from costgraph.app.migrate import migrate
 from costgraph.app.units import build_units
 from costgraph.billing import month_close, verify
 from costgraph.billing.allowances import cycle_window
@@ -50,7 +48,7 @@ from costgraph.billing.pnl_measures import USAGE_SQL
 from costgraph.kernel.database_url import plain_url
 from costgraph.subscriptions.totals_check import LEDGER_CHECKS
 
-#: DESIGN.md: "minutes, not hours".
+#: docs/architecture.md: "minutes, not hours".
 BOUND = timedelta(hours=1)
 SUBSCRIBED = 20
 UTC_ZONE = ZoneInfo("UTC")
@@ -282,19 +280,8 @@ async def run(
 ) -> list[Comparison]:
     """On a fresh database; or, with ``keep``, on that named database, kept afterwards and
     reused by the next run (the dataset is built once: ``--keep verify10m``)."""
-    config = config or VerifyConfig()
-    if keep is None:
-        async with fresh_database(server_url) as url:
-            return await measure_url(url, config)
-    url = make_url(server_url).set(database=keep).render_as_string(hide_password=False)
-    admin = await asyncpg.connect(plain_url(server_url))
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", keep):
-            await admin.execute(f'CREATE DATABASE "{keep}"')
-    finally:
-        await admin.close()
-    await migrate(url)
-    return await measure_url(url, config)
+    settled = config or VerifyConfig()
+    return await on_database(server_url, keep, lambda url: measure_url(url, settled))
 
 
 def main() -> None:

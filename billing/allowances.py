@@ -53,10 +53,13 @@ class Draw:
 
 
 def allocate(available_tokens: int, usages: list[tuple[int, Decimal]]) -> list[Draw]:
-    """Cover ``(tokens, billed)`` usages in order from the allowance; the rest is money.
+    """Cover ``(budgeted tokens, billed)`` usages in order from the allowance; the rest is
+    money. Tokens here are budgeted tokens: weighed by model, feature and unit kind
+    (billing/weights.py), so a heavy step consumes more of the allowance than a light one.
 
     The billed price of a partly covered event is charged in proportion to its uncovered
-    tokens; an event with no tokens (images, seconds) is charged in full.
+    tokens; an event that consumes no budgeted tokens (units without a weight, a weight of 0)
+    is charged in full.
     """
     draws: list[Draw] = []
     left = max(0, available_tokens)

@@ -13,8 +13,9 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from costgraph.billing.pools import PoolTerm
 from costgraph.billing.raw_connection import driver_connection
-from costgraph.models.balance import AccountBalance, AllowanceCounter
+from costgraph.models.balance import AccountBalance, AllowanceCounter, PoolAllowanceCounter
 from costgraph.models.pricing import AccountSubscription
 
 _Term = TypeVar("_Term", AccountSubscription, "SubscriptionTerm")
@@ -124,6 +125,8 @@ class SubscriptionTerm:
     starts_at: datetime
     ends_at: datetime | None
     included_tokens: int
+    #: The team subscription whose pooled allowance it draws on (:mod:`~costgraph.billing.pools`).
+    pool_id: uuid.UUID | None = None
 
 
 async def subscription_terms(
@@ -136,7 +139,8 @@ async def subscription_terms(
         return found
     connection = await driver_connection(session)
     rows = await connection.fetch(
-        "SELECT account_id, starts_at, ends_at, included_tokens FROM account_subscriptions "
+        "SELECT account_id, starts_at, ends_at, included_tokens, pool_id "
+        "FROM account_subscriptions "
         "WHERE organization_id = $1 AND account_id = ANY($2::uuid[]) ORDER BY starts_at",
         organization_id,
         wanted,
@@ -210,3 +214,93 @@ async def allowance_used(
         )
     )
     return used or 0
+
+
+# --- pooled allowances (see :mod:`costgraph.billing.pools`) ---
+
+
+async def pool_terms(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    pool_ids: Iterable[uuid.UUID],
+    now: datetime,
+) -> dict[uuid.UUID, PoolTerm]:
+    """The team subscriptions of these pools, with the seats of all the pool's subscriptions
+    in force at ``now``."""
+    wanted = list(set(pool_ids))
+    if not wanted:
+        return {}
+    connection = await driver_connection(session)
+    rows = await connection.fetch(
+        "SELECT p.id, p.starts_at, p.ends_at, p.included_tokens, "
+        "(SELECT coalesce(sum(m.seats), 0) FROM account_subscriptions m "
+        "WHERE m.organization_id = p.organization_id AND m.pool_id = p.id "
+        "AND m.starts_at <= $3 AND (m.ends_at IS NULL OR m.ends_at > $3)) "
+        "FROM account_subscriptions p WHERE p.organization_id = $1 AND p.id = ANY($2::uuid[])",
+        organization_id,
+        wanted,
+        now,
+    )
+    return {row[0]: PoolTerm(row[0], row[1], row[2], row[3], int(row[4])) for row in rows}
+
+
+async def lock_pool_allowance(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    pool_id: uuid.UUID,
+    cycle: tuple[datetime, datetime],
+    included_tokens: int,
+) -> tuple[int, int]:
+    """Lock the pool's counter of the cycle (creating it with ``included_tokens``, the pool's
+    capacity now) and return its (used, capacity): a cycle keeps the capacity it opened
+    with (:mod:`costgraph.billing.pools`)."""
+    await session.execute(
+        insert(PoolAllowanceCounter)
+        .values(
+            organization_id=organization_id,
+            pool_id=pool_id,
+            cycle_start=cycle[0],
+            cycle_end=cycle[1],
+            included_tokens=included_tokens,
+        )
+        .on_conflict_do_nothing()
+    )
+    row = (
+        await session.execute(
+            select(PoolAllowanceCounter.used_tokens, PoolAllowanceCounter.included_tokens)
+            .where(
+                PoolAllowanceCounter.pool_id == pool_id,
+                PoolAllowanceCounter.cycle_start == cycle[0],
+            )
+            .with_for_update()
+        )
+    ).one()
+    return row[0], row[1]
+
+
+async def draw_pool_allowance(
+    session: AsyncSession, pool_id: uuid.UUID, cycle_start: datetime, tokens: int
+) -> None:
+    await session.execute(
+        update(PoolAllowanceCounter)
+        .where(
+            PoolAllowanceCounter.pool_id == pool_id, PoolAllowanceCounter.cycle_start == cycle_start
+        )
+        .values(used_tokens=PoolAllowanceCounter.used_tokens + tokens)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def pool_allowance_used(
+    session: AsyncSession, pool_id: uuid.UUID, cycle_start: datetime
+) -> tuple[int, int] | None:
+    """The pool's (used, capacity) this cycle; None: no usage has opened the cycle yet."""
+    row = (
+        await session.execute(
+            select(PoolAllowanceCounter.used_tokens, PoolAllowanceCounter.included_tokens).where(
+                PoolAllowanceCounter.pool_id == pool_id,
+                PoolAllowanceCounter.cycle_start == cycle_start,
+            )
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])

@@ -4,9 +4,10 @@ UPDATE each (the atomic check that makes a hard cap hold across processes)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -17,6 +18,26 @@ from costgraph.billing.usage_series_repository import usage_conditions
 from costgraph.models.budget import Budget, BudgetCounter, Reservation
 from costgraph.models.directory import Account
 from costgraph.models.ledger import LedgerEntry
+
+
+def budget_of_row(row: Mapping[str, Any], organization_id: uuid.UUID | None = None) -> Budget:
+    """A detached :class:`Budget` from a plain row of ``budgets`` (asyncpg, outside the ORM),
+    of ``organization_id`` or, when None, of the row's own ``organization_id``."""
+    return Budget(
+        organization_id=row["organization_id"] if organization_id is None else organization_id,
+        id=row["id"],
+        scope_kind=row["scope_kind"],
+        scope_id=row["scope_id"],
+        period=row["period"],
+        custom_start=row["custom_start"],
+        custom_end=row["custom_end"],
+        limit_amount=row["limit_amount"],
+        currency=row["currency"],
+        basis=row["basis"],
+        hard_cap=row["hard_cap"],
+        thresholds=list(row["thresholds"]),
+        created_at=row["created_at"],
+    )
 
 
 async def budgets_for_scopes(session: AsyncSession, scopes: Iterable[Scope]) -> list[Budget]:

@@ -353,6 +353,8 @@ async def apply_spend(
     totals: dict[tuple[uuid.UUID, datetime], Decimal] = defaultdict(Decimal)
     spans: dict[tuple[uuid.UUID, datetime], tuple[datetime, datetime]] = {}
     uncounted: dict[tuple[uuid.UUID, datetime], dict[str, Decimal]] = {}
+    #: The periods with a spend the budget could count (0.00 included).
+    counted: set[tuple[uuid.UUID, datetime]] = set()
     by_id = {b.id: b for b in budgets}
     for spend in spends:
         mine = {(s.kind.value, s.id) for s in spend.attribution.scopes()}
@@ -371,6 +373,7 @@ async def apply_spend(
                 totals[key] += 0
                 continue
             totals[key] += amount
+            counted.add(key)
     changes: list[CounterChange] = []
     now = utcnow()
     for key in sorted(totals):
@@ -383,7 +386,7 @@ async def apply_spend(
         if gaps:
             await repo.note_uncounted(session, budget.id, key[1], gaps)
         # Fails open for the spend it cannot count: nothing counted refuses nothing.
-        cap = _cap(budget, key, amount, enforce, settlement)
+        cap = _cap(budget, key, amount, enforce, settlement) if key in counted else None
         after = await repo.add_to_counter(session, budget, key[1], spent=amount, cap=cap)
         if after is None and cap is not None:
             after = await _add_past_expired_holds(session, org, budget, key[1], amount, cap, now)
@@ -421,8 +424,11 @@ def _cap(
     enforce: bool,
     settlement: Settlement | None,
 ) -> Decimal | None:
-    """What ``spent + reserved`` may reach after adding ``amount`` (None: no check)."""
-    if not budget.hard_cap or not amount:
+    """What ``spent + reserved`` may reach after adding ``amount`` (None: no check).
+
+    A usage of 0.00 is checked too: past its limit a hard cap refuses every usage of the
+    period, as it refuses an authorisation of 0.00."""
+    if not budget.hard_cap:
         return None
     if settlement is not None:
         if amount <= settlement.holds.get(key, Decimal(0)):

@@ -14,18 +14,15 @@ otherwise the row is added as a new version, closing the open one before it.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from importlib.resources import files
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import catalog_repository as repo
 from costgraph.billing.catalog import NewPriceVersion, set_model_price, validate_version
-from costgraph.kernel.clock import parse_rfc3339
+from costgraph.billing.shipped_csv import ShippedLoad, csv_rows, instant, shipped_text
 from costgraph.kernel.errors import ValidationFailed
 from costgraph.kernel.money import parse_decimal
 
@@ -61,20 +58,13 @@ _PRICES = (
 
 
 @dataclass
-class LoadReport:
-    added: int = 0
-    unchanged: int = 0
-    kept: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        text = f"{self.added} price versions added, {self.unchanged} already present"
-        if self.kept:
-            text += f", {len(self.kept)} left as the catalog has them ({'; '.join(self.kept)})"
-        return text
+class LoadReport(ShippedLoad):
+    NOUN = "price versions"
+    HOLDER = "the catalog"
 
 
 def starter_text() -> str:
-    return files("costgraph.billing").joinpath(STARTER_FILE).read_text(encoding="utf-8")
+    return shipped_text(STARTER_FILE)
 
 
 def _price(text: str, where: str) -> Decimal | None:
@@ -88,12 +78,8 @@ def _price(text: str, where: str) -> Decimal | None:
 
 def parse_rows(text: str) -> list[NewPriceVersion]:
     """Every row as a validated version; a bad row is an error naming its line."""
-    reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) != COLUMNS:
-        raise ValidationFailed(f"the catalog file's columns must be: {','.join(COLUMNS)}")
     versions: list[NewPriceVersion] = []
-    for line, row in enumerate(reader, start=2):
-        where = f"line {line}"
+    for where, row in csv_rows(text, COLUMNS, "the catalog file"):
         if not row["source_url"].strip() or not row["as_of"].strip():
             raise ValidationFailed(f"{where}: every row needs its source_url and as_of")
         units: list[tuple[str, Decimal]] = []
@@ -104,10 +90,7 @@ def parse_rows(text: str) -> list[NewPriceVersion]:
                 raise ValidationFailed(f"{where}: unit price {pair!r} has no price")
             units.append((kind.strip(), value))
         threshold = row["long_context_threshold"].strip()
-        try:
-            effective_from = parse_rfc3339(row["effective_from"].strip())
-        except ValueError as exc:
-            raise ValidationFailed(f"{where}: {exc}") from None
+        effective_from = instant(row["effective_from"], where)
         version = NewPriceVersion(
             provider=row["provider"],
             model=row["model"],

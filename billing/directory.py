@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from costgraph.billing import tier_rules
 from costgraph.billing.pnl_ranges import TimeBucket, truncate
 from costgraph.kernel.clock import utcnow
 from costgraph.kernel.errors import NotFound, ValidationFailed
@@ -99,6 +100,9 @@ async def create_account(
 ) -> Account:
     if await session.get(Customer, (org.id, customer_id)) is None:
         raise NotFound("customer", customer_id, "input.customerId")
+    # A plan of the customer's may cap its accounts (PLAN_LIMIT): counted under its lock.
+    await tier_rules.lock(session, org.id, customer_id)
+    await tier_rules.require_room_for_account(session, customer_id, utcnow(), "input.customerId")
     account = Account(
         organization_id=org.id,
         customer_id=customer_id,

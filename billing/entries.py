@@ -38,6 +38,10 @@ class Entry:
     reasoning_tokens: int = 0
     cache_write_tokens: int = 0
     markup_percent: Decimal | None = None
+    #: Usage: the multiplier on its tokens and the budgeted tokens it consumes of an
+    #: allowance (billing/weights.py); None on older entries (weight 1, budgeted = tokens).
+    allowance_weight: Decimal | None = None
+    budgeted_tokens: int | None = None
     units: list[dict[str, str]] | None = None
     user_id: uuid.UUID | None = None
     department_id: uuid.UUID | None = None

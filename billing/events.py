@@ -75,3 +75,11 @@ class HoldsExpired(DomainEvent):
 
     organization_id: uuid.UUID
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class AutoTopUpSet(DomainEvent):
+    """An account's auto-top-up setting was made or changed: evaluate it before commit."""
+
+    organization_id: uuid.UUID
+    account_id: uuid.UUID

@@ -37,11 +37,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import budget_repository
 from costgraph.billing.budgets import Basis, period_of, require_scope
 from costgraph.billing.directory import OrgContext
+from costgraph.billing.forecast_caps import Cap, caps_for, clip
 from costgraph.billing.forecast_models import (
     LEVELS,
     Bounds,
@@ -55,8 +57,9 @@ from costgraph.billing.forecast_models import (
 from costgraph.billing.fx import CurrencyPair
 from costgraph.billing.periods import Period, window
 from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.billing.trends import DaySpend, Trend, trend
 from costgraph.billing.usage_series import converted_sums, default_currency, series
-from costgraph.kernel.money import round_for_presentation
+from costgraph.kernel.money import minor_unit, round_for_presentation
 from costgraph.models.budget import Budget
 
 #: Default look-back of the model, in days (``COSTGRAPH_FORECAST_HISTORY_DAYS``).
@@ -125,6 +128,21 @@ class Projection:
     probability_over_limit: Decimal | None
     #: Pairs without a rate into the target's currency: that usage is not in the figures.
     missing: tuple[CurrencyPair, ...] = ()
+    #: The hard caps that bound the scope's spend (see :mod:`forecast_caps`).
+    caps: tuple[Cap, ...] = ()
+    #: The cap that lowered the expected total most; None when demand, not a cap, bounds it.
+    binding_cap: Cap | None = None
+    #: The expected total had no cap stopped spend (what demand alone would reach).
+    uncapped_projected: Decimal | None = None
+    #: Share of simulated paths a cap cut.
+    probability_capped: Decimal | None = None
+    #: The trend of the history the model saw (None: no history).
+    trend: Trend | None = None
+
+    @property
+    def bounded_by_cap(self) -> bool:
+        """A hard cap, not demand, bounds the expected total."""
+        return self.binding_cap is not None
 
     def interval(self, level: int) -> Interval | None:
         return next((i for i in self.intervals if i.level == level), None)
@@ -229,6 +247,7 @@ async def project(
 
     notes = [n for n in (period_note,) if n]
     forecast: RemainingForecast | None
+    history_trend: Trend | None = None
     if not raw_history and not raw_period and today_so_far == 0:
         forecast = None
         history_values: list[float] = []
@@ -260,6 +279,22 @@ async def project(
             today_elapsed=elapsed,
         )
         notes.append(forecast.note)
+        days_seen = [DaySpend(d, history.get(d, Decimal(0))) for d in history_dates]
+        history_trend = await asyncio.to_thread(trend, days_seen)
+    caps = await caps_for(
+        session, org.id, target.scope, target.basis, target.currency, horizon, now, zone
+    )
+    capping = _CapEffect()
+    if forecast is not None and caps:
+        forecast, capping = _apply_caps(forecast, caps, target.currency)
+        if capping.binding is not None:
+            notes.append(
+                f"bounded by the hard cap of budget {capping.binding.budget_id} "
+                f"({capping.binding.period.value}, limit {capping.binding.limit} "
+                f"{capping.binding.currency}, {capping.binding.remaining} left in its current "
+                f"period): without it the expected total would be "
+                f"{estimate(spent, capping.uncapped, target.currency)}"
+            )
     for extra in dict.fromkeys((note_fx, note_fx_period)):
         if extra:
             notes.append(extra)
@@ -280,7 +315,50 @@ async def project(
         len(history_values),
         len(clamped),
     )
-    return replace(projection, missing=missing) if missing else projection
+    return replace(
+        projection,
+        missing=missing,
+        caps=tuple(caps),
+        binding_cap=capping.binding,
+        uncapped_projected=projection.projected
+        if forecast is None
+        else estimate(spent, capping.uncapped or float(forecast.expected.sum()), target.currency),
+        probability_capped=None
+        if forecast is None or not caps
+        else Decimal(repr(round(capping.share_capped, 3))),
+        trend=history_trend,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _CapEffect:
+    binding: Cap | None = None
+    #: The expected remaining spend before the caps.
+    uncapped: float = 0.0
+    share_capped: float = 0.0
+
+
+def _apply_caps(
+    forecast: RemainingForecast, caps: Sequence[Cap], currency: str
+) -> tuple[RemainingForecast, _CapEffect]:
+    """The forecast with every cap's rooms applied to its expected days and its paths; the
+    cap that lowered the expected total most (by at least half a minor unit) binds."""
+    expected, paths = forecast.expected, forecast.paths
+    uncapped = float(expected.sum())
+    before_paths = paths.sum(axis=1)
+    binding: Cap | None = None
+    largest = 0.0
+    tolerance = float(Decimal(1).scaleb(-minor_unit(currency))) / 2
+    for cap in caps:
+        total = float(expected.sum())
+        expected = clip(expected, cap)
+        paths = clip(paths, cap)
+        cut = total - float(expected.sum())
+        if cut > largest and cut >= tolerance:
+            binding, largest = cap, cut
+    share = float(np.mean(paths.sum(axis=1) < before_paths - 1e-12)) if paths.size else 0.0
+    capped = replace(forecast, expected=expected, paths=paths)
+    return capped, _CapEffect(binding, uncapped, share)
 
 
 def _assemble(

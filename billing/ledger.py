@@ -21,21 +21,32 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.billing import balance_repository, budgets, closed_months, drawdown, events
+from costgraph.billing import (
+    balance_repository,
+    budgets,
+    closed_months,
+    drawdown,
+    events,
+    subscription_billing_repository,
+    weights_repository,
+)
 from costgraph.billing import ledger_repository as repo
 from costgraph.billing.commands import Limits, Payment, PlatformFee, Refund, UsageEvent
 from costgraph.billing.directory import OrgContext, get_many
 from costgraph.billing.entries import Entry
 from costgraph.billing.event_time import PAYMENT_HINT, require_backfill, require_live
 from costgraph.billing.idempotency import replay_or_conflict, request_hash
+from costgraph.billing.pools import CounterKey
 from costgraph.billing.pricing import PreparedPricing, PricingRequest, prepare_pricing
 from costgraph.billing.scopes import Attribution
 from costgraph.billing.validation import require_key, require_metadata, validate_usage
+from costgraph.billing.weights import Weights, raw_tokens, weigh
 from costgraph.kernel.clock import utcnow
 from costgraph.kernel.errors import (
     AllowanceExhausted,
     CurrencyMismatch,
     IdempotencyConflict,
+    InsufficientBalance,
     NotFound,
     RefundExceedsBalance,
     RefundExceedsPayment,
@@ -188,7 +199,23 @@ async def _move_balances(
     )
     if refused is not None:
         account_id, balance = refused
-        raise AllowanceExhausted(str(account_id), -deltas[account_id], balance)
+        currency = next(e.currency for e in written if e.account_id == account_id)
+        raise AllowanceExhausted(str(account_id), -deltas[account_id], balance, currency)
+
+
+def _tokens_left(
+    cycles: drawdown.Cycles, entries: Sequence[Entry], refused: AllowanceExhausted
+) -> int | None:
+    """What the allowance(s) the refused account's entries draw on had left before this
+    write (None: none of them draws on an allowance)."""
+    keys = {
+        key
+        for e in entries
+        if str(e.account_id) == refused.account_id and (key := cycles.key_of(e)) is not None
+    }
+    if not keys:
+        return None
+    return sum(max(0, cycles.by_key[k].included - cycles.by_key[k].used) for k in keys)
 
 
 def _as_stored(entry: Entry, recorded_at: datetime) -> Entry:
@@ -246,12 +273,14 @@ def _usage_entries(
     unique: Sequence[_Unique],
     pricing: PreparedPricing,
     now: datetime,
+    weights: Weights,
     start: int = 0,
     stop: int | None = None,
 ) -> tuple[list[Entry], list[str]]:
     """The entries of ``unique[start:stop]`` (and their input paths), built as the database
     will hold them: money at the stored scale (as :meth:`PreparedPricing.priced` gives every
-    amount) and the transaction's ``recorded_at``, so the insert needs no second copy."""
+    amount) and the transaction's ``recorded_at``, so the insert needs no second copy; each
+    weighed with the organisation's allowance ``weights`` (billing/weights.py)."""
     entries: list[Entry] = []
     paths: list[str] = []
     chosen = unique[start:stop]
@@ -260,6 +289,19 @@ def _usage_entries(
         zip(chosen, pricing.priced(start, stop), strict=True)
     ):
         billed = priced.billed
+        weighed = weigh(
+            weights,
+            event.provider,
+            event.model,
+            event.feature,
+            raw_tokens(
+                event.input_tokens,
+                event.output_tokens,
+                event.cached_input_tokens,
+                event.reasoning_tokens,
+            ),
+            [(u.kind, u.quantity) for u in event.units],
+        )
         entries.append(
             Entry(
                 organization_id=org.id,
@@ -285,8 +327,9 @@ def _usage_entries(
                 reasoning_tokens=event.reasoning_tokens,
                 cache_write_tokens=event.cache_write_tokens,
                 markup_percent=priced.markup_percent,
-                units=[{"kind": u.kind, "quantity": format(u.quantity, "f")} for u in event.units]
-                or None,
+                allowance_weight=weighed.weight,
+                budgeted_tokens=weighed.budgeted_tokens,
+                units=weighed.units,
                 user_id=event.user_id,
                 department_id=department_id,
                 feature=event.feature,
@@ -417,15 +460,18 @@ async def _record_usage(
     prepaid = (
         frozenset(a.id for a in accounts.values() if not a.postpaid) if enforce else frozenset()
     )
+    weights = await weights_repository.weights_of(session, org.id)
     if len(unique) > PIPELINE_CHUNK and not any(parties.subscriptions.values()):
         chunks = (
-            _usage_entries(org, unique, pricing, parties.now, start, start + PIPELINE_CHUNK)
+            _usage_entries(
+                org, unique, pricing, parties.now, weights, start, start + PIPELINE_CHUNK
+            )
             for start in range(0, len(unique), PIPELINE_CHUNK)
         )
         written = await _append_pipelined(session, chunks, prepaid=prepaid)
-        drawn: dict[tuple[uuid.UUID, datetime], int] = {}  # no subscription: no allowance
+        drawn: dict[CounterKey, int] = {}  # no subscription: no allowance
     else:
-        entries, unique_paths = _usage_entries(org, unique, pricing, parties.now)
+        entries, unique_paths = _usage_entries(org, unique, pricing, parties.now, weights)
         # Lock the allowance cycles first, then tell replays from new events, then draw: two
         # writers of one event cannot both draw on the allowance.
         cycles = await drawdown.lock_cycles(
@@ -439,7 +485,10 @@ async def _record_usage(
             entries = [by_key.get(e.idempotency_key, e) for e in entries]
         else:
             drawn = {}  # no allowance involved: every entry is charged in full to the balance
-        written = await _append(session, entries, unique_paths, prepaid=prepaid)
+        try:
+            written = await _append(session, entries, unique_paths, prepaid=prepaid)
+        except AllowanceExhausted as refused:  # say what the allowance had left
+            raise refused.with_allowance(_tokens_left(cycles, entries, refused)) from None
     await drawdown.apply_draws(session, drawn)
     # Budgets count what this call wrote, never replays; a refusal rolls the entries back.
     if parties.has_budgets:  # (apply_spend does nothing for a tenant without budgets)
@@ -501,6 +550,11 @@ async def _record_payment(
     if payment.currency != account.currency:
         raise CurrencyMismatch(account.currency, payment.currency, "input.currency")
     balance_delta = Decimal(0) if entry_type is EntryType.SUBSCRIPTION_PAYMENT else payment.amount
+    settles = None  # a payment of fees CostGraph bills settles them: not revenue twice
+    if entry_type is EntryType.SUBSCRIPTION_PAYMENT:
+        settles = await subscription_billing_repository.latest_fee(session, org.id, account.id)
+    if entry_type is EntryType.WITHDRAWAL:
+        balance_delta = -payment.amount
     entry = Entry(
         organization_id=org.id,
         id=uuid.uuid4(),
@@ -511,12 +565,20 @@ async def _record_payment(
         currency=account.currency,
         amount=payment.amount,
         balance_delta=balance_delta,
+        related_entry_id=settles,
         description=payment.description,
         metadata=payment.metadata,
         idempotency_key=payment.idempotency_key,
         request_hash=fingerprint,
     )
-    return (await _append(session, [entry], ["input"]))[0]
+    if entry_type is not EntryType.WITHDRAWAL:
+        return (await _append(session, [entry], ["input"]))[0]
+    try:  # never below zero, checked under the balance's row lock (one conditional UPDATE)
+        return (await _append(session, [entry], ["input"], prepaid=frozenset({account.id})))[0]
+    except AllowanceExhausted as refused:
+        raise InsufficientBalance(
+            str(account.id), payment.amount, refused.balance, account.currency
+        ) from None
 
 
 def _payment_time(occurred_at: datetime, limits: Limits, history: bool) -> datetime:
@@ -551,6 +613,35 @@ async def record_subscription_payment(
     return await _record_payment(
         session, org, payment, limits, EntryType.SUBSCRIPTION_PAYMENT, history
     )
+
+
+async def withdraw(
+    session: AsyncSession, org: OrgContext, payment: Payment, limits: Limits
+) -> Entry:
+    """Money paid back to the customer out of the account's prepaid balance (unspent top-ups
+    taken out): a ``WITHDRAWAL`` entry moving the balance down by ``amount``.
+
+    Never more than the balance holds — ``INSUFFICIENT_BALANCE``, nothing written — checked
+    and moved in one conditional UPDATE under the balance's row lock, so concurrent
+    withdrawals (in any number of processes) never overdraw; a postpaid account's credit
+    cannot be withdrawn either. Idempotent by key like a deposit. In the P&L a withdrawal is
+    money handed back: ``revenueBySource.withdrawals``, subtracted from revenue (received)
+    like a refund, never revenue or cost of its own (billing/pnl_measures.py).
+    """
+    return await _record_payment(session, org, payment, limits, EntryType.WITHDRAWAL)
+
+
+async def record_subscription_entries(
+    session: AsyncSession, org: OrgContext, entries: Sequence[Entry]
+) -> list[Entry]:
+    """The subscription biller's entries (fees, credits, recognised revenue; built by
+    billing/subscription_billing.py), appended like any other: unique keys, closed months
+    refused. They move no balance."""
+    if not entries:
+        return []
+    assert all(e.organization_id == org.id and not e.balance_delta for e in entries)
+    paths = [f"subscription.{index}" for index in range(len(entries))]
+    return await _append(session, entries, paths)
 
 
 async def adjust(session: AsyncSession, org: OrgContext, payment: Payment, limits: Limits) -> Entry:

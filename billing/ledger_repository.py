@@ -51,6 +51,8 @@ _INSERT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("reasoning_tokens", "int8"),
     ("cache_write_tokens", "int8"),
     ("markup_percent", "numeric"),
+    ("allowance_weight", "numeric"),
+    ("budgeted_tokens", "int8"),
     ("units", "text"),
     ("user_id", "uuid"),
     ("department_id", "uuid"),
@@ -216,6 +218,8 @@ def to_entry(row: LedgerEntry) -> Entry:
         reasoning_tokens=row.reasoning_tokens,
         cache_write_tokens=row.cache_write_tokens,
         markup_percent=row.markup_percent,
+        allowance_weight=row.allowance_weight,
+        budgeted_tokens=row.budgeted_tokens,
         units=row.units,
         user_id=row.user_id,
         department_id=row.department_id,
@@ -408,7 +412,8 @@ _PARTIES_SQL = (
     "FROM accounts WHERE organization_id = $1 AND id = ANY($2::uuid[]) "
     "UNION ALL SELECT now(), 'u', id, department_id, NULL, NULL, NULL, NULL, NULL "
     "FROM users WHERE organization_id = $1 AND id = ANY($3::uuid[]) "
-    "UNION ALL SELECT now(), 's', account_id, NULL, NULL, NULL, starts_at, ends_at, "
+    # (a subscription's pool, if any, in the second column: its uuid slot)
+    "UNION ALL SELECT now(), 's', account_id, pool_id, NULL, NULL, starts_at, ends_at, "
     "included_tokens FROM account_subscriptions "
     "WHERE organization_id = $1 AND account_id = ANY($2::uuid[]) "
     # Whether the tenant has budgets, asked under the writer's share of the budget guard
@@ -437,7 +442,9 @@ async def usage_parties(
         elif kind == "u":
             departments[plain_uuid(ident)] = plain_uuid(other)
         elif kind == "s":
-            terms.append(SubscriptionTerm(plain_uuid(ident), starts_at, ends_at, included))
+            terms.append(
+                SubscriptionTerm(plain_uuid(ident), starts_at, ends_at, included, plain_uuid(other))
+            )
         else:
             has_budgets = bool(flag)
     subscriptions: dict[uuid.UUID, list[SubscriptionTerm]] = {a: [] for a in wanted_accounts}

@@ -1,5 +1,6 @@
-"""``usagePatterns``: when a scope spends, what is unusual, who adopts which feature, and what a
-request costs per model and feature — over a range short enough for hourly detail.
+"""``usagePatterns``: when a scope spends, what is unusual, how it trends and what its seasons
+are, who adopts which feature, and what a request costs per model and feature — over up to a
+year (hourly detail for the heatmap and anomalies, complete days for trends).
 
 Everything is in the configured zone (``Limits.zone``): heatmap hours and weekdays, weeks
 (Monday start) of feature adoption. Spend is AI cost by default (or billed usage), in the
@@ -11,6 +12,7 @@ The statistics are described in :mod:`costgraph.billing.patterns`.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -19,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.billing import patterns
+from costgraph.billing import patterns, trends
 from costgraph.billing import usage_series_repository as repo
 from costgraph.billing.budgets import Basis, require_scope
 from costgraph.billing.directory import OrgContext
@@ -28,8 +30,9 @@ from costgraph.billing.scopes import Scope, ScopeKind
 from costgraph.billing.usage_series import Converter, converted_sums, default_currency, series
 from costgraph.kernel.errors import ValidationFailed
 
-#: Default longest range (``COSTGRAPH_PATTERNS_MAX_RANGE_DAYS``): a quarter of hourly detail.
-MAX_RANGE_DAYS = 93
+#: Default longest range (``COSTGRAPH_PATTERNS_MAX_RANGE_DAYS``, and never beyond the P&L's
+#: ``COSTGRAPH_PNL_MAX_RANGE_DAYS``): a year of daily trend and seasonality.
+MAX_RANGE_DAYS = 366
 #: Feature-week rows in one answer (the busiest features of each week first).
 MAX_ADOPTION_ROWS = 2_000
 #: Model x feature x day x currency groups read at most (beyond: narrow the range or scope).
@@ -59,10 +62,15 @@ class PatternsReport:
     peak_hours: list[patterns.PeakHour]
     anomalies: list[patterns.Anomaly]
     baseline: patterns.Baseline
+    #: The score above which an hour is a spike, fitted to this range (inf: none can be).
     anomaly_threshold: float
+    #: Hours flagged (the list holds the strongest :data:`patterns.MAX_ANOMALIES`).
+    anomalies_flagged: int
     adoption: list[AdoptionWeek]
     adoption_truncated: bool
     cost_per_request: list[patterns.CostPerRequest]
+    #: Daily spend's trend and its profiles by weekday, ISO week and month.
+    seasonality: trends.Seasonality
     notes: list[str] = field(default_factory=list)
     #: Pairs without a rate into ``currency``: that usage is left out of every figure.
     missing: tuple[CurrencyPair, ...] = ()
@@ -77,7 +85,7 @@ def require_pattern_range(
         raise ValidationFailed("range end must be after its start", f"{field_name}.end")
     if end - start > timedelta(days=max_days):
         raise ValidationFailed(
-            f"hourly usage patterns cover at most {max_days} days; narrow the range",
+            f"usage patterns cover at most {max_days} days; narrow the range",
             f"{field_name}.end",
         )
     return start.astimezone(UTC), end.astimezone(UTC)
@@ -145,6 +153,14 @@ async def _model_features(
     ]
 
 
+def _statistics(
+    hours: list[patterns.HourSpend], zone: ZoneInfo, cut: datetime
+) -> tuple[patterns.AnomalyScan, trends.Seasonality]:
+    """The CPU part (a tail fit, a regression): run off the event loop."""
+    days = trends.complete_days([(h.start, h.spend) for h in hours], zone, cut)
+    return patterns.scan(hours), trends.seasonality(days)
+
+
 async def usage_patterns(
     session: AsyncSession,
     org: OrgContext,
@@ -155,8 +171,11 @@ async def usage_patterns(
     *,
     basis: Basis = Basis.AI_COST,
     max_range_days: int = MAX_RANGE_DAYS,
+    now: datetime | None = None,
 ) -> PatternsReport:
     """Patterns of ``scope`` (the organisation when None) over ``[start, end)``.
+
+    Trends and seasonality use the complete local days of the range before ``now``.
 
     A range longer than ``max_range_days`` is VALIDATION_FAILED; an unknown or another
     tenant's scope is NOT_FOUND (``scope.id``).
@@ -177,8 +196,9 @@ async def usage_patterns(
         )
         spend = {bucket: max(value, Decimal(0)) for bucket, value in spend.items()}
     hours = patterns.fill_hours(patterns.hour_slots(start, end, zone), spend, requests, zone)
-    found, baseline = patterns.anomalies(hours)
-    if baseline is patterns.Baseline.NONE:
+    cut = end if now is None else min(end, now)
+    scan, seasons = await asyncio.to_thread(_statistics, hours, zone, cut)
+    if scan.baseline is patterns.Baseline.NONE:
         notes.append(
             f"anomalies need at least {patterns.MIN_ANOMALY_DAYS} days of hours; none looked for"
         )
@@ -200,9 +220,11 @@ async def usage_patterns(
         total_requests=sum(h.requests for h in hours),
         heatmap=patterns.heatmap(hours),
         peak_hours=patterns.peak_hours(hours),
-        anomalies=found,
-        baseline=baseline,
-        anomaly_threshold=patterns.ANOMALY_THRESHOLD,
+        anomalies=scan.found,
+        baseline=scan.baseline,
+        anomaly_threshold=scan.threshold,
+        anomalies_flagged=scan.flagged,
+        seasonality=seasons,
         adoption=[
             AdoptionWeek(
                 row.week.astimezone(zone).date(),

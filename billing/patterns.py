@@ -6,28 +6,19 @@ the range has, so ``spend / hours`` is the cell's average.
 
 **Peak hours.** Hours of the day ranked by spend, with their share of the range's spend.
 
-**Anomalies** — robust statistics on hourly spend:
-
-1. baseline: the median spend of the same hour of the week (weekday x hour) when the range
-   holds at least :data:`WEEKLY_BASELINE_DAYS` days, else of the same hour of the day (at least
-   :data:`MIN_ANOMALY_DAYS` days; under that, no anomalies are looked for);
-2. residual = spend - baseline; its centre and spread are the median and the median absolute
-   deviation (MAD) over every hour of the range;
-3. modified z-score ``0.6745 · (residual - median) / MAD`` (Iglewicz and Hoaglin); when more
-   than half the residuals are equal (MAD = 0) the mean absolute deviation stands in,
-   ``(residual - median) / (1.253314 · MeanAD)``;
-4. an hour is a **SPIKE** when its score exceeds :data:`ANOMALY_THRESHOLD` (3.5) *and* it
-   exceeds its baseline by at least the range's mean hourly spend (so a lone cheap call in a
-   silent night is not news). A **DROP** (score below -3.5, short of the baseline by at least
-   the mean hourly spend) is only looked for with the weekly baseline, since with the daily
-   one every quiet weekend would be one.
+**Anomalies** — calibrated to a target false-positive rate
+(:mod:`costgraph.billing.anomaly_detection`): a robust seasonal baseline (the median of the
+same hour of the week from :data:`WEEKLY_BASELINE_DAYS` days, else of the hour of the day from
+:data:`MIN_ANOMALY_DAYS`; under that, none are looked for), a score that scales the excess as
+a count of calls would, a threshold from a tail fit for the target rate, and a minimum excess
+of three mean hourly spends. A **DROP** is only looked for with the weekly baseline.
 """
 
 from __future__ import annotations
 
 import bisect
 import enum
-import statistics
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,18 +28,14 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from costgraph.billing import anomaly_detection as detection
 from costgraph.kernel.money import quantize_stored
 
-#: Modified z-score above which an hour is anomalous (Iglewicz and Hoaglin's 3.5).
-ANOMALY_THRESHOLD = 3.5
-#: Days needed to look for anomalies at all (three of each hour of the day).
-MIN_ANOMALY_DAYS = 3
-#: Days from which the baseline is the hour of the week (three of each).
-WEEKLY_BASELINE_DAYS = 21
+#: Days needed to look for anomalies at all; from which the baseline is the hour of the week.
+MIN_ANOMALY_DAYS = detection.MIN_DAYS
+WEEKLY_BASELINE_DAYS = detection.WEEKLY_BASELINE_DAYS
 PEAK_HOURS = 3
 MAX_ANOMALIES = 50
-_MAD_TO_SIGMA = 0.6745
-_MEAN_AD_TO_SIGMA = 1.253314
 
 
 class Baseline(enum.StrEnum):
@@ -193,60 +180,52 @@ def peak_hours(hours: Sequence[HourSpend], count: int = PEAK_HOURS) -> list[Peak
     ]
 
 
-def anomalies(
-    hours: Sequence[HourSpend], threshold: float = ANOMALY_THRESHOLD
-) -> tuple[list[Anomaly], Baseline]:
+@dataclass(frozen=True, slots=True)
+class AnomalyScan:
+    """What the scan found, and on what terms."""
+
+    found: list[Anomaly]
+    baseline: Baseline
+    #: The score above which an hour is a spike (fitted per range; inf: nothing can be).
+    threshold: float
+    #: Hours flagged before the list was cut to :data:`MAX_ANOMALIES`.
+    flagged: int = 0
+
+
+def scan(hours: Sequence[HourSpend]) -> AnomalyScan:
     """Spikes (and, with a weekly baseline, drops) in hourly spend; strongest first."""
-    days = len(hours) / 24
-    if days >= WEEKLY_BASELINE_DAYS:
-        baseline = Baseline.HOUR_OF_WEEK
-    elif days >= MIN_ANOMALY_DAYS:
-        baseline = Baseline.HOUR_OF_DAY
-    else:
-        return [], Baseline.NONE
-
-    def key(h: HourSpend) -> tuple[int, int]:
-        return (h.weekday if baseline is Baseline.HOUR_OF_WEEK else 0, h.hour)
-
-    groups: dict[tuple[int, int], list[Decimal]] = defaultdict(list)
-    for h in hours:
-        groups[key(h)].append(h.spend)
-    expected = {k: statistics.median(v) for k, v in groups.items()}
     values = np.array([float(h.spend) for h in hours], dtype=np.float64)
-    base = np.array([float(expected[key(h)]) for h in hours], dtype=np.float64)
-    residual = values - base
-    centre = float(np.median(residual))
-    deviation = np.abs(residual - centre)
-    mad = float(np.median(deviation))
-    if mad > 0:
-        scores = _MAD_TO_SIGMA * (residual - centre) / mad
-    else:
-        mean_ad = float(np.mean(deviation))
-        if mean_ad <= 0:
-            return [], baseline
-        scores = (residual - centre) / (_MEAN_AD_TO_SIGMA * mean_ad)
-    material = float(np.mean(values))
-    found: list[Anomaly] = []
-    for h, score, excess in zip(hours, scores, residual, strict=True):
-        if score > threshold and excess >= material:
-            kind = AnomalyKind.SPIKE
-        elif baseline is Baseline.HOUR_OF_WEEK and score < -threshold and -excess >= material:
-            kind = AnomalyKind.DROP
-        else:
-            continue
-        found.append(
+    weekdays = np.array([h.weekday for h in hours], dtype=np.int64)
+    hour_of_day = np.array([h.hour for h in hours], dtype=np.int64)
+    found = detection.detect(values, weekdays, hour_of_day)
+    if found is None:
+        baseline = Baseline.NONE if len(hours) / 24 < MIN_ANOMALY_DAYS else Baseline.HOUR_OF_DAY
+        if len(hours) / 24 >= WEEKLY_BASELINE_DAYS:
+            baseline = Baseline.HOUR_OF_WEEK
+        return AnomalyScan([], baseline, math.inf)
+    baseline = Baseline.HOUR_OF_WEEK if found.weekly else Baseline.HOUR_OF_DAY
+    listed: list[Anomaly] = []
+    for i in np.flatnonzero(found.spikes | found.drops):
+        h = hours[int(i)]
+        listed.append(
             Anomaly(
-                kind,
+                AnomalyKind.SPIKE if found.spikes[i] else AnomalyKind.DROP,
                 h.start,
                 h.weekday,
                 h.hour,
                 h.spend,
-                quantize_stored(expected[key(h)]),
-                round(float(score), 2),
+                quantize_stored(Decimal(repr(float(found.expected[i])))),
+                round(float(found.scores[i]), 2),
             )
         )
-    found.sort(key=lambda a: (-abs(a.score), a.start))
-    return found[:MAX_ANOMALIES], baseline
+    listed.sort(key=lambda a: (-abs(a.score), a.start))
+    return AnomalyScan(listed[:MAX_ANOMALIES], baseline, found.spike_threshold, len(listed))
+
+
+def anomalies(hours: Sequence[HourSpend]) -> tuple[list[Anomaly], Baseline]:
+    """:func:`scan`'s anomalies and baseline."""
+    found = scan(hours)
+    return found.found, found.baseline
 
 
 def cost_per_request(rows: Sequence[ModelFeatureUsage]) -> list[CostPerRequest]:

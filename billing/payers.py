@@ -19,6 +19,12 @@ Money is converted into the requested currency entry by entry (:mod:`costgraph.b
 A currency without a rate is left out of the figures — customers whose only money is in it
 included — and named in ``missing``; the KPIs of each entry currency, in its own money, are
 in ``by_currency``.
+
+Segments (:mod:`costgraph.billing.segments`) filter all three: new or returning payers and a
+balance band. Each row says which payer segment it is in and its balance in the view's
+currency; a users row also lists the accounts the user spends through and whether the
+user's integration access (an OAuth client acting for them) is active. KPIs of a segment
+count its customers' money only (entries without a customer are left out).
 """
 
 from __future__ import annotations
@@ -40,7 +46,19 @@ from costgraph.billing.cost_formula import EXACT
 from costgraph.billing.directory import OrgContext
 from costgraph.billing.fx import CurrencyPair
 from costgraph.billing.ledger_repository import driver_connection
-from costgraph.billing.pnl_measures import Figures, Totals
+from costgraph.billing.pnl_measures import Figures, RevenueBasis, Totals
+from costgraph.billing.segments import (
+    NO_ACCESS,
+    AccountBalanceRow,
+    Converter,
+    IntegrationAccess,
+    PayerSegment,
+    Segment,
+    account_balances,
+    integration_access,
+    payer_segment,
+    user_accounts,
+)
 from costgraph.kernel.clock import EARLIEST_EVENT
 from costgraph.kernel.money import QUANTUM
 from costgraph.models import Account, AccountBalance, Customer, User
@@ -64,6 +82,12 @@ class UserActivity:
     figures: Figures
     last_activity_at: datetime | None
     status: ActivityStatus
+    payer: PayerSegment | None = None
+    #: The accounts the user spends through, balances now, in their own currencies.
+    accounts: tuple[AccountBalanceRow, ...] = ()
+    #: Their sum in the view's currency (None: no account, or a currency without a rate).
+    balance: Decimal | None = None
+    integration: IntegrationAccess = NO_ACCESS
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +97,9 @@ class CustomerActivity:
     balances: list[Balance]
     last_activity_at: datetime | None
     status: ActivityStatus
+    payer: PayerSegment | None = None
+    #: ``balances`` summed in the view's currency (None: a currency without a rate).
+    balance: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,24 +180,57 @@ async def users_view(
     end: datetime,
     currency: str,
     limit: int,
+    segment: Segment | None = None,
 ) -> list[UserActivity]:
     in_range = await _per(session, org, "user", start, end, currency)
     history = await _history(session, org, "user", end)
+    before = await _history(session, org, "user", start)
+    balances = await account_balances(session)
+    spent_through = await user_accounts(session, org.id)
+    shared: dict[uuid.UUID, int] = defaultdict(int)
+    for spent in spent_through.values():
+        for account in spent:
+            shared[account] += 1
+    converter = await Converter.load(
+        session, org.id, {balances[a][1] for a in shared if a in balances}, currency
+    )
+    access = await integration_access(session)
     users = list(await session.scalars(select(User)))
     rows = []
     for user in users:
         totals = in_range.get(user.id)
         past = history.get(user.id)
+        earlier = before.get(user.id)
+        accounts = tuple(
+            AccountBalanceRow(a, balances[a][1], balances[a][2], shared[a] > 1)
+            for a in sorted(spent_through.get(user.id, ()))
+            if a in balances
+        )
+        balance = converter.total((a.currency, a.amount) for a in accounts) if accounts else None
+        payer = payer_segment(
+            totals is not None and _charged(totals), earlier is not None and _charged(earlier)
+        )
+        if segment is not None and not segment.admits(payer, balance):
+            continue
         rows.append(
             UserActivity(
                 user,
                 Figures.of(totals or Totals(), currency),
                 None if past is None else past.last_at,
                 _status(totals, past),
+                payer,
+                accounts,
+                balance,
+                access.get(user.id, NO_ACCESS),
             )
         )
     rows.sort(key=lambda r: _spend_order(r.figures, r.user.email))
     return rows[:limit]
+
+
+def _charged(totals: Totals) -> bool:
+    """A user pays through their accounts: usage charged beyond the allowances."""
+    return totals.revenue_on(RevenueBasis.ATTRIBUTED) > 0
 
 
 async def _balances(session: AsyncSession) -> dict[uuid.UUID, list[Balance]]:
@@ -197,25 +257,68 @@ async def customers_view(
     end: datetime,
     currency: str,
     limit: int,
+    segment: Segment | None = None,
 ) -> list[CustomerActivity]:
     in_range = await _per(session, org, "customer", start, end, currency)
     history = await _history(session, org, "customer", end)
+    before = await _history(session, org, "customer", start)
     balances = await _balances(session)
+    converter = await _converter(session, org, balances, currency)
     rows = []
     for customer in await session.scalars(select(Customer)):
         totals = in_range.get(customer.id)
         past = history.get(customer.id)
+        own = balances.get(customer.id, [])
+        balance = converter.total((b.currency, b.amount) for b in own)
+        payer = payer_segment(
+            totals is not None and _paid(totals),
+            customer.id in before and _paid(before[customer.id]),
+        )
+        if segment is not None and not segment.admits(payer, balance):
+            continue
         rows.append(
             CustomerActivity(
                 customer,
                 Figures.of(totals or Totals(), currency),
-                balances.get(customer.id, []),
+                own,
                 None if past is None else past.last_at,
                 _status(totals, past),
+                payer,
+                balance,
             )
         )
     rows.sort(key=lambda r: _spend_order(r.figures, r.customer.name))
     return rows[:limit]
+
+
+async def _converter(
+    session: AsyncSession, org: OrgContext, balances: dict[uuid.UUID, list[Balance]], target: str
+) -> Converter:
+    currencies = {b.currency for own in balances.values() for b in own}
+    return await Converter.load(session, org.id, currencies, target)
+
+
+async def _admitted(
+    session: AsyncSession,
+    org: OrgContext,
+    segment: Segment,
+    per_customer: dict[Any, Totals],
+    before: dict[Any, Totals],
+    currency: str,
+) -> set[Any]:
+    """The customers ``segment`` admits over the range (payers read from ``per_customer``)."""
+    balances = await _balances(session)
+    converter = await _converter(session, org, balances, currency)
+    admitted = set()
+    for customer in await session.scalars(select(Customer.id)):
+        totals = per_customer.get(customer)
+        payer = payer_segment(
+            totals is not None and _paid(totals), customer in before and _paid(before[customer])
+        )
+        balance = converter.total((b.currency, b.amount) for b in balances.get(customer, []))
+        if segment.admits(payer, balance):
+            admitted.add(customer)
+    return admitted
 
 
 def _paid(totals: Totals) -> bool:
@@ -250,18 +353,31 @@ def _kpis(
 
 
 async def kpis(
-    session: AsyncSession, org: OrgContext, start: datetime, end: datetime, currency: str
+    session: AsyncSession,
+    org: OrgContext,
+    start: datetime,
+    end: datetime,
+    currency: str,
+    segment: Segment | None = None,
 ) -> Kpis:
     converted = await _converted(session, org, "customer", start, end, currency)
     before = await _history(session, org, "customer", start)
+    admitted = None
+    if segment is not None:
+        admitted = await _admitted(session, org, segment, _keyed(converted.rows), before, currency)
+
+    def kept(rows: list[conversion.Converted]) -> list[conversion.Converted]:
+        # Entries without a customer count in the whole, as in P&L, unless segmented.
+        return rows if admitted is None else [r for r in rows if r.key[0] in admitted]
+
     whole = Totals()
-    for row in converted.rows:  # entries without a customer count in the whole, as in P&L
+    for row in kept(converted.rows):
         whole.add(row.totals)
     panels = []
     for own, rows in sorted(converted.by_currency.items()):
         total = Totals()
-        for row in rows:
+        for row in kept(rows):
             total.add(row.totals)
-        panels.append(_kpis(own, _keyed(rows), before, total))
-    result = _kpis(currency, _keyed(converted.rows), before, whole)
+        panels.append(_kpis(own, _keyed(kept(rows)), before, total))
+    result = _kpis(currency, _keyed(kept(converted.rows)), before, whole)
     return replace(result, by_currency=tuple(panels), missing=converted.missing)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from costgraph.models import Account
 from costgraph.models.pricing import AccountSubscription, Plan
 
 
@@ -24,7 +25,10 @@ async def upsert_plan(
     currency: str,
     included_tokens: int,
     seats: int | None,
+    rules: Mapping[str, object] | None = None,
 ) -> Plan:
+    """``rules``: the tier rules' columns (``max_accounts_per_customer``, ``priority_class``,
+    ``pooled``, ``seat_fee``)."""
     values = {
         "name": name,
         "monthly_fee": monthly_fee,
@@ -32,6 +36,7 @@ async def upsert_plan(
         "currency": currency,
         "included_tokens": included_tokens,
         "seats": seats,
+        **(rules or {}),
     }
     statement = (
         insert(Plan)
@@ -100,3 +105,101 @@ async def subscriptions_of(
         .order_by(AccountSubscription.starts_at)
     )
     return rows.all()
+
+
+# --- tier rules and pools (see costgraph.billing.tier_rules and costgraph.billing.pools) ---
+
+
+async def lock_customer(
+    session: AsyncSession, organization_id: uuid.UUID, customer_id: uuid.UUID
+) -> None:
+    """Serialise what a customer's tier rules count (its accounts, its pools) across
+    processes; taken before any account's lock."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"customer-tier:{organization_id}:{customer_id}"},
+    )
+
+
+async def count_accounts(session: AsyncSession, customer_id: uuid.UUID) -> int:
+    counted: int = (
+        await session.scalar(
+            select(func.count()).select_from(Account).where(Account.customer_id == customer_id)
+        )
+        or 0
+    )
+    return counted
+
+
+async def strictest_account_limit(
+    session: AsyncSession, customer_id: uuid.UUID, at: datetime
+) -> tuple[str, int] | None:
+    """The plan (code, maximum) with the fewest accounts per customer among the plans the
+    customer's accounts are on at ``at`` or later; None: no such limit."""
+    row = (
+        await session.execute(
+            select(Plan.code, Plan.max_accounts_per_customer)
+            .join(AccountSubscription, AccountSubscription.plan_id == Plan.id)
+            .join(Account, Account.id == AccountSubscription.account_id)
+            .where(
+                Account.customer_id == customer_id,
+                Plan.max_accounts_per_customer.is_not(None),
+                (AccountSubscription.ends_at.is_(None)) | (AccountSubscription.ends_at > at),
+            )
+            .order_by(Plan.max_accounts_per_customer, Plan.code)
+            .limit(1)
+        )
+    ).first()
+    if row is None or row[1] is None:
+        return None
+    return row[0], row[1]
+
+
+async def team_subscription(
+    session: AsyncSession, customer_id: uuid.UUID, plan_id: uuid.UUID, at: datetime
+) -> AccountSubscription | None:
+    """The customer's pool on this plan in force at ``at`` or later (the earliest)."""
+    return await session.scalar(
+        select(AccountSubscription)
+        .join(Account, Account.id == AccountSubscription.account_id)
+        .where(
+            Account.customer_id == customer_id,
+            AccountSubscription.plan_id == plan_id,
+            AccountSubscription.pool_id == AccountSubscription.id,
+            (AccountSubscription.ends_at.is_(None)) | (AccountSubscription.ends_at > at),
+        )
+        .order_by(AccountSubscription.starts_at)
+        .limit(1)
+    )
+
+
+async def pool_members(session: AsyncSession, pool_id: uuid.UUID, at: datetime) -> int:
+    """Accounts other than the team subscription's own drawing on the pool at ``at`` or
+    later."""
+    counted: int = (
+        await session.scalar(
+            select(func.count(func.distinct(AccountSubscription.account_id))).where(
+                AccountSubscription.pool_id == pool_id,
+                AccountSubscription.id != pool_id,
+                (AccountSubscription.ends_at.is_(None)) | (AccountSubscription.ends_at > at),
+            )
+        )
+        or 0
+    )
+    return counted
+
+
+async def current_priority_class(
+    session: AsyncSession, account_id: uuid.UUID, at: datetime
+) -> str | None:
+    """The priority class of the account's subscription in force at ``at`` (None: none)."""
+    return await session.scalar(
+        select(AccountSubscription.priority_class)
+        .where(
+            AccountSubscription.account_id == account_id,
+            AccountSubscription.starts_at <= at,
+            (AccountSubscription.ends_at.is_(None)) | (AccountSubscription.ends_at > at),
+        )
+        .order_by(AccountSubscription.starts_at.desc())
+        .limit(1)
+    )

@@ -1,5 +1,5 @@
 """What P&L counts, in one place: each measure's SQL over one ledger entry, and the figures
-derived from the sums (DESIGN.md, "Revenue, cost and margin").
+derived from the sums (docs/architecture.md, "Revenue, cost and margin").
 
 Per entry (``e`` the entry, ``a`` its account):
 
@@ -8,7 +8,12 @@ Per entry (``e`` the entry, ``a`` its account):
   its ``amount`` billed usage, and ``-balance_delta`` what the customer was **charged** for
   it: billed usage beyond the plan's allowance (the part the allowance covered is paid by the
   subscription fee). Charged usage of a postpaid account is revenue (billed overage).
-- ``SUBSCRIPTION_PAYMENT`` and ``DEPOSIT`` (top-ups) are revenue; ``REFUND`` and
+- subscription fees earned (``REVENUE_RECOGNIZED`` - ``REVENUE_REVERSED``: billed fees
+  recognised month by month; the billed, unearned rest is deferred revenue, reported beside
+  the P&L and never in revenue or margin), ``SUBSCRIPTION_PAYMENT`` of plans CostGraph does
+  not bill (a payment settling billed fees is not counted again) and ``DEPOSIT`` (top-ups)
+  are revenue; ``SUBSCRIPTION_FEE`` and ``SUBSCRIPTION_CREDIT`` (billed, credited) are
+  not; ``REFUND`` and
   ``WITHDRAWAL`` (money handed back) reduce it; ``PLATFORM_FEE`` is a cost of the business.
 - An ``ADJUSTMENT`` without a related entry is a manual correction of a balance: neither
   revenue nor cost, reported on its own (``balance_adjustments``).
@@ -53,6 +58,16 @@ USAGE_SQL = (
     "(e.type = 'USAGE_CHARGE' OR (e.type = 'ADJUSTMENT' AND e.related_entry_id IS NOT NULL))"
 )
 
+#: Subscription revenue: fees earned (recognised month by month) and payments of plans that
+#: CostGraph does not bill; a payment settling billed fees (``related_entry_id`` set) is not
+#: counted again (billing/subscription_billing.py).
+SUBSCRIPTIONS_SQL = (
+    "CASE WHEN e.type = 'REVENUE_RECOGNIZED' THEN e.amount"
+    " WHEN e.type = 'REVENUE_REVERSED' THEN -e.amount"
+    " WHEN e.type = 'SUBSCRIPTION_PAYMENT' AND e.related_entry_id IS NULL THEN e.amount"
+    " ELSE 0 END"
+)
+
 #: Count measures: (name, SQL per entry). Summed, never converted.
 COUNTS: tuple[tuple[str, str], ...] = (
     ("entries", "1"),
@@ -71,7 +86,7 @@ MONEY: tuple[tuple[str, str], ...] = (
         "postpaid_usage",
         f"CASE WHEN {USAGE_SQL} AND a.postpaid THEN -e.balance_delta ELSE 0 END",
     ),
-    ("subscriptions", "CASE WHEN e.type = 'SUBSCRIPTION_PAYMENT' THEN e.amount ELSE 0 END"),
+    ("subscriptions", SUBSCRIPTIONS_SQL),
     ("top_ups", "CASE WHEN e.type = 'DEPOSIT' THEN e.amount ELSE 0 END"),
     ("refunds", "CASE WHEN e.type = 'REFUND' THEN e.amount ELSE 0 END"),
     ("withdrawals", "CASE WHEN e.type = 'WITHDRAWAL' THEN e.amount ELSE 0 END"),

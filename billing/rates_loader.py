@@ -16,17 +16,14 @@ rates still win for it.
 
 from __future__ import annotations
 
-import csv
-import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from importlib.resources import files
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import fx_repository as repo
-from costgraph.kernel.clock import parse_rfc3339
+from costgraph.billing.shipped_csv import ShippedLoad, csv_rows, instant, shipped_text
 from costgraph.kernel.errors import ValidationFailed
 from costgraph.kernel.money import is_currency, parse_decimal
 
@@ -45,30 +42,19 @@ class ShippedRate:
 
 
 @dataclass
-class RatesReport:
-    added: int = 0
-    unchanged: int = 0
-    kept: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        text = f"{self.added} exchange rates added, {self.unchanged} already present"
-        if self.kept:
-            text += f", {len(self.kept)} left as the platform has them ({'; '.join(self.kept)})"
-        return text
+class RatesReport(ShippedLoad):
+    NOUN = "exchange rates"
+    HOLDER = "the platform"
 
 
 def rates_text() -> str:
-    return files("costgraph.billing").joinpath(RATES_FILE).read_text(encoding="utf-8")
+    return shipped_text(RATES_FILE)
 
 
 def parse_rates(text: str) -> list[ShippedRate]:
     """Every row as a validated rate; a bad row is an error naming its line."""
-    reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) != COLUMNS:
-        raise ValidationFailed(f"the rates file's columns must be: {','.join(COLUMNS)}")
     found: list[ShippedRate] = []
-    for line, row in enumerate(reader, start=2):
-        where = f"line {line}"
+    for where, row in csv_rows(text, COLUMNS, "the rates file"):
         base, quote = row["base"].strip(), row["quote"].strip()
         if not is_currency(base) or not is_currency(quote) or base == quote:
             raise ValidationFailed(f"{where}: base and quote are two ISO 4217 codes")
@@ -76,9 +62,9 @@ def parse_rates(text: str) -> list[ShippedRate]:
             raise ValidationFailed(f"{where}: every row needs its source, source_url and as_of")
         try:
             rate = parse_decimal(row["rate"].strip())
-            effective_from = parse_rfc3339(row["effective_from"].strip())
         except ValueError as exc:
             raise ValidationFailed(f"{where}: {exc}") from None
+        effective_from = instant(row["effective_from"], where)
         if not rate.is_finite() or rate <= 0:
             raise ValidationFailed(f"{where}: a rate must be greater than zero")
         source = f"{row['source'].strip()} ({row['source_url'].strip()}, as of {row['as_of']})"

@@ -26,6 +26,7 @@ import asyncpg  # type: ignore[import-untyped]
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from costgraph.billing.budget_repository import budget_of_row
 from costgraph.billing.scopes import Scope
 from costgraph.billing.tenant_cache import TtlCache
 from costgraph.models.budget import Budget
@@ -192,22 +193,7 @@ async def user_terms(
 
 
 def _budget_of(organization_id: uuid.UUID, row: Any) -> VersionedBudget:
-    budget = Budget(
-        organization_id=organization_id,
-        id=row["id"],
-        scope_kind=row["scope_kind"],
-        scope_id=row["scope_id"],
-        period=row["period"],
-        custom_start=row["custom_start"],
-        custom_end=row["custom_end"],
-        limit_amount=row["limit_amount"],
-        currency=row["currency"],
-        basis=row["basis"],
-        hard_cap=row["hard_cap"],
-        thresholds=list(row["thresholds"]),
-        created_at=row["created_at"],
-    )
-    return VersionedBudget(budget, f"{row['id']}@{row['version']}")
+    return VersionedBudget(budget_of_row(row, organization_id), f"{row['id']}@{row['version']}")
 
 
 async def organization_budgets(

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from costgraph.billing.catalog import CatalogName
     from costgraph.billing.directory import OrgContext
     from costgraph.billing.markup_repository import RuleRow
+    from costgraph.billing.weights import Weights
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -122,8 +123,11 @@ ORGS: TtlCache[uuid.UUID, OrgContext] = TtlCache("orgs")
 MARKUP_RULES: TtlCache[uuid.UUID, list[RuleRow]] = TtlCache("markup_rules")
 #: (organisation id, provider, model name) -> what the catalog holds for that name.
 CATALOG: TtlCache[tuple[uuid.UUID, str, str], CatalogName] = TtlCache("catalog")
+#: organisation id -> its allowance weights (billing/weights.py; like prices: a change made
+#: on another instance applies there up to one TTL later).
+WEIGHTS: TtlCache[uuid.UUID, Weights] = TtlCache("allowance_weights")
 
-ALL: tuple[TtlCache[Any, Any], ...] = (ORGS, MARKUP_RULES, CATALOG)
+ALL: tuple[TtlCache[Any, Any], ...] = (ORGS, MARKUP_RULES, CATALOG, WEIGHTS)
 
 
 def configure(ttl_seconds: float) -> None:

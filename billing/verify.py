@@ -8,10 +8,17 @@ function below, with the definition it holds the stored number to):
 
 - **account balances**: ``account_balances.balance`` = SUM(``balance_delta``) of the
   account's entries (every writer moves the balance with the entries it writes);
-- **allowance cycles**: ``allowance_counters.used_tokens`` = min(included, tokens of the
-  cycle's usage that drew on it) — the cycle as :func:`~costgraph.billing.allowances.
-  cycle_window` places each entry under the subscription in force when it occurred; an entry
-  charged in full (``balance_delta = -amount``) drew nothing;
+- **allowance cycles**: ``allowance_counters.used_tokens`` = min(included, budgeted tokens
+  of the cycle's usage that drew on it, each recomputed from the weights the entry stores,
+  :data:`~costgraph.billing.weights.BUDGETED_SQL`) — the cycle as
+  :func:`~costgraph.billing.allowances.cycle_window` places each entry under the
+  subscription in force when it occurred; an entry charged in full
+  (``balance_delta = -amount``) drew nothing;
+- **pooled allowance cycles**: ``pool_allowance_counters.used_tokens`` = min(the cycle's
+  capacity, as it opened with, tokens of the usage of all the pool's accounts that drew on
+  it while the team subscription was in force), cycles anchored at the team subscription's
+  start (:mod:`~costgraph.billing.pools`);
+- **budgeted tokens**: each usage entry's ``budgeted_tokens`` = the same recomputation;
 - **budget counters**: ``spent`` (and ``uncounted``, the spend it could not convert for want
   of a rate) = :func:`~costgraph.billing.budget_ledger.ledger_count` of its period: the usage
   (usage charges and reprice corrections) in the budget's scope and period, in its basis,
@@ -28,7 +35,10 @@ function below, with the definition it holds the stored number to):
 - **rollup rows**: every row of the six hourly rollup tables = the plain SUMs over the
   entries the rollup job has folded in (those visible in its high-water snapshot);
 - **month-close rows**: each closed month's rows = the ledger of that month, per account,
-  customer and organisation and currency (closed months are immutable).
+  customer and organisation and currency (closed months are immutable);
+- **recognised subscription months**: each month of a billed subscription cycle that has
+  begun recognised exactly its share of the cycle's fees net of credits
+  (:mod:`costgraph.billing.fee_verify`).
 
 Live totals (:mod:`costgraph.subscriptions.totals`) add a check of their own from their
 layer (:mod:`costgraph.subscriptions.totals_check`). A drift row says what, where, the stored
@@ -47,9 +57,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from costgraph.billing import budget_ledger, budgets
+from costgraph.billing import budget_ledger, budgets, fee_verify
 from costgraph.billing import verify_repository as repo
 from costgraph.billing.allowances import cycle_window
+from costgraph.billing.budget_repository import budget_of_row
 from costgraph.kernel.clock import format_rfc3339, utcnow
 from costgraph.kernel.errors import NotFound
 from costgraph.models.budget import Budget
@@ -153,36 +164,33 @@ async def check_balances(ctx: VerifyContext) -> Outcome:
     return await _compare(ctx, repo.BALANCES)
 
 
-async def check_allowances(ctx: VerifyContext) -> Outcome:
-    """Cycles are placed in Python by the domain's own ``cycle_window``, then summed in SQL."""
+def _cycle_columns(spans: Sequence[repo.UsageSpan]) -> list[list[Any]]:
+    """Every cycle from each span's first drawing usage to its last, as unnest columns."""
     cycles: list[tuple[uuid.UUID, uuid.UUID, datetime, datetime, datetime, int]] = []
-    for span in await repo.usage_spans(ctx.connection, ctx.organization_id):
+    for span in spans:
         start, end = cycle_window(span.sub_start, span.first)
         while start <= span.last:
             cycles.append(
                 (span.organization_id, span.account_id, span.sub_start, start, end, span.included)
             )
             start, end = cycle_window(span.sub_start, end)
-    columns: list[list[Any]] = [[cycle[i] for cycle in cycles] for i in range(6)]
-    return await _compare(ctx, repo.ALLOWANCES, *columns)
+    return [[cycle[i] for cycle in cycles] for i in range(6)]
 
 
-def _budget(row: Any) -> Budget:
-    return Budget(
-        organization_id=row["organization_id"],
-        id=row["id"],
-        scope_kind=row["scope_kind"],
-        scope_id=row["scope_id"],
-        period=row["period"],
-        custom_start=row["custom_start"],
-        custom_end=row["custom_end"],
-        limit_amount=row["limit_amount"],
-        currency=row["currency"],
-        basis=row["basis"],
-        hard_cap=row["hard_cap"],
-        thresholds=list(row["thresholds"]),
-        created_at=row["created_at"],
-    )
+async def check_allowances(ctx: VerifyContext) -> Outcome:
+    """Cycles are placed in Python by the domain's own ``cycle_window``, then summed in SQL."""
+    spans = await repo.usage_spans(ctx.connection, ctx.organization_id)
+    return await _compare(ctx, repo.ALLOWANCES, *_cycle_columns(spans))
+
+
+async def check_pool_allowances(ctx: VerifyContext) -> Outcome:
+    """A pool's cycles, anchored at its team subscription, over all its accounts' usage."""
+    spans = await repo.pool_spans(ctx.connection, ctx.organization_id)
+    return await _compare(ctx, repo.POOL_ALLOWANCES, *_cycle_columns(spans))
+
+
+async def check_budgeted(ctx: VerifyContext) -> Outcome:
+    return await _compare(ctx, repo.BUDGETED)
 
 
 def _budget_scope(budget: Budget, period_start: datetime) -> str:
@@ -227,7 +235,7 @@ async def check_budget_spent(ctx: VerifyContext) -> Outcome:
     """Each counter's ``spent`` (and the spend it could not count for want of a rate) against
     :func:`~costgraph.billing.budget_ledger.ledger_count`, the domain's count of a period."""
     rows = await repo.budget_rows(ctx.connection, ctx.organization_id)
-    by_id = {row["id"]: _budget(row) for row in rows}
+    by_id = {row["id"]: budget_of_row(row) for row in rows}
     stored = {
         (c.budget_id, c.period_start): c
         for c in await repo.counters(ctx.connection, ctx.organization_id)
@@ -293,15 +301,27 @@ async def check_month_closes(ctx: VerifyContext) -> Outcome:
     return await _compare(ctx, repo.MONTH_CLOSES)
 
 
+async def check_fee_recognition(ctx: VerifyContext) -> Outcome:
+    checked, found = await fee_verify.recognition_drift(ctx.connection, ctx.organization_id)
+    drift = [
+        Drift("recognised subscription revenue", d.organization_id, d.scope, d.stored, d.recomputed)
+        for d in found
+    ]
+    return Outcome(checked, drift[: ctx.max_rows], max(0, len(drift) - ctx.max_rows))
+
+
 CHECKS: tuple[NamedCheck, ...] = (
     NamedCheck("account balances", check_balances),
     NamedCheck("allowance cycles", check_allowances),
+    NamedCheck("pooled allowance cycles", check_pool_allowances),
+    NamedCheck("budgeted tokens", check_budgeted),
     NamedCheck("budget counters", check_budget_spent),
     NamedCheck("budget holds", check_budget_reserved),
     NamedCheck("live holds", check_hold_amounts),
     NamedCheck("settled reservations", check_settled),
     NamedCheck("rollup rows", check_rollups),
     NamedCheck("month-close rows", check_month_closes),
+    NamedCheck("recognised subscription months", check_fee_recognition),
 )
 
 

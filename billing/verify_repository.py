@@ -27,6 +27,7 @@ from typing import Any
 from costgraph.billing.pnl_measures import COUNTS, MEASURE_NAMES, MEASURES, MONEY, USAGE_SQL
 from costgraph.billing.pnl_repository import MARK_SQL
 from costgraph.billing.rollups import GRAIN, TABLE_KEYS
+from costgraph.billing.weights import BUDGETED_SQL
 
 
 def org_condition(alias: str, filtered: bool) -> str:
@@ -141,15 +142,16 @@ BALANCES = Comparison("balance", _by_filter(_balances), ("balance",), "'account 
 #: drew when it was not charged in full (``balance_delta > -amount``), or cost nothing (its
 #: draw cannot be told from the ledger: counted). An entry charged in full drew nothing —
 #: the allowance was used up, or the entry came too late for its cycle.
-_DRAWING_USAGE = (
+_DRAWING_USAGE = (  # budgeted tokens recomputed from each entry's weights (billing/weights.py)
     "SELECT e.organization_id, e.account_id, s.starts_at AS sub_start, "
-    "s.included_tokens AS included, e.occurred_at, "
-    "e.input_tokens + e.output_tokens + e.cached_input_tokens + e.reasoning_tokens AS tokens "
+    "s.included_tokens AS included, s.pool_id, e.occurred_at, "
+    f"{BUDGETED_SQL} AS tokens "
     "FROM (SELECT DISTINCT organization_id, account_id FROM account_subscriptions x "
     "WHERE {org_x}) sa "
     "JOIN ledger_entries e ON e.organization_id = sa.organization_id "
     "AND e.account_id = sa.account_id "
-    "CROSS JOIN LATERAL (SELECT x.starts_at, x.included_tokens FROM account_subscriptions x "
+    "CROSS JOIN LATERAL (SELECT x.starts_at, x.included_tokens, x.pool_id "
+    "FROM account_subscriptions x "
     "WHERE x.organization_id = e.organization_id AND x.account_id = e.account_id "
     "AND x.starts_at <= e.occurred_at AND (x.ends_at IS NULL OR e.occurred_at < x.ends_at) "
     "ORDER BY x.starts_at DESC LIMIT 1) s "
@@ -166,7 +168,7 @@ def _usage_spans(filtered: bool) -> str:
     return (
         "SELECT u.organization_id, u.account_id, u.sub_start, u.included, "
         f"min(u.occurred_at), max(u.occurred_at) FROM ({drawing_usage(filtered)}) u "
-        "GROUP BY 1, 2, 3, 4"
+        "WHERE u.pool_id IS NULL GROUP BY 1, 2, 3, 4"
     )
 
 
@@ -201,8 +203,8 @@ def _allowances(filtered: bool) -> str:
         "least(max(y.included), sum(u.tokens)) AS used "
         f"FROM ({cycles}) y JOIN ({drawing_usage(filtered)}) u "
         "ON u.organization_id = y.organization_id AND u.account_id = y.account_id "
-        "AND u.sub_start = y.sub_start AND u.occurred_at >= y.cycle_start "
-        "AND u.occurred_at < y.cycle_end GROUP BY 1, 2, 3"
+        "AND u.pool_id IS NULL AND u.sub_start = y.sub_start "
+        "AND u.occurred_at >= y.cycle_start AND u.occurred_at < y.cycle_end GROUP BY 1, 2, 3"
     )
     return (
         "SELECT organization_id, account_id, cycle_start, s.used_tokens AS s_used, "
@@ -218,6 +220,91 @@ ALLOWANCES = Comparison(
     ("used",),
     f"'account ' || c.account_id || ' cycle ' || {instant('c.cycle_start')}",
     extra_params=6,
+)
+
+
+# --- pooled allowance counters: tokens drawn per (pool, cycle) by all the pool's accounts ---
+
+
+def _pooled_usage(filtered: bool) -> str:
+    """Drawing usage of accounts on a team's pool while the pool (its team subscription) was
+    in force, with the pool's anchor and its included tokens per seat."""
+    return (
+        "SELECT u.organization_id, u.pool_id, p.starts_at AS pool_start, "
+        "p.included_tokens AS included, u.occurred_at, u.tokens "
+        f"FROM ({drawing_usage(filtered)}) u JOIN account_subscriptions p "
+        "ON p.organization_id = u.organization_id AND p.id = u.pool_id "
+        "WHERE p.starts_at <= u.occurred_at AND (p.ends_at IS NULL OR u.occurred_at < p.ends_at)"
+    )
+
+
+def _pool_spans(filtered: bool) -> str:
+    return (
+        "SELECT u.organization_id, u.pool_id, u.pool_start, u.included, "
+        f"min(u.occurred_at), max(u.occurred_at) FROM ({_pooled_usage(filtered)}) u "
+        "GROUP BY 1, 2, 3, 4"
+    )
+
+
+POOL_SPANS = _by_filter(_pool_spans)
+
+
+async def pool_spans(connection: Any, organization_id: uuid.UUID | None) -> list[UsageSpan]:
+    """As :func:`usage_spans`, per pool (``account_id`` holds the pool's id)."""
+    rows = await connection.fetch(POOL_SPANS[organization_id is not None], organization_id)
+    return [UsageSpan(*row) for row in rows]
+
+
+def _pool_allowances(filtered: bool) -> str:
+    """A cycle's capacity is the one its counter opened with (seats change the next cycle's),
+    so the recomputed use is min(that capacity, the tokens that drew on the cycle)."""
+    cycles = (
+        "SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[], "
+        "$6::timestamptz[], $7::int8[]) "
+        "AS y(organization_id, pool_id, pool_start, cycle_start, cycle_end, included)"
+    )
+    drawn = (
+        "SELECT y.organization_id, y.pool_id, y.cycle_start, sum(u.tokens) AS tokens "
+        f"FROM ({cycles}) y JOIN ({_pooled_usage(filtered)}) u "
+        "ON u.organization_id = y.organization_id AND u.pool_id = y.pool_id "
+        "AND u.occurred_at >= y.cycle_start AND u.occurred_at < y.cycle_end GROUP BY 1, 2, 3"
+    )
+    return (
+        "SELECT organization_id, pool_id, cycle_start, s.used_tokens AS s_used, "
+        "CASE WHEN r.tokens IS NULL THEN NULL ELSE least(s.included_tokens, r.tokens) END "
+        "AS r_used FROM (SELECT organization_id, pool_id, cycle_start, used_tokens, "
+        "included_tokens FROM pool_allowance_counters k "
+        f"WHERE {org_condition('k', filtered)}) s "
+        f"FULL JOIN ({drawn}) r USING (organization_id, pool_id, cycle_start)"
+    )
+
+
+POOL_ALLOWANCES = Comparison(
+    "pool_allowance.used_tokens",
+    _by_filter(_pool_allowances),
+    ("used",),
+    f"'pool ' || c.pool_id || ' cycle ' || {instant('c.cycle_start')}",
+    extra_params=6,
+)
+
+
+# --- usage entries: the budgeted tokens each stores = recomputed from its weights ---
+
+
+def _budgeted(filtered: bool) -> str:
+    return (
+        "SELECT e.organization_id, e.id, e.occurred_at, e.budgeted_tokens AS s_budgeted, "
+        f"{BUDGETED_SQL} AS r_budgeted FROM ledger_entries e "
+        f"WHERE e.type = 'USAGE_CHARGE' AND e.budgeted_tokens IS NOT NULL "
+        f"AND {org_condition('e', filtered)}"
+    )
+
+
+BUDGETED = Comparison(
+    "usage.budgeted_tokens",
+    _by_filter(_budgeted),
+    ("budgeted",),
+    f"'entry ' || c.id || ' at ' || {instant('c.occurred_at')}",
 )
 
 

@@ -1,4 +1,4 @@
-"""Failures a client can act on, each with a stable code (DESIGN.md, Errors)."""
+"""Failures a client can act on, each with a stable code (docs/architecture.md, Errors)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,17 @@ class ErrorCode(enum.StrEnum):
     PERIOD_CLOSED = "PERIOD_CLOSED"
     #: A settlement beyond its hold by more than a hard cap's tolerance: nothing written.
     OVERAGE_LIMIT = "OVERAGE_LIMIT"
+    #: A withdrawal of more than the account's prepaid balance: nothing written.
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+    #: A tier rule of the plan refused (e.g. Creator's single account per customer).
+    PLAN_LIMIT = "PLAN_LIMIT"
+
+
+def _money(value: Decimal, currency: str | None) -> str:
+    """An amount as messages show it (:func:`costgraph.kernel.money.format_money`)."""
+    from costgraph.kernel.money import format_money  # money imports this module
+
+    return format_money(value, currency) if currency else format(value, "f")
 
 
 class DomainError(Exception):
@@ -133,8 +144,8 @@ class BudgetLimitReached(DomainError):
         self, budget_id: str, limit: Decimal, currency: str, spent: Decimal, resets_at: str
     ) -> None:
         super().__init__(
-            f"budget limit reached: budget {budget_id} allows {limit} {currency}, "
-            f"{spent} {currency} is spent or held; it resets at {resets_at}"
+            f"budget limit reached: budget {budget_id} allows {_money(limit, currency)}, "
+            f"{_money(spent, currency)} is spent or held; it resets at {resets_at}"
         )
         self.budget_id = budget_id
         self.limit = limit
@@ -148,20 +159,48 @@ class AllowanceExhausted(DomainError):
 
     code = ErrorCode.ALLOWANCE_EXHAUSTED
 
-    def __init__(self, account_id: str, needed: Decimal, balance: Decimal) -> None:
+    def __init__(
+        self,
+        account_id: str,
+        needed: Decimal,
+        balance: Decimal,
+        currency: str | None = None,
+        tokens_left: int | None = None,
+    ) -> None:
+        """``tokens_left``: what the account's allowance had left before this usage (None:
+        no allowance in this cycle)."""
+        if tokens_left is None:
+            allowance = "no plan allowance to draw on"
+        elif tokens_left > 0:
+            allowance = (
+                f"its allowance has {tokens_left:,} budgeted tokens left, fewer than this "
+                "usage consumes"
+            )
+        else:
+            allowance = "no tokens left in its allowance"
         super().__init__(
-            f"allowance exhausted: account {account_id} needs {needed} but has {balance} "
-            "of prepaid balance and no tokens left in its allowance; top up to continue"
+            f"allowance exhausted: account {account_id} needs {_money(needed, currency)} of "
+            f"prepaid balance but has {_money(balance, currency)}, and {allowance}; top up to "
+            "continue"
         )
         self.account_id = account_id
         self.needed = needed
         self.balance = balance
+        self.currency = currency
+        self.tokens_left = tokens_left
+
+    def with_allowance(self, tokens_left: int | None) -> AllowanceExhausted:
+        """The same refusal, saying what the allowance had left."""
+        return AllowanceExhausted(
+            self.account_id, self.needed, self.balance, self.currency, tokens_left
+        )
 
 
 class RefundExceedsPayment(ValidationFailed):
     def __init__(self, refundable: Decimal, currency: str) -> None:
         super().__init__(
-            f"refund exceeds what is left to refund ({refundable:f} {currency})", "input.amount"
+            f"refund exceeds what is left to refund ({_money(refundable, currency)})",
+            "input.amount",
         )
 
 
@@ -198,9 +237,9 @@ class OverageLimit(DomainError):
         field: str | None = "input.usage",
     ) -> None:
         super().__init__(
-            f"overage limit: budget {budget_id} allows {limit} {currency} and "
+            f"overage limit: budget {budget_id} allows {_money(limit, currency)} and "
             f"{tolerance_percent}% more for settlements beyond their holds; this one held "
-            f"{hold} {currency} and may record at most {room} {currency} on it"
+            f"{_money(hold, currency)} and may record at most {_money(room, currency)} on it"
         )
         self.budget_id = budget_id
         self.limit = limit
@@ -211,17 +250,51 @@ class OverageLimit(DomainError):
         self.field = field
 
 
+class PlanLimit(DomainError):
+    """A tier rule of a plan refused the change: nothing was written. ``rule`` names the
+    plan's field (``maxAccountsPerCustomer``, ``seats``), ``limit`` its value."""
+
+    code = ErrorCode.PLAN_LIMIT
+
+    def __init__(
+        self, plan_code: str, rule: str, limit: int, message: str, field: str | None = None
+    ) -> None:
+        super().__init__(f"plan limit: plan {plan_code!r} {message}")
+        self.plan_code = plan_code
+        self.rule = rule
+        self.limit = limit
+        self.field = field
+
+
 class RefundExceedsBalance(ValidationFailed):
     """A refund of prepaid money (a deposit) beyond what is left of the account's balance:
     the rest was already spent."""
 
     def __init__(self, balance: Decimal, currency: str) -> None:
         super().__init__(
-            f"refund exceeds the account's remaining prepaid balance ({balance:f} {currency}); "
+            "refund exceeds the account's remaining prepaid balance "
+            f"({_money(balance, currency)}); "
             "money already spent cannot be refunded",
             "input.amount",
         )
         self.balance = balance
+
+
+class InsufficientBalance(DomainError):
+    """A withdrawal of more than the account's prepaid balance: nothing was written."""
+
+    code = ErrorCode.INSUFFICIENT_BALANCE
+
+    def __init__(self, account_id: str, requested: Decimal, balance: Decimal, currency: str):
+        super().__init__(
+            f"insufficient balance: account {account_id} has {_money(balance, currency)} of "
+            f"prepaid balance, less than the {_money(requested, currency)} asked to withdraw"
+        )
+        self.account_id = account_id
+        self.requested = requested
+        self.balance = balance
+        self.currency = currency
+        self.field = "input.amount"
 
 
 def join_path(*parts: str | int | None) -> str:

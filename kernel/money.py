@@ -120,3 +120,36 @@ def round_for_presentation(value: Decimal, currency: str) -> Decimal:
     Ledger entries keep full precision; only invoices, exports and displays round, here.
     """
     return value.quantize(Decimal(1).scaleb(-minor_unit(currency)), rounding=ROUND_HALF_EVEN)
+
+
+#: Significant digits an amount below one unit keeps in a message (see :func:`format_money`).
+MESSAGE_SIGNIFICANT_DIGITS = 3
+
+
+def format_amount(value: Decimal, currency: str) -> str:
+    """An amount as a message shows it: fixed-point (never ``0E-12``), at the currency's
+    minor unit (half-to-even, :func:`round_for_presentation`) — except an amount below one
+    unit, which keeps :data:`MESSAGE_SIGNIFICANT_DIGITS` significant digits (at most the
+    stored 12 places), so a fraction of a cent never reads as ``0.01`` or ``0.00``:
+    ``0.005 USD``, ``0.0123 USD``, ``0.50 USD``, ``7.60 USD``, ``0 JPY``.
+
+    For people only (alert and error messages, notifications); exports and invoices use
+    :func:`round_for_presentation`, and the API returns exact decimals.
+    """
+    places = minor_unit(currency)
+    if value.is_finite() and value != 0 and abs(value) < 1:
+        wanted = MESSAGE_SIGNIFICANT_DIGITS - 1 - value.adjusted()
+        places = max(places, min(SCALE, wanted))
+    shown = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN, context=_WIDE)
+    text = format(shown, "f")
+    minimum = minor_unit(currency)
+    if "." in text and places > minimum:  # extra places only where they carry a digit
+        whole, fraction = text.split(".")
+        fraction = fraction.rstrip("0").ljust(minimum, "0")
+        text = f"{whole}.{fraction}" if fraction else whole
+    return text
+
+
+def format_money(value: Decimal, currency: str) -> str:
+    """``0.005 USD``: :func:`format_amount` and the currency code."""
+    return f"{format_amount(value, currency)} {currency}"

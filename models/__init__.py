@@ -1,7 +1,7 @@
 """SQLAlchemy tables, one module per aggregate. Importing this package registers them all."""
 
 from costgraph.models.alerts import Alert, AlertDelivery, DeliveryAttempt, NotificationChannel
-from costgraph.models.balance import AccountBalance, AllowanceCounter
+from costgraph.models.balance import AccountBalance, AllowanceCounter, PoolAllowanceCounter
 from costgraph.models.base import Base, TenantScoped
 from costgraph.models.budget import Budget, BudgetCounter, Reservation
 from costgraph.models.directory import Account, Customer, Department, User
@@ -29,6 +29,7 @@ from costgraph.models.rollups import (
     RollupState,
     UserHourly,
 )
+from costgraph.models.top_ups import AllowanceWeight, AutoTopUp
 
 __all__ = [
     "Account",
@@ -39,6 +40,8 @@ __all__ = [
     "Alert",
     "AlertDelivery",
     "AllowanceCounter",
+    "AllowanceWeight",
+    "AutoTopUp",
     "Base",
     "Budget",
     "BudgetCounter",
@@ -61,6 +64,7 @@ __all__ = [
     "OrgHourly",
     "Organization",
     "Plan",
+    "PoolAllowanceCounter",
     "ReportRun",
     "ReportTemplate",
     "RepriceRun",

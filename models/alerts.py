@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import (
     Boolean,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    Numeric,
     SmallInteger,
     String,
     Text,
@@ -90,7 +92,8 @@ class Alert(TenantScoped, Base):
         ),
         CheckConstraint("stage BETWEEN 0 AND 100", name="stage"),
         CheckConstraint(
-            "kind IN ('THRESHOLD', 'FORECAST', 'OVERAGE', 'RATE_MISSING', 'PAYMENT_CONFLICT')",
+            "kind IN ('THRESHOLD', 'FORECAST', 'OVERAGE', 'RATE_MISSING', 'PAYMENT_CONFLICT', "
+            "'TOP_UP_REQUESTED')",
             name="kind",
         ),
         CheckConstraint("budget_id IS NOT NULL OR subject IS NOT NULL", name="budget_or_subject"),
@@ -128,6 +131,8 @@ class Alert(TenantScoped, Base):
     spent: Mapped[Money]
     limit_amount: Mapped[Money]
     currency: Mapped[CurrencyColumn]
+    #: TOP_UP_REQUESTED: the top-up asked for (``spent`` the balance, ``limit`` the threshold).
+    requested_amount: Mapped[Decimal | None] = mapped_column(Numeric(38, 12))
     message: Mapped[str] = mapped_column(Text)
     raised_at: Mapped[CreatedAt]
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -44,3 +44,23 @@ class AllowanceCounter(TenantScoped, Base):
     cycle_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     included_tokens: Mapped[int] = mapped_column(BigInteger)
     used_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class PoolAllowanceCounter(TenantScoped, Base):
+    """Tokens drawn from a pooled allowance in one cycle, by every account of the pool
+    (``pool_id``: the team subscription, :mod:`costgraph.billing.pools`)."""
+
+    __tablename__ = "pool_allowance_counters"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["organization_id", "pool_id"],
+            ["account_subscriptions.organization_id", "account_subscriptions.id"],
+            name="fk_pool_allowance_counters_pool",
+        ),
+    )
+
+    pool_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    cycle_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    cycle_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    included_tokens: Mapped[int] = mapped_column(BigInteger)
+    used_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

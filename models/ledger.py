@@ -44,6 +44,15 @@ class EntryType(enum.StrEnum):
     ADJUSTMENT = "ADJUSTMENT"
     WITHDRAWAL = "WITHDRAWAL"
     PLATFORM_FEE = "PLATFORM_FEE"
+    #: A subscription's fee billed for a cycle (or a prorated rest of one): unearned until
+    #: recognised (billing/subscription_billing.py); moves no balance.
+    SUBSCRIPTION_FEE = "SUBSCRIPTION_FEE"
+    #: The unused part of a fee credited back (a plan change, seats removed mid-cycle).
+    SUBSCRIPTION_CREDIT = "SUBSCRIPTION_CREDIT"
+    #: Fees earned: a month of a subscription's billed fees recognised as revenue.
+    REVENUE_RECOGNIZED = "REVENUE_RECOGNIZED"
+    #: Revenue recognised before and given back (a downgrade credits a month already earned).
+    REVENUE_REVERSED = "REVENUE_REVERSED"
 
 
 _TYPES_SQL = ", ".join(f"'{t.value}'" for t in EntryType)
@@ -132,6 +141,11 @@ class LedgerEntry(LedgerScoped, Base):
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     cache_write_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     markup_percent: Mapped[Decimal | None] = mapped_column(Numeric(38, MONEY_SCALE))
+    #: Usage only: the multiplier on its tokens (model x feature weight) and the budgeted
+    #: tokens it consumes of an allowance (billing/weights.py). NULL on entries written
+    #: before weights (migration 0018): weight 1, budgeted = its tokens.
+    allowance_weight: Mapped[Decimal | None] = mapped_column(Numeric(38, MONEY_SCALE))
+    budgeted_tokens: Mapped[int | None] = mapped_column(BigInteger)
     units: Mapped[list[dict[str, str]] | None] = mapped_column(JSONB)
     user_id: Mapped[uuid.UUID | None]
     department_id: Mapped[uuid.UUID | None]

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, Index, String, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,6 +31,7 @@ class OAuthClient(TenantScoped, Base):
     __table_args__ = (
         UniqueConstraint("organization_id", "client_id"),
         CheckConstraint("cardinality(scopes) > 0", name="scopes"),
+        ForeignKeyConstraint(["organization_id", "user_id"], ["users.organization_id", "users.id"]),
     )
 
     id: Mapped[Id] = mapped_column(primary_key=True)
@@ -32,6 +41,8 @@ class OAuthClient(TenantScoped, Base):
     secret_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[CreatedAt]
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The user the client acts for, if any (the users view's integration access).
+    user_id: Mapped[uuid.UUID | None]
 
 
 class RevokedToken(TenantScoped, Base):

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -27,7 +28,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -211,8 +214,16 @@ class MarkupRule(TenantScoped, Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+_PRIORITIES = "priority_class IN ('STANDARD', 'PRIORITY')"
+
+
 class Plan(TenantScoped, Base):
-    """What an organisation sells its customers: a fee per cycle and an included allowance."""
+    """What an organisation sells its customers: a fee per cycle and an included allowance,
+    and the tier's rules (see :mod:`costgraph.billing.plans` and :mod:`costgraph.billing.pools`).
+
+    ``seats``: the most seats a subscription may have (NULL: no limit);
+    ``max_accounts_per_customer``: NULL is unlimited; ``seat_fee`` only on pooled plans.
+    """
 
     __tablename__ = "plans"
     __table_args__ = (
@@ -221,6 +232,12 @@ class Plan(TenantScoped, Base):
         CheckConstraint("annual_fee IS NULL OR annual_fee >= 0", name="annual_fee"),
         CheckConstraint("included_tokens >= 0", name="included_tokens"),
         CheckConstraint("seats IS NULL OR seats > 0", name="seats"),
+        CheckConstraint(
+            "max_accounts_per_customer IS NULL OR max_accounts_per_customer > 0",
+            name="max_accounts",
+        ),
+        CheckConstraint(_PRIORITIES, name="priority_class"),
+        CheckConstraint("seat_fee IS NULL OR (pooled AND seat_fee >= 0)", name="seat_fee"),
     )
 
     id: Mapped[Id] = mapped_column(primary_key=True)
@@ -231,6 +248,10 @@ class Plan(TenantScoped, Base):
     currency: Mapped[CurrencyColumn]
     included_tokens: Mapped[int] = mapped_column(BigInteger)
     seats: Mapped[int | None] = mapped_column(Integer)
+    max_accounts_per_customer: Mapped[int | None] = mapped_column(Integer)
+    priority_class: Mapped[str] = mapped_column(String(16), server_default=text("'STANDARD'"))
+    pooled: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    seat_fee: Mapped[Decimal | None] = _price()
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -239,7 +260,9 @@ class AccountSubscription(TenantScoped, Base):
     """An account on a plan from ``starts_at`` (until ``ends_at``, open while current).
 
     The fee and allowance are copied from the plan when subscribing: a later change of the
-    plan applies to new subscriptions only.
+    plan applies to new subscriptions only. ``pool_id``: the team subscription whose pooled
+    allowance this one draws on (the team subscription names itself); NULL for an allowance
+    of its own (:mod:`costgraph.billing.pools`).
     """
 
     __tablename__ = "account_subscriptions"
@@ -251,6 +274,19 @@ class AccountSubscription(TenantScoped, Base):
         CheckConstraint("billing IN ('MONTHLY', 'ANNUAL')", name="billing"),
         CheckConstraint("ends_at IS NULL OR ends_at > starts_at", name="period"),
         Index("ix_account_subscriptions_org_account", "organization_id", "account_id", "starts_at"),
+        ForeignKeyConstraint(
+            ["organization_id", "pool_id"],
+            ["account_subscriptions.organization_id", "account_subscriptions.id"],
+            name="fk_account_subscriptions_pool",
+        ),
+        Index(
+            "ix_account_subscriptions_org_pool",
+            "organization_id",
+            "pool_id",
+            postgresql_where=text("pool_id IS NOT NULL"),
+        ),
+        CheckConstraint("seats > 0", name="seats"),
+        CheckConstraint(_PRIORITIES, name="priority_class"),
     )
 
     id: Mapped[Id] = mapped_column(primary_key=True)
@@ -264,6 +300,11 @@ class AccountSubscription(TenantScoped, Base):
     starts_at: Mapped[Timestamp]
     ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[CreatedAt]
+    seats: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    priority_class: Mapped[str] = mapped_column(String(16), server_default=text("'STANDARD'"))
+    pool_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    #: When ``cancelSubscription`` was asked (``ends_at`` is then the period's end).
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class RepriceRun(TenantScoped, Base):

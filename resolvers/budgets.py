@@ -13,7 +13,7 @@ from costgraph.billing.scopes import Scope, ScopeKind
 from costgraph.kernel.clock import utcnow
 from costgraph.kernel.errors import ValidationFailed
 from costgraph.resolvers import counting
-from costgraph.resolvers.access import needs
+from costgraph.resolvers.access import needs, reads_account
 from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_id
 from costgraph.resolvers.ledger import usage_event
@@ -53,8 +53,9 @@ class BudgetQuery:
         return types.BudgetStatus.of(status)
 
     @strawberry.field(
-        description="An account's allowance, prepaid balance and banner.",
-        extensions=[needs(Right.READ_USAGE)],
+        description="An account's allowance, prepaid balance and banner. A member reads its "
+        "own account's (one its token names).",
+        extensions=[reads_account()],
     )
     async def allowance(self, info: Info, account_id: strawberry.ID) -> Allowance:
         ident = decode_id(account_id, "account", "accountId")

@@ -10,7 +10,7 @@ import strawberry
 from costgraph.kernel import errors as domain
 from costgraph.kernel.clock import parse_rfc3339
 from costgraph.kernel.outcomes import note_error_code
-from costgraph.schema import results
+from costgraph.schema import results, top_ups
 from costgraph.schema.scalars import CurrencyCode
 
 T = TypeVar("T")
@@ -58,6 +58,17 @@ def as_user_error(exc: domain.DomainError) -> Any:
             account_id=strawberry.ID(exc.account_id),
             needed=exc.needed,
             balance=exc.balance,
+            tokens_left=exc.tokens_left,
+        )
+    if isinstance(exc, domain.InsufficientBalance):
+        return top_ups.InsufficientBalance(
+            code=exc.code,
+            message=exc.message,
+            field=exc.field,
+            account_id=strawberry.ID(exc.account_id),
+            requested=exc.requested,
+            balance=exc.balance,
+            currency=CurrencyCode(exc.currency),
         )
     if isinstance(exc, domain.PeriodClosed):
         return results.PeriodClosed(
@@ -74,6 +85,15 @@ def as_user_error(exc: domain.DomainError) -> Any:
             tolerance_percent=exc.tolerance_percent,
             hold=exc.hold,
             room=exc.room,
+        )
+    if isinstance(exc, domain.PlanLimit):
+        return results.PlanLimit(
+            code=exc.code,
+            message=exc.message,
+            field=exc.field,
+            plan_code=exc.plan_code,
+            rule=exc.rule,
+            limit=exc.limit,
         )
     raise exc  # not an expected member: a GraphQL error with extensions.code
 

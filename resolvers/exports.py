@@ -70,7 +70,8 @@ def export_request(value: types.ExportInput) -> ExportRequest:
 @strawberry.type
 class ExportMutation:
     @strawberry.mutation(
-        description="A short-lived signed URL of a CSV export (GET, no bearer header needed). "
+        description="A short-lived signed URL of an export, CSV or (`format`) xlsx or PDF (GET, "
+        "no bearer header needed). "
         "The export is checked now, as the download will be.",
         extensions=[needs(Right.READ_USAGE)],
     )
@@ -101,11 +102,12 @@ class ExportMutation:
                 params=request.to_params(),
                 ttl=timedelta(seconds=settings.export_link_ttl_seconds),
             )
-            path = f"/exports/{request.report.value}.csv"
+            extension = "csv" if input.format is None else input.format.extension
+            path = f"/exports/{request.report.value}.{extension}"
             return types.ExportLink(
                 url=link_url(settings, path, link, context.request),
                 expires_at=link.expires_at,
-                filename=request.filename,
+                filename=request.filename.removesuffix(".csv") + f".{extension}",
             )
 
         return await result_of(run)

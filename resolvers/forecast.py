@@ -54,9 +54,11 @@ class ForecastQuery:
         return types.Forecast.of(projection)
 
     @strawberry.field(
-        description="Usage by hour of day and day of week, peak hours, anomalies, feature "
-        "adoption and cost per request by model and feature, in the configured time zone. "
-        "The range may cover at most COSTGRAPH_PATTERNS_MAX_RANGE_DAYS days (93 by default).",
+        description="Usage by hour of day and day of week, peak hours, anomalies, the daily "
+        "trend and seasonal profiles (weekday, ISO week, month), feature adoption and cost per "
+        "request by model and feature, in the configured time zone. The range may cover at "
+        "most COSTGRAPH_PATTERNS_MAX_RANGE_DAYS days (366 by default) and never more than "
+        "COSTGRAPH_PNL_MAX_RANGE_DAYS.",
         extensions=[needs(Right.READ_USAGE)],
     )
     async def usage_patterns(
@@ -78,6 +80,9 @@ class ForecastQuery:
                 range.end,
                 app.limits.zone,
                 basis=basis,
-                max_range_days=app.settings.patterns_max_range_days,
+                max_range_days=min(
+                    app.settings.patterns_max_range_days, app.settings.pnl_max_range_days
+                ),
+                now=utcnow(),
             )
         return types.UsagePatterns.of(report)

@@ -8,7 +8,7 @@ from costgraph.auth import clients
 from costgraph.auth.oauth_server import TOKEN_PATH
 from costgraph.auth.permissions import Right
 from costgraph.resolvers.access import needs
-from costgraph.resolvers.ids import decode_id
+from costgraph.resolvers.ids import decode_id, decode_optional
 from costgraph.schema.oauth import OAuthClient, OAuthClientCredentials, OAuthClientInput
 from costgraph.schema.types import Info
 
@@ -35,8 +35,11 @@ class OAuthMutation:
     async def register_oauth_client(
         self, info: Info, input: OAuthClientInput
     ) -> OAuthClientCredentials:
+        user_id = decode_optional(input.user_id, "user", "input.userId")
         registered = await info.context.write(
-            lambda uow: clients.register_client(uow.session, uow.org.id, input.name, input.scopes)
+            lambda uow: clients.register_client(
+                uow.session, uow.org.id, input.name, input.scopes, user_id
+            )
         )
         token_endpoint = info.context.app.settings.issuer.rstrip("/") + TOKEN_PATH
         return OAuthClientCredentials.of(registered, token_endpoint)

@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.auth.permissions import Right
-from costgraph.billing import liabilities, month_close, payers, pnl, usage_analytics
+from costgraph.billing import (
+    liabilities,
+    month_close,
+    payers,
+    pnl,
+    pnl_compare,
+    usage_analytics,
+    usage_compare,
+)
+from costgraph.billing.comparisons import pair_by_offset, require_compare_range
 from costgraph.billing.directory import OrgContext
 from costgraph.billing.pnl import Scope, ScopeKind
 from costgraph.billing.pnl_ranges import TimeBucket, require_range
+from costgraph.billing.segments import Segment
 from costgraph.billing.usage_analytics import UsageDimension
 from costgraph.kernel.errors import ValidationFailed
 from costgraph.models.scoping import bind_platform
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_id, decode_optional
+from costgraph.schema import analytics
 from costgraph.schema import pnl as types
 from costgraph.schema.inputs import DateRange
 from costgraph.schema.scalars import CurrencyCode
@@ -27,7 +38,12 @@ from costgraph.schema.types import Info
 
 
 async def _pnl(
-    info: Info, scope: Scope, range: DateRange, currency: str | None, field: str = "scope"
+    info: Info,
+    scope: Scope,
+    range: DateRange,
+    currency: str | None,
+    field: str = "scope",
+    compare_to: DateRange | None = None,
 ) -> types.PnL:
     org = await info.context.org()
     limits = types.report_limits(info)
@@ -36,7 +52,21 @@ async def _pnl(
             session, org, scope, range.start, range.end, currency, limits, scope_field=field
         )
         totaled = await pnl.summarize(session, report)
-    return types.PnL.of(report, totaled)
+        compared = None
+        if compare_to is not None:
+            compared = await pnl_compare.compare(
+                session, report, totaled, compare_to.start, compare_to.end, limits
+            )
+    result = types.PnL.of(report, totaled)
+    if compared is not None:
+        result.comparison = analytics.PnLComparison.of(compared)
+    return result
+
+
+_COMPARE_TO = strawberry.argument(
+    description="Another range (e.g. the previous period): the answer's `comparison` has the "
+    "figures over it and their absolute and relative changes."
+)
 
 
 def _scope(value: types.PnLScopeInput) -> Scope:
@@ -55,7 +85,8 @@ async def _report_currency(info: Info, currency: str | None) -> str:
 
 _Row = TypeVar("_Row")
 _PayerView = Callable[
-    [AsyncSession, OrgContext, dt.datetime, dt.datetime, str, int], Awaitable[list[_Row]]
+    [AsyncSession, OrgContext, dt.datetime, dt.datetime, str, int, Segment | None],
+    Awaitable[list[_Row]],
 ]
 
 
@@ -65,6 +96,7 @@ async def _payer_view(
     range: DateRange,
     currency: CurrencyCode | None,
     limit: int,
+    segment: analytics.SegmentInput | None = None,
 ) -> list[_Row]:
     """``usersView``/``customersView``: the range and limit checked, then ``view`` read."""
     org = await info.context.org()
@@ -72,8 +104,9 @@ async def _payer_view(
     start, end = require_range(range.start, range.end, limits)
     pnl.require_limit(limit, limits)
     target = await _report_currency(info, currency)
+    wanted = None if segment is None else segment.to_model()
     async with info.context.reading() as session:
-        return await view(session, org, start, end, target, limit)
+        return await view(session, org, start, end, target, limit, wanted)
 
 
 @strawberry.type
@@ -87,9 +120,11 @@ class PnLQuery:
         account_id: strawberry.ID,
         range: DateRange,
         currency: CurrencyCode | None = None,
+        compare_to: Annotated[DateRange | None, _COMPARE_TO] = None,
     ) -> types.PnL:
         ident = decode_id(account_id, "account", "accountId")
-        return await _pnl(info, Scope(ScopeKind.ACCOUNT, ident), range, currency, "accountId")
+        scope = Scope(ScopeKind.ACCOUNT, ident)
+        return await _pnl(info, scope, range, currency, "accountId", compare_to)
 
     @strawberry.field(
         description="A customer's P&L (all its accounts) over a range.",
@@ -101,9 +136,11 @@ class PnLQuery:
         customer_id: strawberry.ID,
         range: DateRange,
         currency: CurrencyCode | None = None,
+        compare_to: Annotated[DateRange | None, _COMPARE_TO] = None,
     ) -> types.PnL:
         ident = decode_id(customer_id, "customer", "customerId")
-        return await _pnl(info, Scope(ScopeKind.CUSTOMER, ident), range, currency, "customerId")
+        scope = Scope(ScopeKind.CUSTOMER, ident)
+        return await _pnl(info, scope, range, currency, "customerId", compare_to)
 
     @strawberry.field(
         description="The organisation's P&L; with `agent`, that agent's entries only.",
@@ -115,8 +152,10 @@ class PnLQuery:
         range: DateRange,
         currency: CurrencyCode | None = None,
         agent: str | None = None,
+        compare_to: Annotated[DateRange | None, _COMPARE_TO] = None,
     ) -> types.PnL:
-        return await _pnl(info, Scope(ScopeKind.ORGANIZATION, agent=agent), range, currency)
+        scope = Scope(ScopeKind.ORGANIZATION, agent=agent)
+        return await _pnl(info, scope, range, currency, "scope", compare_to)
 
     @strawberry.field(
         description="Every organisation's P&L and the total (platform_admin).",
@@ -145,6 +184,13 @@ class PnLQuery:
         range: DateRange,
         bucket: TimeBucket,
         currency: CurrencyCode | None = None,
+        compare_to: Annotated[
+            DateRange | None,
+            strawberry.argument(
+                description="The previous period (or any range): each point's `previous` is "
+                "its bucket at the same offset."
+            ),
+        ] = None,
     ) -> list[types.PnLPoint]:
         org = await info.context.org()
         limits = types.report_limits(info)
@@ -160,7 +206,16 @@ class PnLQuery:
                 scope_field="scope.id",
             )
             points = await pnl.timeline(session, report, bucket, limits)
-        return [types.PnLPoint.of(point) for point in points]
+            if compare_to is None:
+                return [types.PnLPoint.of(point) for point in points]
+            previous = await pnl_compare.timeline_previous(
+                session, report, bucket, compare_to.start, compare_to.end, limits
+            )
+        return [
+            types.PnLPoint.of(point, before)
+            for point, before in pair_by_offset(points, previous)
+            if point is not None
+        ]
 
     @strawberry.field(
         description="Tokens, events, AI cost and billed usage per group (and UTC bucket).",
@@ -174,9 +229,37 @@ class PnLQuery:
         bucket: TimeBucket | None = None,
         filter: types.UsageFilter | None = None,
         currency: CurrencyCode | None = None,
+        compare_to: Annotated[
+            DateRange | None,
+            strawberry.argument(
+                description="Another range: each row's `comparison` has the same group over it "
+                "(bucketed rows matched by bucket offset); groups of that range only come as "
+                "rows with zero figures."
+            ),
+        ] = None,
     ) -> list[types.UsageRow]:
         org = await info.context.org()
         wanted = None if filter is None else _usage_filter(filter)
+        if compare_to is not None:
+            async with info.context.reading() as session:
+                changes = await usage_compare.usage_compared(
+                    session,
+                    org,
+                    range.start,
+                    range.end,
+                    (compare_to.start, compare_to.end),
+                    group_by,
+                    bucket,
+                    wanted,
+                    currency,
+                    types.report_limits(info),
+                )
+            result = []
+            for found in changes:
+                row = types.UsageRow.of(found.row)
+                row.comparison = analytics.UsageComparison.of(found)
+                result.append(row)
+            return result
         async with info.context.reading() as session:
             rows = await usage_analytics.usage(
                 session,
@@ -201,8 +284,9 @@ class PnLQuery:
         range: DateRange,
         currency: CurrencyCode | None = None,
         limit: int = 50,
+        segment: analytics.SegmentInput | None = None,
     ) -> list[types.UserActivity]:
-        rows = await _payer_view(info, payers.users_view, range, currency, limit)
+        rows = await _payer_view(info, payers.users_view, range, currency, limit, segment)
         return [types.UserActivity.of(row) for row in rows]
 
     @strawberry.field(
@@ -215,8 +299,9 @@ class PnLQuery:
         range: DateRange,
         currency: CurrencyCode | None = None,
         limit: int = 50,
+        segment: analytics.SegmentInput | None = None,
     ) -> list[types.CustomerActivity]:
-        rows = await _payer_view(info, payers.customers_view, range, currency, limit)
+        rows = await _payer_view(info, payers.customers_view, range, currency, limit, segment)
         return [types.CustomerActivity.of(row) for row in rows]
 
     @strawberry.field(
@@ -224,14 +309,30 @@ class PnLQuery:
         extensions=[needs(Right.READ_LEDGER)],
     )
     async def payer_kpis(
-        self, info: Info, range: DateRange, currency: CurrencyCode | None = None
+        self,
+        info: Info,
+        range: DateRange,
+        currency: CurrencyCode | None = None,
+        compare_to: Annotated[DateRange | None, _COMPARE_TO] = None,
+        segment: analytics.SegmentInput | None = None,
     ) -> types.PayerKpis:
         org = await info.context.org()
-        start, end = require_range(range.start, range.end, types.report_limits(info))
+        limits = types.report_limits(info)
+        start, end = require_range(range.start, range.end, limits)
+        before = None
+        if compare_to is not None:
+            before = require_compare_range(compare_to.start, compare_to.end, limits)
         target = await _report_currency(info, currency)
+        wanted = None if segment is None else segment.to_model()
         async with info.context.reading() as session:
-            kpis = await payers.kpis(session, org, start, end, target)
-        return types.PayerKpis.of(kpis)
+            kpis = await payers.kpis(session, org, start, end, target, wanted)
+            previous = None
+            if before is not None:
+                previous = await payers.kpis(session, org, *before, target, wanted)
+        result = types.PayerKpis.of(kpis)
+        if before is not None and previous is not None:
+            result.comparison = analytics.PayerKpisComparison.of(kpis, previous, *before)
+        return result
 
     @strawberry.field(
         description="The closed P&L of a month (any instant in it), per scope and currency.",

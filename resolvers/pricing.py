@@ -17,7 +17,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.auth.permissions import Right, has_right
-from costgraph.billing import catalog, fx, markup, plans, reprice
+from costgraph.billing import catalog, fx, markup, plans, reprice, subscription_billing
 from costgraph.kernel.errors import Forbidden
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.errors import result_of
@@ -178,6 +178,10 @@ class PricingMutation:
             included_tokens=input.included_tokens,
             annual_fee=input.annual_fee,
             seats=input.seats,
+            max_accounts_per_customer=input.max_accounts_per_customer,
+            priority_class=plans.PriorityClass(input.priority_class.value),
+            pooled=input.pooled,
+            seat_fee=input.seat_fee,
         )
         row = await info.context.write(lambda uow: plans.set_plan(uow.session, uow.org, spec))
         return types.Plan.of(row)
@@ -189,8 +193,18 @@ class PricingMutation:
         account_id = decode_id(input.account_id, "account", "input.accountId")
         cycle = plans.BillingCycle(input.billing.value)
         row = await info.context.write(
-            lambda uow: plans.subscribe_account(
-                uow.session, uow.org, account_id, input.plan_code, cycle, input.starts_at
+            lambda uow: subscription_billing.billed(
+                uow.session,
+                uow.org,
+                plans.subscribe_account(
+                    uow.session,
+                    uow.org,
+                    account_id,
+                    input.plan_code,
+                    cycle,
+                    input.starts_at,
+                    input.seats,
+                ),
             )
         )
         return types.AccountSubscription.of(row)

@@ -20,7 +20,7 @@ from costgraph.billing.allowance_status import AllowanceStatus, allowance_status
 from costgraph.billing.budgets import require_scope
 from costgraph.billing.scopes import Scope, ScopeKind
 from costgraph.kernel.clock import utcnow
-from costgraph.resolvers.access import needs
+from costgraph.resolvers.access import needs, reads_account
 from costgraph.resolvers.budgets import decode_scope
 from costgraph.resolvers.ids import decode_id
 from costgraph.schema.allowances import Allowance
@@ -122,8 +122,8 @@ class Subscription:
     @strawberry.subscription(
         description="An account's allowance and prepaid balance: the current one, then again "
         "whenever usage is recorded on the account or money moves on it (top-ups, refunds, "
-        "adjustments, fees).",
-        extensions=[needs(Right.READ_USAGE)],
+        "adjustments, fees). A member follows its own account's.",
+        extensions=[reads_account()],
     )
     async def allowance_changed(
         self, info: Info, account_id: strawberry.ID

@@ -33,7 +33,10 @@ strawberry.enum(
     description="THRESHOLD: a stage (percent of the limit) reached; FORECAST: the period's "
     "projected total is over the limit; OVERAGE: a settlement beyond its hold took a "
     "hard-capped period over its limit; PAYMENT_CONFLICT: a Stripe payment was not recorded "
-    "because another request holds its idempotency key (no budget; organisation-wide).",
+    "because another request holds its idempotency key (no budget; organisation-wide); "
+    "TOP_UP_REQUESTED: an account's prepaid balance fell below its auto-top-up threshold "
+    "(no budget; scope the account, spent its balance, limit the threshold, requestedAmount "
+    "the top-up asked for).",
 )
 AlertKind = KindModel
 strawberry.enum(ChannelKind, name="ChannelKind")
@@ -81,6 +84,9 @@ class Alert:
     acknowledged_by: str | None = strawberry.field(
         description="The subject of the token that acknowledged it."
     )
+    requested_amount: decimal.Decimal | None = strawberry.field(
+        default=None, description="TOP_UP_REQUESTED: the top-up asked for, in `currency`."
+    )
 
     @classmethod
     def of(cls, notice: events.AlertNotice) -> Alert:
@@ -102,6 +108,7 @@ class Alert:
             state=AlertState.OPEN,
             acknowledged_at=None,
             acknowledged_by=None,
+            requested_amount=notice.requested_amount,
         )
 
     @classmethod
@@ -123,6 +130,7 @@ class Alert:
             state=alert.state,
             acknowledged_at=alert.acknowledged_at,
             acknowledged_by=alert.acknowledged_by,
+            requested_amount=alert.requested_amount,
         )
 
 

@@ -12,7 +12,9 @@ from costgraph.billing.allowances import Banner
 from costgraph.schema.scalars import CurrencyCode
 
 strawberry.enum(
-    Banner, name="AllowanceBanner", description="BUY_MORE at 75 % used, EXHAUSTED at 100 %."
+    Banner,
+    name="AllowanceBanner",
+    description="BUY_MORE at 75 % used (not while auto-top-up is on), EXHAUSTED at 100 %.",
 )
 AllowanceBanner = Banner
 
@@ -30,6 +32,17 @@ class Allowance:
     cycle_start: dt.datetime | None
     resets_at: dt.datetime | None
     banner: AllowanceBanner
+    pooled: bool = strawberry.field(
+        description="Shared by the accounts of a team (a pooled plan): the figures are the "
+        "pool's, drawn by all of them."
+    )
+    seats: int = strawberry.field(description="The seats the allowance is for.")
+    auto_top_up: bool = strawberry.field(
+        default=False,
+        description="Auto-top-up is on (setAutoTopUp): the banner does not prompt BUY_MORE; "
+        "a top-up is requested (topUpRequested) when the prepaid balance falls below its "
+        "threshold.",
+    )
 
     @classmethod
     def of(cls, status: AllowanceStatus) -> Allowance:
@@ -45,4 +58,7 @@ class Allowance:
             cycle_start=status.cycle_start,
             resets_at=status.resets_at,
             banner=status.banner,
+            pooled=status.pooled,
+            seats=status.seats,
+            auto_top_up=status.auto_top_up,
         )

@@ -13,6 +13,7 @@ from costgraph.billing.budgets import BudgetStatus as StatusModel
 from costgraph.billing.periods import Period
 from costgraph.models.budget import Budget as BudgetRow
 from costgraph.models.budget import Reservation as ReservationRow
+from costgraph.schema import priority
 from costgraph.schema.currencies import CurrencyAmount, CurrencyPair
 from costgraph.schema.inputs import UsageEventInput
 from costgraph.schema.results import (
@@ -25,6 +26,7 @@ from costgraph.schema.results import (
 )
 from costgraph.schema.scalars import CurrencyCode
 from costgraph.schema.scopes import BudgetScopeInput, BudgetScopeKind
+from costgraph.schema.types import Info
 
 strawberry.enum(Period, name="BudgetPeriod")
 BudgetPeriod = Period
@@ -191,6 +193,10 @@ class SettleUsageInput:
 class UsageAuthorized:
     reservation: Reservation
     replayed: bool
+
+    @strawberry.field(description=priority.DESCRIPTION)
+    async def priority_class(self, info: Info) -> priority.PriorityClass:
+        return await priority.priority_class_of(info, self.reservation.account_id)
 
 
 AuthorizeUsageResult = Annotated[

@@ -9,9 +9,11 @@ import strawberry
 
 from costgraph.billing.exports.spec import ReportKind
 from costgraph.billing.pnl_ranges import TimeBucket
+from costgraph.billing.reports.templates import ReportFormat
 from costgraph.billing.usage_analytics import UsageDimension
 from costgraph.models.ledger import EntryType
 from costgraph.schema import pnl as _pnl  # noqa: F401  registers TimeBucket, UsageDimension
+from costgraph.schema import reports as _reports  # noqa: F401  registers ReportFormat
 from costgraph.schema import types as _types  # noqa: F401  registers EntryType
 from costgraph.schema.inputs import DateRange
 from costgraph.schema.results import NotFound, ValidationFailed
@@ -51,6 +53,11 @@ class ExportInput:
     bucket: TimeBucket | None = strawberry.field(default=None, description="USAGE and PNL.")
     currency: CurrencyCode | None = strawberry.field(
         default=None, description="USAGE and PNL: the reporting currency."
+    )
+    format: ReportFormat | None = strawberry.field(
+        default=None,
+        description="CSV (default, streamed), XLSX or PDF: the same rows, filters and grouping "
+        "as a document with its totals.",
     )
 
 

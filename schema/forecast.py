@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import math
 
 import strawberry
 
 from costgraph.billing import forecast as model
-from costgraph.billing import pattern_analysis
+from costgraph.billing import forecast_caps, pattern_analysis
 from costgraph.billing import patterns as pattern_model
+from costgraph.billing import trends as trend_model
+from costgraph.billing.anomaly_detection import TARGET_FPR
 from costgraph.billing.forecast import PeriodSource
 from costgraph.billing.forecast_models import Method
 from costgraph.billing.patterns import AnomalyKind, Baseline
+from costgraph.billing.trends import TrendDirection
 from costgraph.kernel.money import quantize_stored
 from costgraph.schema.budgets import BudgetBasis, BudgetPeriod, BudgetScope
 from costgraph.schema.currencies import CurrencyPair, pairs
@@ -39,6 +43,13 @@ strawberry.enum(
     "(ranges of 21 days or more), of the same hour of the day (3 days or more), or NONE.",
 )
 strawberry.enum(AnomalyKind, name="AnomalyKind", description="Above (SPIKE) or below (DROP).")
+strawberry.enum(
+    TrendDirection,
+    name="TrendDirection",
+    description="RISING: the daily spend's slope is above zero with 95 % confidence and adds "
+    "at least 1 % of a mean day per week; FALLING mirrors it; FLAT otherwise; "
+    "INSUFFICIENT_DATA: fewer than 14 complete days (or no spend).",
+)
 ForecastMethod = Method
 ForecastPeriodSource = PeriodSource
 AnomalyBaseline = Baseline
@@ -92,6 +103,134 @@ class ForecastDay:
         )
 
 
+@strawberry.type(description="A slope's 95 % confidence interval (spend per day).")
+class SlopeInterval:
+    low: decimal.Decimal
+    high: decimal.Decimal
+
+
+@strawberry.type(
+    description="The trend of daily spend over complete local days: a regression with weekday "
+    "effects and a linear trend (spike days screened out by a robust fit), in `currency` per day."
+)
+class SpendTrend:
+    direction: TrendDirection
+    rising: bool = strawberry.field(
+        description="The evidence: `slopePerDay`, its `slopeInterval95` (wholly above zero) and "
+        "`weeklyGrowth` (at least 0.01), over `daysConsidered` days."
+    )
+    days_considered: int = strawberry.field(description="Complete local days the fit saw.")
+    weeks_considered: float = strawberry.field(description="daysConsidered / 7.")
+    mean_daily_spend: decimal.Decimal
+    slope_per_day: decimal.Decimal | None = strawberry.field(
+        description="Spend added per day by the trend (null under 14 days)."
+    )
+    slope_std_error: decimal.Decimal | None
+    slope_interval95: SlopeInterval | None
+    p_value: float | None = strawberry.field(description="Of the slope being zero (two-sided).")
+    weekly_growth: float | None = strawberry.field(
+        description="7 x slopePerDay / meanDailySpend: 0.05 is 5 % of a mean day more each week."
+    )
+    excluded_spike_days: int = strawberry.field(description="Days left out as one-off spikes.")
+    last_week_spend: decimal.Decimal | None = strawberry.field(
+        description="The last seven complete days (null under 14 days)."
+    )
+    previous_week_spend: decimal.Decimal | None = strawberry.field(
+        description="The seven days before those."
+    )
+    week_over_week_change: decimal.Decimal | None = strawberry.field(
+        description="lastWeekSpend - previousWeekSpend."
+    )
+    week_over_week_percent: decimal.Decimal | None = strawberry.field(
+        description="That change in percent of previousWeekSpend (null when it is 0)."
+    )
+
+    @classmethod
+    def of(cls, t: trend_model.Trend) -> SpendTrend:
+        interval = (
+            None
+            if t.slope_low is None or t.slope_high is None
+            else SlopeInterval(low=t.slope_low, high=t.slope_high)
+        )
+        return cls(
+            direction=t.direction,
+            rising=t.rising,
+            days_considered=t.days,
+            weeks_considered=t.weeks,
+            mean_daily_spend=t.mean_daily,
+            slope_per_day=t.slope_per_day,
+            slope_std_error=t.slope_std_error,
+            slope_interval95=interval,
+            p_value=t.p_value,
+            weekly_growth=t.weekly_growth,
+            excluded_spike_days=t.excluded_days,
+            last_week_spend=t.last_week,
+            previous_week_spend=t.previous_week,
+            week_over_week_change=t.week_over_week,
+            week_over_week_percent=t.week_over_week_percent,
+        )
+
+
+@strawberry.type(
+    description="Spend of one day of the week (ISO 1-7), ISO week of the year (1-53) or month "
+    "(1-12) over the range's complete days."
+)
+class SeasonalProfileRow:
+    key: int
+    days: int = strawberry.field(description="Complete days of it in the range.")
+    spend: decimal.Decimal
+    average_daily_spend: decimal.Decimal
+    index: float | None = strawberry.field(
+        description="averageDailySpend / the range's mean daily spend (1.2: 20 % above a usual "
+        "day); null when nothing was spent."
+    )
+
+    @classmethod
+    def of(cls, row: trend_model.ProfileRow) -> SeasonalProfileRow:
+        return cls(
+            key=row.key,
+            days=row.days,
+            spend=row.spend,
+            average_daily_spend=row.average_daily,
+            index=row.index,
+        )
+
+
+@strawberry.type(description="One complete local day of the range.")
+class DailySpend:
+    date: dt.date
+    spend: decimal.Decimal
+
+
+@strawberry.type(
+    description="A hard-capped budget that bounds the forecast: spend past its limit is refused."
+)
+class ForecastCap:
+    budget_id: strawberry.ID
+    scope: BudgetScope
+    period: BudgetPeriod
+    limit: decimal.Decimal
+    currency: CurrencyCode
+    remaining: decimal.Decimal = strawberry.field(
+        description="What its current period still lets through: limit - spent, at least 0."
+    )
+    current_period_end: dt.datetime
+
+    @classmethod
+    def of(cls, cap: forecast_caps.Cap) -> ForecastCap:
+        return cls(
+            budget_id=strawberry.ID(str(cap.budget_id)),
+            scope=BudgetScope(
+                kind=BudgetScopeKind(cap.scope.kind), id=strawberry.ID(str(cap.scope.id))
+            ),
+            period=cap.period,
+            limit=cap.limit,
+            currency=CurrencyCode(cap.currency),
+            remaining=cap.remaining,
+            current_period_end=cap.window_end,
+        )
+
+
 @strawberry.type(
     description="Where a scope's spend will stand at the end of the current period. "
     "Everything but `spent` is a statistical estimate."
@@ -142,6 +281,27 @@ class Forecast:
         description="Pairs without a rate into `currency`: usage in those currencies is left "
         "out of every figure (the note says so). Empty when all usage converted."
     )
+    bounded_by_cap: bool = strawberry.field(
+        description="A hard cap, not demand, bounds the projection: `projectedTotal` and the "
+        "intervals stop at what `cap` lets through (`uncappedProjectedTotal` is the demand)."
+    )
+    cap: ForecastCap | None = strawberry.field(
+        description="The hard cap that bounds the projection (null: demand does)."
+    )
+    caps: list[ForecastCap] = strawberry.field(
+        description="Every hard cap on this scope or one holding it (organisation, an account's "
+        "customer, a user's department) on the forecast's basis and currency: the projection "
+        "and its intervals never exceed what they let through."
+    )
+    uncapped_projected_total: decimal.Decimal = strawberry.field(
+        description="The expected total had no cap stopped spend." + _ESTIMATE
+    )
+    probability_capped: decimal.Decimal | None = strawberry.field(
+        description="Share of simulated paths a cap cut, 0 to 1 (null: no cap or no history)."
+    )
+    trend: SpendTrend | None = strawberry.field(
+        description="The trend of the daily history the model saw (null: NO_HISTORY)."
+    )
 
     @classmethod
     def of(cls, p: model.Projection) -> Forecast:
@@ -174,6 +334,14 @@ class Forecast:
             history_days=p.history_days,
             excluded_spike_days=p.excluded_days,
             clamped_negative_days=p.clamped_days,
+            bounded_by_cap=p.bounded_by_cap,
+            cap=None if p.binding_cap is None else ForecastCap.of(p.binding_cap),
+            caps=[ForecastCap.of(c) for c in p.caps],
+            uncapped_projected_total=p.projected
+            if p.uncapped_projected is None
+            else p.uncapped_projected,
+            probability_capped=p.probability_capped,
+            trend=None if p.trend is None else SpendTrend.of(p.trend),
         )
 
 
@@ -280,12 +448,27 @@ class UsagePatterns:
     heatmap: list[HeatmapCell] = strawberry.field(description="168 cells, Monday 00 first.")
     peak_hours: list[PeakHour]
     anomalies: list[UsageAnomaly] = strawberry.field(
-        description="Hours with a modified z-score (median absolute deviation of hourly spend "
-        "from its baseline) beyond `anomalyThreshold` and away from the baseline by at least "
-        "the mean hourly spend; strongest first, at most 50."
+        description="Hours whose score exceeds `anomalyThreshold`, a threshold fitted to the "
+        "range's own tail of scores for a false-positive rate of `anomalyFalsePositiveRate` "
+        "per hour, and that are away from the baseline by at least three mean hourly spends; "
+        "strongest first, at most 50 (`anomaliesFlagged` counts them all)."
     )
+    anomalies_flagged: int
     anomaly_baseline: AnomalyBaseline
-    anomaly_threshold: float
+    anomaly_threshold: float | None = strawberry.field(
+        description="The score above which an hour is a spike, fitted to this range; null when "
+        "none were looked for or none can be (a range of ordinary hours only)."
+    )
+    anomaly_false_positive_rate: float = strawberry.field(
+        description="The per-hour false-positive rate the threshold is chosen for."
+    )
+    trend: SpendTrend = strawberry.field(description="Of daily spend over the range.")
+    daily: list[DailySpend] = strawberry.field(description="Complete local days, oldest first.")
+    day_of_week_profile: list[SeasonalProfileRow]
+    week_of_year_profile: list[SeasonalProfileRow] = strawberry.field(
+        description="ISO weeks (in the configured zone) present in the range."
+    )
+    month_of_year_profile: list[SeasonalProfileRow]
     feature_adoption: list[FeatureAdoption]
     feature_adoption_truncated: bool
     cost_per_request: list[ModelCostPerRequest] = strawberry.field(
@@ -327,8 +510,21 @@ class UsagePatterns:
                 )
                 for a in report.anomalies
             ],
+            anomalies_flagged=report.anomalies_flagged,
             anomaly_baseline=report.baseline,
-            anomaly_threshold=report.anomaly_threshold,
+            anomaly_threshold=report.anomaly_threshold
+            if math.isfinite(report.anomaly_threshold)
+            else None,
+            anomaly_false_positive_rate=TARGET_FPR,
+            trend=SpendTrend.of(report.seasonality.trend),
+            daily=[DailySpend(date=d.date, spend=d.spend) for d in report.seasonality.days],
+            day_of_week_profile=[SeasonalProfileRow.of(r) for r in report.seasonality.day_of_week],
+            week_of_year_profile=[
+                SeasonalProfileRow.of(r) for r in report.seasonality.week_of_year
+            ],
+            month_of_year_profile=[
+                SeasonalProfileRow.of(r) for r in report.seasonality.month_of_year
+            ],
             feature_adoption=[
                 FeatureAdoption(
                     week_start=w.week,

@@ -15,6 +15,11 @@ class OAuthClientInput:
     scopes: list[str] = strawberry.field(
         description="Any of usage:write, usage:read, billing:read, billing:write."
     )
+    user_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="The user the client acts for: the users view shows their integration "
+        "access as active while such a client is not revoked.",
+    )
 
 
 @strawberry.type(description="An integration client (client-credentials grant).")
@@ -27,6 +32,9 @@ class OAuthClient:
     revoked_at: dt.datetime | None = strawberry.field(
         description="Set once revoked: its tokens stop working and it gets no new ones."
     )
+    user_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The user the client acts for, if any."
+    )
 
     @classmethod
     def of(cls, record: ClientRecord) -> OAuthClient:
@@ -37,6 +45,7 @@ class OAuthClient:
             scopes=list(record.scopes),
             created_at=record.created_at,
             revoked_at=record.revoked_at,
+            user_id=None if record.user_id is None else strawberry.ID(str(record.user_id)),
         )
 
 

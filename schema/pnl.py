@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
-from costgraph.billing import ledger_repository, liabilities, pnl
+from costgraph.billing import deferred_revenue, ledger_repository, liabilities, pnl
 from costgraph.billing.commands import LedgerFilter
 from costgraph.billing.liabilities import LiabilitySummary as SummaryModel
 from costgraph.billing.payers import ActivityStatus, Kpis
@@ -18,6 +18,7 @@ from costgraph.billing.payers import UserActivity as UserActivityModel
 from costgraph.billing.pnl import BreakdownRow, Order, Report, ScopeKind
 from costgraph.billing.pnl_measures import Figures, RevenueBasis
 from costgraph.billing.pnl_ranges import ReportLimits, TimeBucket
+from costgraph.billing.segments import PayerSegment
 from costgraph.billing.usage_analytics import UsageDimension
 from costgraph.billing.usage_analytics import UsageRow as UsageRowModel
 from costgraph.kernel.pagination import page_size
@@ -37,6 +38,11 @@ from costgraph.schema.types import (
     entry_cursor,
 )
 
+if TYPE_CHECKING:
+    from costgraph.schema.analytics import PayerKpisComparison, PnLComparison, UsageComparison
+
+_ANALYTICS = "costgraph.schema.analytics"
+
 strawberry.enum(TimeBucket, name="TimeBucket", description="UTC buckets; weeks start on Monday.")
 strawberry.enum(UsageDimension, name="UsageDimension")
 strawberry.enum(ScopeKind, name="PnLScopeKind")
@@ -44,6 +50,13 @@ strawberry.enum(
     RevenueBasis,
     name="RevenueBasis",
     description="RECEIVED: money received from payers; ATTRIBUTED: attributed to usage.",
+)
+strawberry.enum(
+    PayerSegment,
+    name="PayerSegment",
+    description="NEW: paid in the range and never before; RETURNING: paid in the range and "
+    "before it. A customer pays money received (subscriptions, top-ups, postpaid overage); a "
+    "user pays through their accounts (usage charged beyond the allowances).",
 )
 strawberry.enum(
     ActivityStatus,
@@ -268,6 +281,11 @@ class PnL(PnLFigures):
     end: dt.datetime
     report: strawberry.Private[Report]
     totaled: strawberry.Private[pnl.Totaled]
+    comparison: Annotated[PnLComparison, strawberry.lazy(_ANALYTICS)] | None = strawberry.field(
+        default=None,
+        description="With `compareTo`: the same P&L over that range and the absolute and "
+        "relative change of each figure; null without it.",
+    )
 
     @strawberry.field(
         description="The same P&L per entry currency, each in its own money (unconverted), "
@@ -320,6 +338,15 @@ class PnL(PnLFigures):
                 report.scope.agent,
             )
         return LiabilitySummary.of(summary)
+
+    @strawberry.field(
+        description="Subscription fees billed and not yet earned at the range's end (an "
+        "annual prepay's months to come): a balance beside the P&L, never part of revenue "
+        "or margin; converted at the rate in force at the end. Null for an agent's P&L."
+    )
+    async def deferred_revenue(self, info: Info) -> decimal.Decimal | None:
+        async with info.context.reading() as session:
+            return await deferred_revenue.deferred_at_end(session, self.report)
 
     @classmethod
     def of(cls, report: Report, totaled: pnl.Totaled) -> PnL:
@@ -404,12 +431,19 @@ class PnLPoint(PnLFigures):
         description="Liability estimates recorded in the bucket (the agent's, for an agent "
         "scope), beside netImpact and never in it; null for accounts and customers."
     )
+    previous: PnLPoint | None = strawberry.field(
+        default=None,
+        description="With `compareTo`: the comparison range's bucket at the same offset (its "
+        "first beside this range's first, …), the previous period overlaid; null without "
+        "`compareTo` or beyond the comparison range's last bucket.",
+    )
 
     @classmethod
-    def of(cls, point: pnl.Point) -> PnLPoint:
+    def of(cls, point: pnl.Point, previous: pnl.Point | None = None) -> PnLPoint:
         return cls(
             start=point.start,
             end=point.end,
+            previous=None if previous is None else PnLPoint.of(previous),
             liability=point.liability,
             by_currency=_panels(point.by_currency),
             missing_rates=pairs(point.missing),
@@ -442,6 +476,11 @@ class UsageRow:
         description="Empty for a row in the requested currency. A row whose currency has no "
         "rate to it stays in its own `currency` and names that pair here; it is a group of "
         "its own, beside the converted rows."
+    )
+    comparison: Annotated[UsageComparison, strawberry.lazy(_ANALYTICS)] | None = strawberry.field(
+        default=None,
+        description="With `compareTo`: the same group over that range (its bucket at the "
+        "same offset) and the changes; null without it.",
     )
 
     @classmethod
@@ -492,6 +531,22 @@ class UserActivity:
         description="The user's latest entry before the range's end."
     )
     status: ActivityStatus
+    payer_segment: PayerSegment | None = strawberry.field(
+        default=None, description="null: no usage charged to the user in the range."
+    )
+    balance: decimal.Decimal | None = strawberry.field(
+        default=None,
+        description="The prepaid balances now of the accounts the user spends through (the "
+        "accounts their usage was charged to), summed in `currency` at today's rates; null "
+        "when the user spent through no account or a currency has no rate. An account several "
+        "users spend through counts for each (see `accounts.shared`).",
+    )
+    accounts: list[UserAccountBalance] = strawberry.field(
+        default_factory=list, description="The accounts the user spends through, balances now."
+    )
+    integration_access: IntegrationAccess = strawberry.field(
+        description="The user's integration clients (OAuth clients acting for them)."
+    )
 
     @strawberry.field(description="The user's ledger, newest first (drill-down).")
     async def ledger(
@@ -511,7 +566,40 @@ class UserActivity:
             tokens=f.tokens,
             last_activity_at=row.last_activity_at,
             status=row.status,
+            payer_segment=row.payer,
+            balance=row.balance,
+            accounts=[
+                UserAccountBalance(
+                    account_id=strawberry.ID(str(a.account_id)),
+                    currency=CurrencyCode(a.currency),
+                    balance=a.amount,
+                    shared=a.shared,
+                )
+                for a in row.accounts
+            ],
+            integration_access=IntegrationAccess(
+                active=row.integration.active,
+                clients=row.integration.clients,
+                active_clients=row.integration.active_clients,
+            ),
         )
+
+
+@strawberry.type(description="An account a user spends through, and its balance now.")
+class UserAccountBalance:
+    account_id: strawberry.ID
+    currency: CurrencyCode
+    balance: decimal.Decimal
+    shared: bool = strawberry.field(description="Other users spend through it too.")
+
+
+@strawberry.type(description="Whether a user's integration access is active.")
+class IntegrationAccess:
+    active: bool = strawberry.field(
+        description="An OAuth client acting for the user is not revoked: its tokens work."
+    )
+    clients: int
+    active_clients: int
 
 
 @strawberry.type
@@ -534,6 +622,14 @@ class CustomerActivity:
     )
     last_activity_at: dt.datetime | None
     status: ActivityStatus
+    payer_segment: PayerSegment | None = strawberry.field(
+        default=None, description="null: the customer paid nothing in the range."
+    )
+    balance: decimal.Decimal | None = strawberry.field(
+        default=None,
+        description="`balances` summed in `currency` at today's rates; null when a currency "
+        "has no rate.",
+    )
 
     @strawberry.field(description="The customer's ledger, newest first (drill-down).")
     async def ledger(
@@ -559,6 +655,8 @@ class CustomerActivity:
             ],
             last_activity_at=row.last_activity_at,
             status=row.status,
+            payer_segment=row.payer,
+            balance=row.balance,
         )
 
 
@@ -583,6 +681,13 @@ class PayerKpis:
     missing_rates: list[CurrencyPair] = strawberry.field(
         description="Pairs without a rate: money in those currencies (and customers whose "
         "money is all in them) is not in the figures above; see `byCurrency`."
+    )
+    comparison: Annotated[PayerKpisComparison, strawberry.lazy(_ANALYTICS)] | None = (
+        strawberry.field(
+            default=None,
+            description="With `compareTo`: the KPIs over that range and the changes; null "
+            "without it.",
+        )
     )
 
     @classmethod

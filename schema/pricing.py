@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from costgraph.billing.plans import PriorityClass as PriorityClassValue
 from costgraph.billing.plans import annual_discount_percent
 from costgraph.schema.inputs import DateRange, UnitKind
+from costgraph.schema.priority import PriorityClass
 from costgraph.schema.results import (
     NotFound,
     PeriodClosed,
@@ -166,8 +168,24 @@ class Plan:
         description="How much cheaper a year is than twelve monthly fees, in percent."
     )
     currency: CurrencyCode
-    included_tokens: int = strawberry.field(description="Tokens included per monthly cycle.")
-    seats: int | None
+    included_tokens: int = strawberry.field(
+        description="Tokens included per monthly cycle (per seat on a pooled plan)."
+    )
+    seats: int | None = strawberry.field(
+        description="The most seats a subscription may have (null: no limit)."
+    )
+    max_accounts_per_customer: int | None = strawberry.field(
+        description="The most accounts a customer on this plan may have (null: unlimited); "
+        "beyond it, PLAN_LIMIT."
+    )
+    priority_class: PriorityClass
+    pooled: bool = strawberry.field(
+        description="A team plan: a customer's accounts on it share one allowance of "
+        "includedTokens x the seats of all their subscriptions."
+    )
+    seat_fee: decimal.Decimal | None = strawberry.field(
+        description="Per seat and monthly cycle (pooled plans)."
+    )
 
     @classmethod
     def of(cls, row: PlanRow) -> Plan:
@@ -181,6 +199,10 @@ class Plan:
             currency=CurrencyCode(row.currency),
             included_tokens=row.included_tokens,
             seats=row.seats,
+            max_accounts_per_customer=row.max_accounts_per_customer,
+            priority_class=PriorityClassValue(row.priority_class),
+            pooled=row.pooled,
+            seat_fee=row.seat_fee,
         )
 
 
@@ -195,6 +217,16 @@ class AccountSubscription:
     included_tokens: int
     starts_at: dt.datetime
     ends_at: dt.datetime | None
+    seats: int
+    priority_class: PriorityClass
+    pool_id: strawberry.ID | None = strawberry.field(
+        description="The team subscription whose pooled allowance the account draws on "
+        "(itself for the team's own); null: an allowance of its own."
+    )
+    cancelled_at: dt.datetime | None = strawberry.field(
+        default=None,
+        description="When cancelSubscription was asked; endsAt is then the period's end.",
+    )
 
     @classmethod
     def of(cls, row: SubscriptionRow) -> AccountSubscription:
@@ -208,6 +240,10 @@ class AccountSubscription:
             included_tokens=row.included_tokens,
             starts_at=row.starts_at,
             ends_at=row.ends_at,
+            seats=row.seats,
+            priority_class=PriorityClassValue(row.priority_class),
+            pool_id=_id(row.pool_id),
+            cancelled_at=row.cancelled_at,
         )
 
 
@@ -301,6 +337,10 @@ class PlanInput:
     included_tokens: int
     annual_fee: decimal.Decimal | None = None
     seats: int | None = None
+    max_accounts_per_customer: int | None = None
+    priority_class: PriorityClass = PriorityClassValue.STANDARD
+    pooled: bool = False
+    seat_fee: decimal.Decimal | None = None
 
 
 @strawberry.input
@@ -309,6 +349,11 @@ class AccountSubscriptionInput:
     plan_code: str
     billing: BillingCycle
     starts_at: dt.datetime | None = None
+    seats: int | None = strawberry.field(
+        default=None,
+        description="Seats (default 1; more only on pooled plans): on a pooled plan each "
+        "seat adds includedTokens to the team's pool and costs seatFee.",
+    )
 
 
 @strawberry.input(description="Reprice catalog-priced usage in a range with today's catalog.")

@@ -11,8 +11,9 @@ import strawberry
 
 from costgraph.billing.entries import Entry
 from costgraph.kernel.errors import ErrorCode as DomainErrorCode
+from costgraph.schema import priority
 from costgraph.schema.scalars import CurrencyCode
-from costgraph.schema.types import LedgerEntry
+from costgraph.schema.types import Info, LedgerEntry
 
 strawberry.enum(DomainErrorCode, name="ErrorCode")
 ErrorCode = DomainErrorCode
@@ -78,6 +79,11 @@ class AllowanceExhausted(UserError):
     account_id: strawberry.ID
     needed: decimal.Decimal
     balance: decimal.Decimal
+    tokens_left: int | None = strawberry.field(
+        default=None,
+        description="Budgeted tokens the allowance had left before this usage (fewer than it "
+        "consumes); null: no plan allowance to draw on.",
+    )
 
 
 @strawberry.type(
@@ -107,6 +113,16 @@ class OverageLimit(UserError):
     )
 
 
+@strawberry.type(
+    description="Refused: a tier rule of the plan (e.g. Creator's single account per customer, "
+    "or its most seats). Nothing was written."
+)
+class PlanLimit(UserError):
+    plan_code: str
+    rule: str = strawberry.field(description="The plan's rule: maxAccountsPerCustomer or seats.")
+    limit: int
+
+
 @strawberry.type(description="An entry written now, or the original one when this was a replay.")
 class LedgerEntryRecorded:
     entry: LedgerEntry
@@ -117,6 +133,11 @@ class LedgerEntryRecorded:
 class UsageRecorded:
     entry: LedgerEntry
     replayed: bool
+
+    @strawberry.field(description=priority.DESCRIPTION)
+    async def priority_class(self, info: Info) -> priority.PriorityClass:
+        assert self.entry.account_id is not None  # usage always lands on an account
+        return await priority.priority_class_of(info, self.entry.account_id)
 
 
 def _batch_entries(root: UsageBatchRecorded) -> list[LedgerEntry]:

@@ -158,10 +158,30 @@ class User:
 class UnitUsage:
     kind: str
     quantity: decimal.Decimal
+    weight: decimal.Decimal | None = strawberry.field(
+        default=None,
+        description="Budgeted tokens per unit this usage was weighed with (unit kind x "
+        "feature weight); null: the unit drew nothing from the allowance.",
+    )
 
 
 def _id(value: uuid.UUID | None) -> strawberry.ID | None:
     return None if value is None else strawberry.ID(str(value))
+
+
+def _weight_of(e: Entry) -> decimal.Decimal | None:
+    """Usage written before weights existed counted its tokens at weight 1."""
+    if e.type is not EntryType.USAGE_CHARGE:
+        return None
+    return decimal.Decimal(1) if e.allowance_weight is None else e.allowance_weight
+
+
+def _budgeted_of(e: Entry) -> int | None:
+    if e.type is not EntryType.USAGE_CHARGE:
+        return None
+    if e.budgeted_tokens is not None:
+        return e.budgeted_tokens
+    return e.input_tokens + e.output_tokens + e.cached_input_tokens + e.reasoning_tokens
 
 
 @strawberry.type(description="One immutable ledger fact. Amounts are exact, at full precision.")
@@ -196,6 +216,15 @@ class LedgerEntry:
     cache_write_tokens: int
     markup_percent: decimal.Decimal | None = strawberry.field(
         description="The markup applied to this usage's AI cost, in percent."
+    )
+    allowance_weight: decimal.Decimal | None = strawberry.field(
+        description="Usage: the multiplier on its tokens when it was written (model weight x "
+        "feature weight of the organisation's allowance catalog; 1 when none is set)."
+    )
+    budgeted_tokens: int | None = strawberry.field(
+        description="Usage: the budgeted tokens it consumes of a plan's allowance = ceil("
+        "allowanceWeight x (input + output + cached input + reasoning tokens) + sum of "
+        "quantity x weight of its units)."
     )
     units: list[UnitUsage]
     user_id: strawberry.ID | None
@@ -250,8 +279,14 @@ class LedgerEntry:
             reasoning_tokens=e.reasoning_tokens,
             cache_write_tokens=e.cache_write_tokens,
             markup_percent=e.markup_percent,
+            allowance_weight=_weight_of(e),
+            budgeted_tokens=_budgeted_of(e),
             units=[
-                UnitUsage(kind=u["kind"], quantity=decimal.Decimal(u["quantity"]))
+                UnitUsage(
+                    kind=u["kind"],
+                    quantity=decimal.Decimal(u["quantity"]),
+                    weight=decimal.Decimal(u["weight"]) if "weight" in u else None,
+                )
                 for u in e.units or []
             ],
             user_id=_id(e.user_id),

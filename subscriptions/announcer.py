@@ -43,6 +43,7 @@ def notice_of(alert: AlertRecord) -> AlertNotice:
         limit=alert.limit,
         currency=alert.currency,
         scope_name=alert.scope_name,
+        requested_amount=alert.requested_amount,
     )
 
 

@@ -92,6 +92,8 @@ class AlertNotice:
     limit: Decimal | None = None
     currency: str | None = None
     scope_name: str | None = None
+    #: TOP_UP_REQUESTED: the top-up asked for.
+    requested_amount: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +179,9 @@ def encode_alert(notice: AlertNotice) -> str:
             "limit": None if notice.limit is None else format(notice.limit, "f"),
             "cur": notice.currency,
             "sn": notice.scope_name,
+            "amt": None
+            if notice.requested_amount is None
+            else format(notice.requested_amount, "f"),
         }
     ).decode()
 
@@ -315,6 +320,7 @@ def decode_alert(text: str) -> AlertNotice:
         raise MalformedNotice("malformed period")
     spent, limit, currency = body.get("spent"), body.get("limit"), body.get("cur")
     scope_name = body.get("sn")
+    requested = body.get("amt")
     return AlertNotice(
         organization_id=_req_uuid(body.get("org")),
         id=_req_uuid(body.get("id")),
@@ -331,6 +337,7 @@ def decode_alert(text: str) -> AlertNotice:
         limit=None if limit is None else _decimal(limit),
         currency=None if currency is None else _str(currency),
         scope_name=None if scope_name is None else _str(scope_name),
+        requested_amount=None if requested is None else _decimal(requested),
     )
 
 

@@ -3,7 +3,8 @@
 Only fields listed in :data:`SHARED_FIELDS` are shared, and only when the document's operation
 is a subscription with that one root field. Their resolvers depend on the tenant, the caller's
 rights and the arguments only — never on who the caller is otherwise — so two subscriptions
-with the same key produce the same bytes.
+with the same key produce the same bytes. (A member's reads also depend on the accounts its
+token names: they are part of the key.)
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class ShareKey:
     query: str
     variables: bytes
     operation_name: str | None
+    #: The accounts the token is for: a member's reads depend on them (resolvers/access.py).
+    accounts: frozenset[uuid.UUID] = frozenset()
 
 
 @lru_cache(maxsize=1024)
@@ -82,5 +85,6 @@ def share_key(
         query=query,
         variables=encoded,
         operation_name=operation_name,
+        accounts=principal.account_ids,
     )
     return key, SHARED_FIELDS[field]

@@ -146,6 +146,8 @@ def settings(data_dir: Path, database_url: str) -> Settings:
         reports_scheduler=False,
         # Forecast alert tests run their own rounds (`ForecastAlerts.tick`).
         forecast_alert_interval_seconds=0,
+        # Subscription billing tests run their own rounds (`bill_round`).
+        subscription_billing_interval_seconds=0,
         # The limiter runs on every request of the suite, with budgets no test reaches;
         # tests/test_rate_limit.py builds apps with small ones.
         rate_limit_principal_per_minute=100_000_000,

@@ -61,11 +61,23 @@ async def test_trivial_query_bench(env: BenchEnv) -> None:
 
 
 async def test_authorize_bench(env: BenchEnv) -> None:
-    (row,) = await authorize.measure(env, TINY_HTTP)
-    _well_formed(row)
-    checks = row.details["checks"]
-    assert checks["reservations"] == checks["requests_sent"] >= row.ours.operations > 0
-    assert checks["ceiling_requests_sent"] >= row.ceiling.operations > 0
+    rows = await authorize.measure(env, TINY_HTTP)
+    hot, spread = "one hot budget (HTTP, c=2)", "16 accounts (HTTP, c=2)"
+    assert [r.workload for r in rows] == [
+        f"authorizeUsage, {hot} vs trivial query",
+        f"authorizeUsage, {hot} vs raw reserve SQL",
+        f"authorizeUsage, {hot} vs bare PK lookup",
+        f"authorizeUsage, {spread} vs trivial query",
+        f"authorizeUsage, {spread} vs raw reserve SQL",
+    ]
+    for row in rows:
+        _well_formed(row)
+        checks = row.details["checks"]
+        # every request over HTTP and every raw statement made one reservation
+        assert checks["reservations"] == checks["requests_sent"] + checks["raw_holds"]
+        assert checks["requests_sent"] >= row.ours.operations > 0
+    assert rows[0].details["accounts"] == 1 and rows[3].details["accounts"] == 16
+    assert rows[2].details["checks"]["ceiling_requests_sent"] >= rows[2].ceiling.operations > 0
 
 
 async def test_load_test(env: BenchEnv) -> None:
@@ -114,7 +126,12 @@ async def test_hostile_bench(server_url: str) -> None:
     rows = await hostile.run(server_url, tiny)
     assert [r.workload for r in rows] == [
         f"refuse: {name}"
-        for name in [*hostile._documents(), *hostile._huge_documents(), *hostile.HEADS]
+        for name in [
+            *hostile._documents(),
+            *hostile._huge_documents(),
+            hostile.PADDED,
+            *hostile.HEADS,
+        ]
     ]
     for row in rows:
         assert row.ours.operations > 0 and row.ceiling.operations > 0

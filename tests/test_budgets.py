@@ -13,12 +13,14 @@ import httpx
 import pytest
 
 from costgraph.app.settings import Settings
+from costgraph.app.state import AppState
 from costgraph.billing.periods import Period, window
 from tests import dates
 from tests.conftest import Tenant, raw_connection
 from tests.servers import running_servers
 from tests.test_ledger import RECORD_BATCH, entry_count, usage
 from tests.test_ledger import RECORD_USAGE as RECORD_ANY
+from tests.verify_support import assert_no_drift
 
 RECORD_USAGE = RECORD_ANY.replace(
     "... on UserError",
@@ -140,6 +142,36 @@ async def test_a_batch_over_the_cap_writes_nothing(tenant: Tenant, database_url:
     result = (await tenant.gql(RECORD_BATCH, {"input": batch}))["data"]["recordUsageBatch"]
     assert result["code"] == "BUDGET_LIMIT_REACHED"
     assert await entry_count(database_url, tenant) == 0
+
+
+async def test_a_free_usage_is_refused_once_the_cap_is_passed(
+    tenant: Tenant, state: AppState, database_url: str
+) -> None:
+    """A hard cap refuses every usage of a period past its limit, one costing 0.00 too (as
+    an authorisation of 0.00 is): ``spent + reserved + 0.00 <= limit`` does not hold there.
+    At the limit exactly, a free usage still fits."""
+    spent = await tenant.gql(RECORD_USAGE, {"input": charge(tenant, "0.60")})
+    assert spent["data"]["recordUsage"]["__typename"] == "UsageRecorded"
+    await set_budget(tenant, limit="0.60")  # its counter starts at the period's 0.60
+    at_limit = await tenant.gql(RECORD_USAGE, {"input": charge(tenant, "0")})
+    assert at_limit["data"]["recordUsage"]["__typename"] == "UsageRecorded", at_limit
+    budget = (await set_budget(tenant, limit="0.50"))["data"]["setBudget"]  # now past it
+
+    refused = (await tenant.gql(RECORD_USAGE, {"input": charge(tenant, "0")}))["data"][
+        "recordUsage"
+    ]
+
+    assert refused["__typename"] == "BudgetLimitReached", refused
+    assert refused["budgetId"] == budget["id"]
+    assert Decimal(refused["spent"]) == Decimal("0.60")
+    assert await entry_count(database_url, tenant) == 2
+    held = await tenant.gql(AUTHORIZE, {"input": authorize_input(tenant, "0")})
+    assert held["data"]["authorizeUsage"]["__typename"] == "BudgetLimitReached", held
+    # A soft budget past its limit refuses nothing.
+    await set_budget(tenant, limit="0.50", hardCap=False)
+    free = await tenant.gql(RECORD_USAGE, {"input": charge(tenant, "0")})
+    assert free["data"]["recordUsage"]["__typename"] == "UsageRecorded", free
+    await assert_no_drift(state, tenant.org.id)
 
 
 async def test_month_boundary_starts_a_new_period(tenant: Tenant) -> None:

@@ -191,10 +191,21 @@ BUILDERS: dict[str, Builder] = {
     ],
     "releaseReservation": lambda p, o, k: [{"id": p.reservation}],
     "revokeOAuthClient": lambda p, o, k: [{"id": p.client}],
+    "registerOAuthClient": lambda p, o, k: [
+        {"input": {"name": k, "scopes": ["usage:read"], "userId": p.user}}
+    ],
     "setMarkup": lambda p, o, k: [{"input": {"percent": "10", "customerId": p.customer}}],
     "subscribeAccount": lambda p, o, k: [
         {"input": {"accountId": p.account, "planCode": o.plan_code, "billing": "MONTHLY"}}
     ],
+    "changePlan": lambda p, o, k: [{"input": {"accountId": p.account, "planCode": o.plan_code}}],
+    "setSeats": lambda p, o, k: [{"input": {"accountId": p.account, "seats": 2}}],
+    "cancelSubscription": lambda p, o, k: [{"accountId": p.account}],
+    "withdraw": lambda p, o, k: [{"input": money(k, p.account)}],
+    "setAutoTopUp": lambda p, o, k: [
+        {"input": {"accountId": p.account, "enabled": True, "threshold": "1", "amount": "5"}}
+    ],
+    "autoTopUp": lambda p, o, k: [{"accountId": p.account}],
     "alerts": lambda p, o, k: [
         *({"filter": {"scope": s}} for s in scopes(p)),
         {"filter": {"budgetId": p.budget}},
@@ -233,6 +244,8 @@ BUILDERS: dict[str, Builder] = {
     "usersView": lambda p, o, k: [{"range": WEEK}],
     "customersView": lambda p, o, k: [{"range": WEEK}],
     "payerKpis": lambda p, o, k: [{"range": WEEK}],
+    "cohorts": lambda p, o, k: [{"range": WEEK}],
+    "featureRoi": lambda p, o, k: [{"range": WEEK, "compareTo": WEEK}],
     "monthlyCloses": lambda p, o, k: [{"month": rfc(month(-11))}],
     # platform_admin only: a tenant's token is refused before the id is read, whatever it names
     "ledgerDrift": lambda p, o, k: [{"organizationId": p.customer}],

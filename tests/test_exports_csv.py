@@ -407,7 +407,7 @@ async def test_bad_input_is_refused_before_anything_is_written(
         ("/exports/pnl.csv", {**RANGE, "model": "x"}, 400, "VALIDATION_FAILED", "model"),
         ("/exports/pnl.csv", {**RANGE, "currency": "XXY"}, 400, "VALIDATION_FAILED", "currency"),
         ("/exports/ledger.xml", RANGE, 400, "VALIDATION_FAILED", "format"),
-        ("/exports/ledger.xlsx", RANGE, 400, "VALIDATION_FAILED", "format"),
+        ("/exports/ledger.docx", RANGE, 400, "VALIDATION_FAILED", "format"),
         ("/exports/ledger", RANGE, 400, "VALIDATION_FAILED", "format"),
         ("/exports/invoices.csv", RANGE, 404, "NOT_FOUND", "report"),
         (

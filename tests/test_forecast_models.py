@@ -158,7 +158,7 @@ def test_a_planted_spike_and_peak_hour_are_found() -> None:
         (patterns.AnomalyKind.SPIKE, spike_at.astimezone(UTC))
     ]
     assert found[0].hour == 3 and found[0].expected == Decimal("0.05")
-    assert found[0].score > patterns.ANOMALY_THRESHOLD
+    assert found[0].score > patterns.scan(hours).threshold
     peaks = patterns.peak_hours(hours)
     assert peaks[0].hour == 14
     cells = {(c.weekday, c.hour): c for c in patterns.heatmap(hours)}

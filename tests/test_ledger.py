@@ -254,8 +254,8 @@ async def test_a_fully_refunded_payment_says_nothing_is_left_in_plain_figures(
     more = dict(whole, idempotencyKey=f"r-{uuid.uuid4().hex}", amount="0.01")
     refused = (await tenant.gql(REFUND, {"input": more}))["data"]["refund"]
     assert refused["code"] == "VALIDATION_FAILED"
-    # "0.000000000000 USD", never the exponent form "0E-12" a finance user cannot read.
-    assert "(0.000000000000 USD)" in refused["message"], refused["message"]
+    # "0.00 USD" (kernel/money.py format_money), never the exponent form "0E-12".
+    assert "(0.00 USD)" in refused["message"], refused["message"]
 
 
 async def test_deposit_in_another_currency_is_a_mismatch(tenant: Tenant, database_url: str) -> None:

@@ -4,7 +4,12 @@ for the last of a balance or cap), reservations (authorize, two racing for the l
 cap, settle — within its hold, or beyond it up to the overage tolerance and refused with
 OVERAGE_LIMIT past it —, release, expiry), Stripe deliveries (once, repeated, twice at once,
 conflicting: another amount or a key a manual deposit took) and Stripe refunds, backdated and
-future-dated writes, and replays, on a real PostgreSQL, against a model.
+future-dated writes, backfills into past periods (a past day, week, allowance cycle and month,
+and history before the books start), price changes with a reprice over a range (ADJUSTMENT
+entries that move balances and the budget counters of the periods they correct), budgets
+created, raised, lowered or made hard mid-period (a new ``terms_version``), the monthly close
+(after which any write dated in the closed month is refused with PERIOD_CLOSED), and replays,
+on a real PostgreSQL, against a model.
 
 Each example is a fresh organisation (two customers, a prepaid and a postpaid account, a user
 in a department, maybe a plan allowance, a markup and up to three budgets). Every operation
@@ -15,10 +20,14 @@ they summarise, the model's figures, and the caps:
 
 * ``account_balances.balance`` = SUM(``balance_delta``) of the account's entries;
 * ``allowance_counters.used_tokens`` = min(included, tokens of the cycle's usage);
-* ``budget_counters.spent`` = SUM of the usage in the budget's scope and period (its basis),
-  ``reserved`` = SUM of the holds of HELD reservations, neither negative;
-* a hard cap holds: spent by enforced usage + reserved <= limit (settlements are charged past
-  the cap by design: the call has already happened);
+* ``budget_counters.spent``, for every period that has a counter (the current one and every
+  past one a backfill or a correction reached) = SUM of the usage and reprice corrections in
+  the budget's scope and period (its basis), ``reserved`` = SUM of the holds of HELD
+  reservations, neither negative; the model says which counters exist;
+* a hard cap holds: spent by enforced usage + reserved <= limit, or the level the period had
+  already reached when the cap was set, lowered or the counter opened (settlements and reprice
+  corrections are charged past the cap by design: the usage has already happened);
+* closed months are the ones the model expects, and hold what verify recomputes;
 * a replay returns the first entry and writes nothing; a rejected operation writes nothing;
 * ``costgraph verify``'s checker (:func:`costgraph.billing.verify.verify`) finds no drift.
 
@@ -26,7 +35,12 @@ The domain functions are called directly (the GraphQL layer has tests of its own
 speed buys steps). Each rule runs its coroutine on the machine's own event loop and engine
 (hypothesis drives a synchronous state machine); ``-s`` prints how often each rule ended in
 each outcome. ``COSTGRAPH_STATEFUL_EXAMPLES`` / ``COSTGRAPH_STATEFUL_STEPS``
-raise the bounds for a longer hunt; the defaults keep the test under two minutes.
+raise the bounds for a longer hunt (the deep run: ``COSTGRAPH_STATEFUL_EXAMPLES=150
+COSTGRAPH_STATEFUL_STEPS=40``); the defaults (CI's bounds) keep the test under two minutes.
+
+The business clock is the model's: it stays on ``BASE`` (moving by seconds, or a reservation
+TTL), except while the organisation is created, which happens on ``BOOKS`` so that February
+is a month of its books that the close can close (January stays history).
 """
 
 from __future__ import annotations
@@ -59,13 +73,24 @@ from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
 from costgraph.app.units import build_units
-from costgraph.billing import budgets, directory, ledger, markup, plans, reservations, verify
+from costgraph.billing import (
+    budgets,
+    directory,
+    ledger,
+    markup,
+    month_close,
+    plans,
+    reprice,
+    reservations,
+    verify,
+)
 from costgraph.billing.allowances import cycle_window
 from costgraph.billing.budgets import Basis, BudgetSpec
+from costgraph.billing.catalog import NewPriceVersion, set_model_price
 from costgraph.billing.commands import Limits, Payment, Refund, UsageEvent
 from costgraph.billing.cost_formula import with_markup
 from costgraph.billing.directory import OrgContext
-from costgraph.billing.periods import Period
+from costgraph.billing.periods import Period, window
 from costgraph.billing.plans import BillingCycle, PlanSpec
 from costgraph.billing.scopes import Scope, ScopeKind
 from costgraph.billing.stripe_payments import (
@@ -84,6 +109,7 @@ from costgraph.kernel.errors import (
     DomainError,
     IdempotencyConflict,
     OverageLimit,
+    PeriodClosed,
     ValidationFailed,
 )
 from costgraph.kernel.money import quantize_stored
@@ -94,6 +120,24 @@ from costgraph.subscriptions.totals_check import LEDGER_CHECKS
 #: by at most a few hours), and no other test writes usage in March 2011.
 BASE = datetime(2011, 3, 16, 8, 0, tzinfo=UTC)
 TTL = timedelta(seconds=900)
+#: When the organisation was created: its books start in February 2011, so February closes
+#: once it is over (and the late-arrival window and grace have passed); January is history.
+BOOKS = datetime(2011, 2, 1, 9, 0, tzinfo=UTC)
+#: The plan's start: its cycles turn on the 11th at 08:00, so the cycle before BASE's is over
+#: (with its allowance unused) and lies partly in February.
+SUBSCRIBED = BASE - timedelta(days=33)
+#: The first version of the example's own catalog price, in force before any usage.
+FIRST_PRICE = datetime(2010, 12, 1, tzinfo=UTC)
+#: Where a backfill lands: just past the late-arrival window (a past day and week, the current
+#: cycle and month), a past allowance cycle in the current month, February (closable) and
+#: January (before the books start: never closed). "edge" is relative to now.
+BACKFILL_AT = {
+    "cycle": BASE - timedelta(days=6),
+    "february": datetime(2011, 2, 20, 12, 0, tzinfo=UTC),
+    "january": datetime(2011, 1, 20, 12, 0, tzinfo=UTC),
+}
+#: Reprice ranges, by name ("recent" and "open" end an hour after now).
+REPRICE_SPANS = ("recent", "month", "all", "february")
 EXAMPLES = int(os.environ.get("COSTGRAPH_STATEFUL_EXAMPLES", "20"))
 STEPS = int(os.environ.get("COSTGRAPH_STATEFUL_STEPS", "25"))
 
@@ -112,6 +156,23 @@ T = TypeVar("T")
 costs = st.decimals(min_value=0, max_value=4, places=3)
 payments = st.decimals(min_value=Decimal("0.01"), max_value=40, places=2)
 tokens = st.integers(min_value=0, max_value=600)
+#: Catalog input prices per million tokens: 600 tokens cost from 0.60 to 9.00.
+per_million = st.sampled_from([Decimal(1000), Decimal(4000), Decimal(9000), Decimal(15000)])
+
+
+def month_of(at: datetime) -> datetime:
+    return datetime(at.year, at.month, 1, tzinfo=UTC)
+
+
+def next_month(month: datetime) -> datetime:
+    return datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def altered(event: UsageEvent) -> UsageEvent:
+    """The same key with another body."""
+    if event.provider_cost is None:
+        return replace(event, input_tokens=event.input_tokens + 1)
+    return replace(event, provider_cost=event.provider_cost + 1)
 
 
 def outcome_of(exc: BaseException | None) -> str:
@@ -124,6 +185,7 @@ def outcome_of(exc: BaseException | None) -> str:
         StripeConflict,  # before the IdempotencyConflict it is
         IdempotencyConflict,
         OverageLimit,
+        PeriodClosed,
         ValidationFailed,
     ):
         if isinstance(exc, kind):
@@ -162,6 +224,32 @@ class ModelEntry:
     #: What the same key must carry to replay (the command object as first sent).
     command: Any = None
     refunded: Decimal = Decimal(0)
+    #: Its occurredAt (None: dated now, in BASE's month).
+    at: datetime | None = None
+    ai_cost: Decimal = Decimal(0)
+    user: bool = False
+    #: Counted by budgets: a usage charge, or a reprice's correction of one.
+    usage: bool = False
+    #: Written by a settlement (charged past a hard cap by design).
+    settled: bool = False
+    #: Recorded by backfillUsage (replayed through it: a plain write refuses its date).
+    backfilled: bool = False
+    #: Catalog-priced usage, with (ai_cost, billed) as corrected so far: what a reprice fixes.
+    standing: tuple[Decimal, Decimal] | None = None
+    #: The usage entry a reprice correction corrects.
+    corrects: uuid.UUID | None = None
+
+
+@dataclass
+class ModelCounter:
+    """One budget period's counter (``spent`` is the model's usage in it, summed on demand)."""
+
+    window: tuple[datetime, datetime]
+    reserved: Decimal = Decimal(0)
+    #: Enforced spend + live holds the period had when it opened or its cap last changed: a
+    #: hard cap holds the period within max(limit, high) (lowering a limit refuses what
+    #: comes next; it takes nothing back).
+    high: Decimal = Decimal(0)
 
 
 @dataclass
@@ -171,11 +259,20 @@ class ModelBudget:
     limit: Decimal
     hard: bool
     basis: str
-    window: tuple[datetime, datetime]
-    spent: Decimal = Decimal(0)
-    reserved: Decimal = Decimal(0)
-    #: Spend recorded by settlements (charged past the cap by design).
-    settled: Decimal = Decimal(0)
+    window: tuple[datetime, datetime]  # the current period
+    period: Period = Period.MONTH
+    terms_version: int = 1
+    #: Its counters by period start: the current one, and the past ones writes reached.
+    counters: dict[datetime, ModelCounter] = field(default_factory=dict)
+
+    @property
+    def reserved(self) -> Decimal:
+        """The current period's holds (past periods hold nothing)."""
+        return self.counters[self.window[0]].reserved
+
+    @reserved.setter
+    def reserved(self, value: Decimal) -> None:
+        self.counters[self.window[0]].reserved = value
 
 
 @dataclass
@@ -198,6 +295,8 @@ class UsageSpec:
     cost: Decimal
     tokens: int
     user: bool
+    #: Priced by the catalog (the example's own model, by its tokens), not by the caller.
+    catalog: bool = False
 
 
 @dataclass
@@ -207,7 +306,13 @@ class Effects:
     entries: list[tuple[UsageEvent, Decimal, Decimal, Decimal]] = field(default_factory=list)
     balance: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     allowance: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    spent: dict[uuid.UUID, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    #: By (budget, period start): every counter the write reaches, even for 0.00.
+    spent: dict[tuple[uuid.UUID, datetime], Decimal] = field(
+        default_factory=lambda: defaultdict(Decimal)
+    )
+    windows: dict[tuple[uuid.UUID, datetime], tuple[datetime, datetime]] = field(
+        default_factory=dict
+    )
 
 
 usage_specs = st.builds(
@@ -216,18 +321,16 @@ usage_specs = st.builds(
     cost=costs,
     tokens=tokens,
     user=st.booleans(),
+    catalog=st.booleans(),
 )
-budget_specs = st.lists(
-    st.tuples(
-        st.sampled_from(["ORG", "CUSTOMER_P", "CUSTOMER_Q", "P", "Q", "DEPARTMENT", "USER"]),
-        st.sampled_from([Period.DAY, Period.WEEK, Period.MONTH]),
-        st.sampled_from([Basis.AI_COST, Basis.BILLED_USAGE]),
-        st.decimals(min_value=1, max_value=15, places=2),
-        st.booleans(),
-    ),
-    max_size=3,
-    unique_by=lambda b: (b[0], b[1], b[2]),
+budget_spec = st.tuples(
+    st.sampled_from(["ORG", "CUSTOMER_P", "CUSTOMER_Q", "P", "Q", "DEPARTMENT", "USER"]),
+    st.sampled_from([Period.DAY, Period.WEEK, Period.MONTH]),
+    st.sampled_from([Basis.AI_COST, Basis.BILLED_USAGE]),
+    st.decimals(min_value=1, max_value=15, places=2),
+    st.booleans(),
 )
+budget_specs = st.lists(budget_spec, max_size=3, unique_by=lambda b: (b[0], b[1], b[2]))
 
 
 class MachineClock:
@@ -253,6 +356,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
         self.units = build_units(self.sessions)  # as the app's: alerts evaluated before commit
         self.limits: Limits = AppState.limits_of(self.app_settings)
+        # The shipped late-arrival window (the suite's app takes events of any age, see
+        # tests/conftest.py): older usage needs backfillUsage, and a close waits for it.
+        self.limits.late_arrival_window_seconds = Limits().late_arrival_window_seconds
         self.now = BASE
         # The business clock is the model's: what the domain reads as now (the period a budget
         # starts in, the late-arrival window) is the machine's ``now`` (the next test starts
@@ -272,6 +378,13 @@ class LedgerMachine(RuleBasedStateMachine):
         self.reservations: list[ModelReservation] = []
         self.stripe: dict[str, StripePayment] = {}
         self.stripe_refunded: dict[str, Decimal] = defaultdict(Decimal)
+        #: The example's own catalog model: its price versions (from, per million input).
+        self.provider = f"sm{uuid.uuid4().hex[:12]}"
+        self.versions: list[tuple[datetime, Decimal]] = []
+        #: Closed months, and the earliest occurredAt in the ledger (all but backfills are
+        #: dated in BASE's month).
+        self.closed: set[datetime] = set()
+        self.earliest = BASE
 
     def teardown(self) -> None:
         try:
@@ -370,6 +483,7 @@ class LedgerMachine(RuleBasedStateMachine):
         markup_percent=st.sampled_from([Decimal(0), Decimal(25)]),
         wanted=budget_specs,
         opening=st.sampled_from([Decimal(0), Decimal("6.00"), Decimal("30.00")]),
+        price=per_million,
     )
     def organisation(
         self,
@@ -378,8 +492,9 @@ class LedgerMachine(RuleBasedStateMachine):
         markup_percent: Decimal,
         wanted: list[tuple[str, Period, Basis, Decimal, bool]],
         opening: Decimal,
+        price: Decimal,
     ) -> None:
-        self.run(self._create(included, allowance_on, markup_percent, wanted))
+        self.run(self._create(included, allowance_on, markup_percent, wanted, price))
         if opening:  # the prepaid account's first top-up, so that usage has money to draw on
             self._payment("DEPOSIT", "P", opening)
 
@@ -389,12 +504,15 @@ class LedgerMachine(RuleBasedStateMachine):
         allowance_on: str,
         markup_percent: Decimal,
         wanted: list[tuple[str, Period, Basis, Decimal, bool]],
+        price: Decimal,
     ) -> None:
         slug = f"sm-{uuid.uuid4().hex[:16]}"
         async with self.sessions() as session, session.begin():
+            self.now = BOOKS  # its books start then (the only step off BASE)
             org = OrgContext.of(
                 await directory.create_organization(session, f"Stateful {slug}", slug, "USD")
             )
+            self.now = BASE
             bind_tenant(session.sync_session, org.id)
             first = await directory.create_customer(session, org, "Prepaid customer", None)
             second = await directory.create_customer(session, org, "Postpaid customer", None)
@@ -415,37 +533,87 @@ class LedgerMachine(RuleBasedStateMachine):
             }
             if markup_percent:
                 await markup.set_markup(session, org, markup_percent)
+            await set_model_price(
+                session,
+                org.id,
+                NewPriceVersion(self.provider, "m1", "USD", FIRST_PRICE, input_per_million=price),
+            )
+            self.versions.append((FIRST_PRICE, price))
             if included:
                 spec = PlanSpec("sm", "Stateful", Decimal("10.00"), "USD", included)
                 await plans.set_plan(session, org, spec)
-                start = BASE - timedelta(days=3)
                 await plans.subscribe_account(
-                    session, org, self.ids[allowance_on], "sm", BillingCycle.MONTHLY, start
+                    session, org, self.ids[allowance_on], "sm", BillingCycle.MONTHLY, SUBSCRIBED
                 )
                 self.included[allowance_on] = included
-                self.cycle_start[allowance_on] = cycle_window(start, BASE)[0]
-            kinds = {
-                "ORG": ScopeKind.ORGANIZATION,
-                "CUSTOMER_P": ScopeKind.CUSTOMER,
-                "CUSTOMER_Q": ScopeKind.CUSTOMER,
-                "P": ScopeKind.ACCOUNT,
-                "Q": ScopeKind.ACCOUNT,
-                "DEPARTMENT": ScopeKind.DEPARTMENT,
-                "USER": ScopeKind.USER,
-            }
+                self.cycle_start[allowance_on] = cycle_window(SUBSCRIBED, BASE)[0]
+            self.org = org
+            self.markup = markup_percent
             for name, period, basis, limit, hard in wanted:
-                scope = Scope(kinds[name], self.ids[name])
-                row = await budgets.set_budget(
-                    session, org, BudgetSpec(scope, period, limit, "USD", hard, basis)
-                )
-                span = budgets.period_of(row, BASE, self.limits.zone)
-                assert span is not None
-                self.budgets.append(
-                    ModelBudget(row.id, (name, name), limit, hard, basis.value, span)
-                )
-        self.org = org
-        self.markup = markup_percent
-        self.budgets.sort(key=lambda b: b.id)
+                row = await self._set_budget(session, name, period, basis, limit, hard)
+                self.budget_set(row.id, name, period, basis, limit, hard)
+
+    async def _set_budget(
+        self,
+        session: AsyncSession,
+        name: str,
+        period: Period,
+        basis: Basis,
+        limit: Decimal,
+        hard: bool,
+    ) -> Any:
+        """Set a budget (or new terms for it) as setBudget does."""
+        assert self.org is not None
+        kinds = {
+            "ORG": ScopeKind.ORGANIZATION,
+            "CUSTOMER_P": ScopeKind.CUSTOMER,
+            "CUSTOMER_Q": ScopeKind.CUSTOMER,
+            "P": ScopeKind.ACCOUNT,
+            "Q": ScopeKind.ACCOUNT,
+            "DEPARTMENT": ScopeKind.DEPARTMENT,
+            "USER": ScopeKind.USER,
+        }
+        scope = Scope(kinds[name], self.ids[name])
+        row = await budgets.set_budget(
+            session, self.org, BudgetSpec(scope, period, limit, "USD", hard, basis)
+        )
+        assert budgets.period_of(row, self.now, self.limits.zone) == window(
+            period, self.now, self.limits.zone
+        )
+        return row
+
+    def budget_set(
+        self,
+        budget_id: uuid.UUID,
+        name: str,
+        period: Period,
+        basis: Basis,
+        limit: Decimal,
+        hard: bool,
+    ) -> ModelBudget:
+        """The model's budget after setBudget: created with its current period's counter (the
+        period's spend so far), or given new terms (a new terms_version when they differ).
+        Either way every counter of it records the level it stands at: the cap holds it there
+        or below its new limit."""
+        found = [
+            b for b in self.budgets if (b.scope[0], b.period, b.basis) == (name, period, basis)
+        ]
+        if found:
+            (budget,) = found
+            assert budget.id == budget_id
+            if (budget.limit, budget.hard) != (limit, hard):
+                budget.terms_version += 1
+            budget.limit, budget.hard = limit, hard
+        else:
+            span = window(period, self.now, self.limits.zone)
+            budget = ModelBudget(budget_id, (name, name), limit, hard, basis.value, span, period)
+            budget.counters[span[0]] = ModelCounter(span)
+            self.budgets.append(budget)
+            self.budgets.sort(key=lambda b: b.id)
+        for start, counter in budget.counters.items():
+            live = counter.reserved - (self.overdue(budget) if start == budget.window[0] else 0)
+            counter.high = max(counter.high, self.enforced(budget, counter.window) + live)
+        return budget
 
     # --- the model's view of scopes and prices ---
 
@@ -459,25 +627,74 @@ class LedgerMachine(RuleBasedStateMachine):
         ai_cost = quantize_stored(cost)
         return ai_cost, with_markup(ai_cost, self.markup)
 
-    def usage_event(self, spec: UsageSpec, key: str) -> UsageEvent:
+    def price_at(self, at: datetime) -> Decimal:
+        """The catalog's price per million input tokens of the example's model at ``at``."""
+        return [price for start, price in self.versions if start <= at][-1]
+
+    def event_prices(self, event: UsageEvent) -> tuple[Decimal, Decimal]:
+        """(ai_cost, billed) of an event: the caller's cost, or its tokens at the price in
+        force when it occurred."""
+        if event.provider_cost is not None:
+            return self.prices(event.provider_cost)
+        return self.prices(event.input_tokens * self.price_at(event.occurred_at) / 1_000_000)
+
+    def usage_event(self, spec: UsageSpec, key: str, at: datetime | None = None) -> UsageEvent:
         return UsageEvent(
             idempotency_key=key,
             account_id=self.ids[spec.account],
-            occurred_at=self.tick(),
-            provider="openai",
-            model="gpt-4o",
+            occurred_at=self.tick() if at is None else at,
+            provider=self.provider if spec.catalog else "openai",
+            model="m1" if spec.catalog else "gpt-4o",
             input_tokens=spec.tokens,
             user_id=self.ids["USER"] if spec.user else None,
-            provider_cost=spec.cost,
-            provider_currency="USD",
+            provider_cost=None if spec.catalog else spec.cost,
+            provider_currency=None if spec.catalog else "USD",
         )
 
     def account_of(self, event: UsageEvent) -> str:
         return "P" if event.account_id == self.ids["P"] else "Q"
 
+    def budget_of(self, budget_id: uuid.UUID) -> ModelBudget:
+        (budget,) = [b for b in self.budgets if b.id == budget_id]
+        return budget
+
+    def counted(self, budget: ModelBudget, span: tuple[datetime, datetime]) -> list[ModelEntry]:
+        """The model's usage (and corrections of it) in the budget's scope and period."""
+        return [
+            e
+            for e in self.entries.values()
+            if e.usage
+            and budget.scope[0] in self.scopes_of(e.account, e.user)
+            and span[0] <= (e.at or self.now) < span[1]
+        ]
+
+    def basis(self, budget: ModelBudget, entry: ModelEntry) -> Decimal:
+        return entry.amount if budget.basis == Basis.BILLED_USAGE else entry.ai_cost
+
+    def spent(self, budget: ModelBudget, span: tuple[datetime, datetime] | None = None) -> Decimal:
+        """What the period's counter must hold (the current period by default)."""
+        entries = self.counted(budget, span or budget.window)
+        return sum((self.basis(budget, e) for e in entries), Decimal(0))
+
+    def enforced(self, budget: ModelBudget, span: tuple[datetime, datetime]) -> Decimal:
+        """The period's spend less what no cap refuses: settlements and corrections upward."""
+        return sum(
+            (
+                min(Decimal(0), self.basis(budget, e)) if e.corrects else self.basis(budget, e)
+                for e in self.counted(budget, span)
+                if not e.settled
+            ),
+            Decimal(0),
+        )
+
+    def reserved_in(self, budget: ModelBudget, start: datetime) -> Decimal:
+        counter = budget.counters.get(start)
+        return Decimal(0) if counter is None else counter.reserved
+
     def plan_usage(self, events: Sequence[UsageEvent], *, enforce: bool) -> tuple[str, Effects]:
-        """Predict a usage write (one event or a batch): its outcome and, if accepted, its
-        effects. Order of refusals as in the code: conflicts, then balances, then budgets."""
+        """Predict a usage write (one event or a batch, plain or backfilled): its outcome and,
+        if accepted, its effects. Order of refusals as in the code: conflicts, closed months,
+        then balances, then budgets (each in the period the event lands in)."""
         effects = Effects()
         seen: dict[str, UsageEvent] = {}
         fresh: list[UsageEvent] = []
@@ -491,10 +708,12 @@ class LedgerMachine(RuleBasedStateMachine):
         left = {a: self.included[a] - self.used[a] for a in ("P", "Q")}
         for event in fresh:
             account = self.account_of(event)
-            assert event.provider_cost is not None
-            ai_cost, billed = self.prices(event.provider_cost)
+            ai_cost, billed = self.event_prices(event)
             count = event.input_tokens
-            covered = min(count, max(0, left[account]))
+            # Only the cycle running now is drawn on: usage dated in a cycle that is over (or
+            # before the plan) is charged in full.
+            running = self.included[account] and event.occurred_at >= self.cycle_start[account]
+            covered = min(count, max(0, left[account])) if running else 0
             left[account] -= covered
             charge = billed if count == 0 else quantize_stored(billed * (count - covered) / count)
             effects.entries.append((event, ai_cost, billed, -charge))
@@ -502,17 +721,25 @@ class LedgerMachine(RuleBasedStateMachine):
             effects.allowance[account] += covered
             for budget in self.budgets:
                 if budget.scope[0] in self.scopes_of(account, event.user_id is not None):
+                    span = window(budget.period, event.occurred_at, self.limits.zone)
                     amount = billed if budget.basis == Basis.BILLED_USAGE else ai_cost
-                    effects.spent[budget.id] += amount
+                    effects.spent[(budget.id, span[0])] += amount
+                    effects.windows[(budget.id, span[0])] = span
+        if any(month_of(event.occurred_at) in self.closed for event in fresh):
+            return PeriodClosed.__name__, effects
         if enforce:
             for account, delta in effects.balance.items():
                 if not self.postpaid[account] and delta < 0 and self.balance[account] + delta < 0:
                     return AllowanceExhausted.__name__, effects
-            for budget in self.budgets:  # every budget in scope is checked, even for 0.00
-                if budget.id not in effects.spent or not budget.hard:
+            for (budget_id, start), amount in sorted(effects.spent.items()):
+                budget = self.budget_of(budget_id)
+                if not budget.hard:  # past its limit a hard cap refuses 0.00 too
                     continue
-                held = budget.spent + budget.reserved - self.overdue(budget)
-                if held + effects.spent[budget.id] > budget.limit:
+                span = effects.windows[(budget_id, start)]
+                held = self.spent(budget, span) + self.reserved_in(budget, start)
+                if start == budget.window[0]:
+                    held -= self.overdue(budget)
+                if held + amount > budget.limit:
                     return BudgetLimitReached.__name__, effects
         return OK, effects
 
@@ -528,24 +755,52 @@ class LedgerMachine(RuleBasedStateMachine):
             Decimal(0),
         )
 
-    def apply(self, effects: Effects, written: Sequence[Any], *, settled: bool = False) -> None:
+    def open_counters(
+        self,
+        windows: dict[tuple[uuid.UUID, datetime], tuple[datetime, datetime]],
+    ) -> None:
+        """Counters a write reached for the first time open at the ledger's count of their
+        period (before the write's own entries are added to the model)."""
+        for (budget_id, start), span in windows.items():
+            budget = self.budget_of(budget_id)
+            if start not in budget.counters:
+                budget.counters[start] = ModelCounter(span, high=self.enforced(budget, span))
+
+    def apply(
+        self,
+        effects: Effects,
+        written: Sequence[Any],
+        *,
+        settled: bool = False,
+        backfilled: bool = False,
+    ) -> None:
         by_key = {e.idempotency_key: e for e in written if not e.replayed}
         assert set(by_key) == {event.idempotency_key for event, *_ in effects.entries}
-        for event, _ai_cost, billed, delta in effects.entries:
+        self.open_counters(effects.windows)
+        for event, ai_cost, billed, delta in effects.entries:
             stored = by_key[event.idempotency_key]
             assert stored.balance_delta == delta and stored.amount == billed
+            assert stored.ai_cost == ai_cost
             self.entries[event.idempotency_key] = ModelEntry(
-                stored.id, "USAGE_CHARGE", self.account_of(event), billed, delta, event
+                stored.id,
+                "USAGE_CHARGE",
+                self.account_of(event),
+                billed,
+                delta,
+                event,
+                at=event.occurred_at,
+                ai_cost=ai_cost,
+                user=event.user_id is not None,
+                usage=True,
+                settled=settled,
+                backfilled=backfilled,
+                standing=None if event.provider_cost is not None else (ai_cost, billed),
             )
+            self.earliest = min(self.earliest, event.occurred_at)
         for account, delta in effects.balance.items():
             self.balance[account] += delta
         for account, covered in effects.allowance.items():
             self.used[account] += covered
-        for budget in self.budgets:
-            amount = effects.spent.get(budget.id, Decimal(0))
-            budget.spent += amount
-            if settled:
-                budget.settled += amount
 
     # --- money in and out ---
 
@@ -794,10 +1049,13 @@ class LedgerMachine(RuleBasedStateMachine):
         if repeat == "same":  # the same key twice in one batch, same body: one entry
             events.append(events[0])
         elif repeat == "changed":  # same key, another body: IDEMPOTENCY_CONFLICT
-            assert events[0].provider_cost is not None
-            events.append(replace(events[0], provider_cost=events[0].provider_cost + 1))
+            events.append(altered(events[0]))
         elif repeat == "recorded":  # a retry of an event recorded earlier rides along
-            recorded = [e.command for e in self.entries.values() if e.type == "USAGE_CHARGE"]
+            recorded = [
+                e.command
+                for e in self.entries.values()
+                if e.type == "USAGE_CHARGE" and not e.backfilled
+            ]
             if recorded:
                 events.insert(0, recorded[-1])
         expected, effects = self.plan_usage(events, enforce=True)
@@ -871,18 +1129,23 @@ class LedgerMachine(RuleBasedStateMachine):
     def resubmit(self, pick: int, changed: bool) -> None:
         """The same key again: the same body replays the first entry; another body is a
         conflict. Neither writes anything."""
-        entry = list(self.entries.values())[pick % len(self.entries)]
+        sent = [e for e in self.entries.values() if e.command is not None]  # not corrections
+        entry = sent[pick % len(sent)]
         command = entry.command
         if changed:
             if isinstance(command, UsageEvent):
-                assert command.provider_cost is not None
-                command = replace(command, provider_cost=command.provider_cost + 1)
+                command = altered(command)
             else:
                 command = replace(command, amount=command.amount + Decimal("0.01"))
         org = self.org
         assert org is not None
         operation: Callable[[AsyncSession], Awaitable[Any]]
-        if isinstance(command, UsageEvent):
+        if isinstance(command, UsageEvent) and entry.backfilled:
+            event = command  # history replays through backfillUsage (even in a closed month)
+
+            async def operation(s: AsyncSession) -> Any:
+                return (await ledger.backfill_usage(s, org, [event], self.limits))[0]
+        elif isinstance(command, UsageEvent):
             event = command
 
             def operation(s: AsyncSession) -> Awaitable[Any]:
@@ -955,7 +1218,7 @@ class LedgerMachine(RuleBasedStateMachine):
             return ValidationFailed.__name__, holds
         for b in applicable:
             reserved = b.reserved - released[b.id] + extra.get(b.id, Decimal(0))
-            if b.spent + reserved + holds[b.id] > b.limit:
+            if self.spent(b) + reserved + holds[b.id] > b.limit:
                 return BudgetLimitReached.__name__, holds
         return OK, holds
 
@@ -1001,7 +1264,7 @@ class LedgerMachine(RuleBasedStateMachine):
         rooms = []
         for budget in self.budgets:
             if budget.hard and budget.scope[0] in self.scopes_of(account, user):
-                left = budget.limit - budget.spent - budget.reserved
+                left = budget.limit - self.spent(budget) - budget.reserved
                 rooms.append(left / factor if budget.basis == Basis.BILLED_USAGE else left)
         if balance and not self.postpaid[account]:
             rooms.append(self.balance[account] / factor)
@@ -1180,11 +1443,11 @@ class LedgerMachine(RuleBasedStateMachine):
         the overdue ones do not): else OVERAGE_LIMIT, nothing written."""
         tolerance = 1 + self.limits.settle_overage_tolerance_percent / 100
         for budget in self.budgets:
-            amount = effects.spent.get(budget.id, Decimal(0))
+            amount = effects.spent.get((budget.id, budget.window[0]), Decimal(0))
             hold = reservation.holds.get(budget.id, Decimal(0))
             if not budget.hard or not amount or amount <= hold:
                 continue
-            held = budget.spent + budget.reserved - hold - self.overdue(budget, reservation)
+            held = self.spent(budget) + budget.reserved - hold - self.overdue(budget, reservation)
             if held + amount > budget.limit * tolerance:
                 return OverageLimit.__name__
         return OK
@@ -1219,6 +1482,187 @@ class LedgerMachine(RuleBasedStateMachine):
         """Past the reservation TTL: held reservations expire (swept by the next authorize)."""
         self.now += TTL
 
+    # --- history, budgets, prices and the monthly close ---
+
+    @rule(
+        specs=st.lists(usage_specs, min_size=1, max_size=3),
+        into=st.sampled_from(["edge", "cycle", "february", "january"]),
+    )
+    def backfill(self, specs: list[UsageSpec], into: str) -> None:
+        """backfillUsage: history older than the late-arrival window, held to every rule of a
+        plain write in the period it lands in: a closed month refuses it (PERIOD_CLOSED), a
+        cycle that is over is never drawn on (charged in full), and each hard cap is enforced
+        in that past day, week or month (its counter opens at the ledger's count)."""
+        if into == "edge":
+            at = self.now - timedelta(seconds=self.limits.late_arrival_window_seconds + 60)
+        else:
+            at = BACKFILL_AT[into]
+        events = [
+            self.usage_event(spec, self.key("backfill"), at + timedelta(seconds=self.serial))
+            for spec in specs
+        ]
+        expected, effects = self.plan_usage(events, enforce=True)
+        org = self.org
+        assert org is not None
+        written = self.write(lambda s: ledger.backfill_usage(s, org, events, self.limits), expected)
+        if written is not None:
+            self.apply(effects, written, backfilled=True)
+
+    @rule(spec=budget_spec, same=st.booleans())
+    def set_budget(self, spec: tuple[str, Period, Basis, Decimal, bool], same: bool) -> None:
+        """A budget created mid-period (it counts the period's spend so far), or new terms for
+        one: raised, lowered (below what is spent: what comes next is refused), made hard or
+        soft. New terms are a new terms_version; the same terms again change nothing."""
+        name, period, basis, limit, hard = spec
+        existing = [
+            b for b in self.budgets if (b.scope[0], b.period, b.basis) == (name, period, basis)
+        ]
+        if existing and same:
+            limit, hard = existing[0].limit, existing[0].hard  # the same terms again
+        row = self.write(lambda s: self._set_budget(s, name, period, basis, limit, hard), OK)
+        assert row is not None
+        before = None if not existing else existing[0].terms_version
+        budget = self.budget_set(row.id, name, period, basis, limit, hard)
+        OUTCOMES[
+            (
+                "set_budget",
+                "created"
+                if before is None
+                else ("new terms" if budget.terms_version > before else "same terms"),
+            )
+        ] += 1
+
+    @rule(
+        price=per_million,
+        since=st.sampled_from(["next", "hour", "hour", "days", "weeks"]),
+        span=st.sampled_from(REPRICE_SPANS),
+        account=st.sampled_from([None, "P", "Q"]),
+    )
+    def reprice_usage(self, price: Decimal, since: str, span: str, account: str | None) -> None:
+        """A new price of the example's model from some instant, then repriceUsage over a
+        range: one ADJUSTMENT per catalog-priced usage entry in range whose price changed,
+        dated like it, moving its account's balance (below zero too) and the budget counters
+        of its period (never refused); none in a closed month (PERIOD_CLOSED, nothing)."""
+        start_at = {
+            "next": self.now + timedelta(seconds=1),
+            "hour": self.now - timedelta(hours=1),
+            "days": self.now - timedelta(days=5),
+            "weeks": BASE - timedelta(days=50),
+        }[since]
+        start_at = max(start_at, self.versions[-1][0] + timedelta(seconds=1))
+        org = self.org
+        assert org is not None
+        version = NewPriceVersion(self.provider, "m1", "USD", start_at, input_per_million=price)
+        self.write(lambda s: set_model_price(s, org.id, version, "stateful"), OK)
+        self.versions.append((start_at, price))
+        end = self.now + timedelta(hours=1)
+        begin = {
+            "recent": self.now - timedelta(hours=2),
+            "month": month_of(BASE),
+            "all": FIRST_PRICE,
+            "february": month_of(BOOKS),
+        }[span]
+        if span == "february":
+            end = month_of(BASE)
+        request = reprice.RepriceRequest(
+            begin, end, None if account is None else self.ids[account], reason="stateful"
+        )
+        # The model's prediction: every catalog-priced entry in range, priced again.
+        examined = [
+            e
+            for e in self.entries.values()
+            if e.standing is not None
+            and e.at is not None
+            and begin <= e.at < end
+            and (account is None or e.account == account)
+        ]
+        corrections: dict[uuid.UUID, tuple[ModelEntry, Decimal, Decimal]] = {}
+        for entry in examined:
+            assert isinstance(entry.command, UsageEvent) and entry.standing is not None
+            ai_cost, billed = self.event_prices(entry.command)
+            ai_delta, billed_delta = ai_cost - entry.standing[0], billed - entry.standing[1]
+            if ai_delta or billed_delta:
+                corrections[entry.id] = (entry, ai_delta, billed_delta)
+        closed = any(month_of(e.at or BASE) in self.closed for e, _, _ in corrections.values())
+        outcome = self.write(
+            lambda s: reprice.reprice(s, org, request, "stateful", self.limits.zone),
+            PeriodClosed.__name__ if closed else OK,
+        )
+        if outcome is None:
+            return
+        assert outcome.examined == len(examined)
+        assert {a.related_entry_id for a in outcome.adjustments} == set(corrections)
+        windows: dict[tuple[uuid.UUID, datetime], tuple[datetime, datetime]] = {}
+        for adjustment in outcome.adjustments:
+            assert adjustment.related_entry_id is not None
+            entry, ai_delta, billed_delta = corrections[adjustment.related_entry_id]
+            assert entry.at is not None
+            for budget in self.budgets:
+                if budget.scope[0] in self.scopes_of(entry.account, entry.user):
+                    period = window(budget.period, entry.at, self.limits.zone)
+                    windows[(budget.id, period[0])] = period
+        self.open_counters(windows)
+        for adjustment in outcome.adjustments:
+            assert adjustment.related_entry_id is not None
+            entry, ai_delta, billed_delta = corrections[adjustment.related_entry_id]
+            assert entry.standing is not None
+            # The balance moves by the whole change of billed usage, as billing/reprice.py
+            # documents (for usage the allowance covered too); budgets by their basis's.
+            delta = -billed_delta
+            assert (adjustment.type.value, adjustment.amount, adjustment.ai_cost) == (
+                "ADJUSTMENT",
+                billed_delta,
+                ai_delta,
+            )
+            assert (adjustment.balance_delta, adjustment.occurred_at) == (delta, entry.at)
+            self.entries[adjustment.idempotency_key] = ModelEntry(
+                adjustment.id,
+                "ADJUSTMENT",
+                entry.account,
+                billed_delta,
+                delta,
+                None,
+                at=entry.at,
+                ai_cost=ai_delta,
+                user=entry.user,
+                usage=True,
+                corrects=entry.id,
+            )
+            entry.standing = (entry.standing[0] + ai_delta, entry.standing[1] + billed_delta)
+            self.balance[entry.account] += delta
+        OUTCOMES[("reprice_usage", f"{OK} {'adjusted' if corrections else 'nothing'}")] += 1
+
+    @precondition(lambda self: self.earliest < month_of(BASE))  # else there is nothing to close
+    @rule(then=st.sampled_from(["backfill", "reprice"]), spec=usage_specs, price=per_million)
+    def close_months(self, then: str, spec: UsageSpec, price: Decimal) -> None:
+        """The monthly close, as the rollup runner runs it: every month of the books (from the
+        first entry or the books' start, whichever is later) that is over by the late-arrival
+        window and the grace, oldest first, each once. February closes once something is
+        dated in or before it; January is before the books start and never closes."""
+        grace = max(
+            timedelta(hours=self.app_settings.month_close_grace_hours),
+            timedelta(seconds=self.limits.late_arrival_window_seconds),
+        )
+        month = max(month_of(self.earliest), month_of(BOOKS))
+        if self.closed:
+            month = max(month, next_month(max(self.closed)))
+        expected = []
+        while next_month(month) <= self.now - grace:
+            expected.append(month)
+            month = next_month(month)
+        org = self.org
+        assert org is not None
+        done = self.run(month_close.close_months(self.units, self.now, grace, only=[org.id]))
+        assert [c.month for c in done] == expected
+        assert all(c.organization_id == org.id for c in done)
+        self.closed.update(expected)
+        OUTCOMES[("close_months", f"closed {len(expected)}")] += 1
+        if month_of(BOOKS) in self.closed:  # then a write dated in it: PERIOD_CLOSED
+            if then == "backfill":
+                self.backfill([spec], "february")
+            else:
+                self.reprice_usage(price, "weeks", "february", None)
+
     # --- invariants ---
 
     @invariant()
@@ -1232,13 +1676,14 @@ class LedgerMachine(RuleBasedStateMachine):
         entries = await self.rows(
             "SELECT idempotency_key, id, type, account_id, amount, balance_delta, ai_cost, "
             "input_tokens + output_tokens + cached_input_tokens + reasoning_tokens, "
-            "user_id, department_id, customer_id, occurred_at "
+            "user_id, department_id, customer_id, occurred_at, related_entry_id, "
+            "metadata ->> 'kind' "
             "FROM ledger_entries WHERE organization_id = :org"
         )
         # The ledger holds exactly the model's entries: no replay wrote a second one.
         assert len(entries) == len({row[0] for row in entries})
         assert {row[0] for row in entries} == set(self.entries)
-        for key, entry_id, kind, account_id, amount, delta, *_ in entries:
+        for key, entry_id, kind, account_id, amount, delta, ai_cost, *rest in entries:
             expected = self.entries[key]
             assert (entry_id, kind, names[account_id], amount, delta) == (
                 expected.id,
@@ -1247,6 +1692,12 @@ class LedgerMachine(RuleBasedStateMachine):
                 expected.amount,
                 expected.balance_delta,
             ), key
+            if expected.usage:  # and what budgets count of it, where
+                assert (ai_cost, rest[-3], rest[-2]) == (
+                    expected.ai_cost,
+                    expected.at,
+                    expected.corrects,
+                ), key
         # Balances are the SUM of the entries' balance deltas.
         sums: dict[str, Decimal] = defaultdict(Decimal)
         for row in entries:
@@ -1259,7 +1710,8 @@ class LedgerMachine(RuleBasedStateMachine):
         for account in ("P", "Q"):
             balance = stored.get(self.ids[account], Decimal(0))
             assert balance == sums[account] == self.balance[account], account
-        # Allowance counters: the tokens of the cycle's usage, up to what the plan includes.
+        # Allowance counters: the tokens of the running cycle's usage, up to what the plan
+        # includes (usage dated in a cycle that is over drew nothing: no counter of it).
         counters = await self.rows(
             "SELECT account_id, cycle_start, included_tokens, used_tokens "
             "FROM allowance_counters WHERE organization_id = :org"
@@ -1268,35 +1720,46 @@ class LedgerMachine(RuleBasedStateMachine):
             account = names[account_id]
             assert cycle_start == self.cycle_start[account]
             drawn = sum(
-                row[7] for row in entries if row[2] == "USAGE_CHARGE" and row[3] == account_id
+                row[7]
+                for row in entries
+                if row[2] == "USAGE_CHARGE" and row[3] == account_id and row[11] >= cycle_start
             )
             assert used == min(included, drawn) == self.used[account]
-        # Budgets: spent is the usage in scope and period, reserved the live holds.
+        # Budgets: every counter (current or past period) holds the usage and corrections in
+        # its scope and period; reserved the live holds; the model knows which exist.
         held = await self.rows(
             "SELECT state, holds, settled_entry_id FROM reservations WHERE organization_id = :org"
         )
         settled_ids = {row[2] for row in held if row[2] is not None}
-        budget_rows = {
-            row[0]: row[1:]
-            for row in await self.rows(
-                "SELECT budget_id, period_start, spent, reserved "
-                "FROM budget_counters WHERE organization_id = :org"
-            )
+        budget_rows = await self.rows(
+            "SELECT budget_id, period_start, spent, reserved "
+            "FROM budget_counters WHERE organization_id = :org"
+        )
+        assert {(row[0], row[1]) for row in budget_rows} == {
+            (b.id, start) for b in self.budgets for start in b.counters
         }
-        for budget in self.budgets:
-            period_start, spent, reserved = budget_rows.get(
-                budget.id, (budget.window[0], Decimal(0), Decimal(0))
-            )
-            assert period_start == budget.window[0]
+        terms = await self.rows(
+            "SELECT id, terms_version, limit_amount, hard_cap FROM budgets "
+            "WHERE organization_id = :org"
+        )
+        assert {row[0]: tuple(row[1:]) for row in terms} == {
+            b.id: (b.terms_version, b.limit, b.hard) for b in self.budgets
+        }
+        for budget_id, period_start, spent, reserved in budget_rows:
+            budget = self.budget_of(budget_id)
+            counter = budget.counters[period_start]
+            span = counter.window
+            assert period_start == span[0]
             in_scope = [
                 row
                 for row in entries
-                if row[2] == "USAGE_CHARGE"
-                and budget.window[0] <= row[11] < budget.window[1]
+                if (row[2] == "USAGE_CHARGE" or (row[2] == "ADJUSTMENT" and row[13] == "reprice"))
+                and span[0] <= row[11] < span[1]
                 and self._in_scope(budget, row)
             ]
             value = 4 if budget.basis == Basis.BILLED_USAGE else 6
-            assert spent == sum((row[value] for row in in_scope), Decimal(0)) == budget.spent
+            assert spent == sum((row[value] for row in in_scope), Decimal(0))
+            assert spent == self.spent(budget, span), (budget, period_start)
             holds = sum(
                 (
                     Decimal(h["amount"])
@@ -1304,24 +1767,37 @@ class LedgerMachine(RuleBasedStateMachine):
                     if state == "HELD"
                     for h in hold_list
                     if h["budget_id"] == str(budget.id)
+                    and datetime.fromisoformat(h["period_start"]) == period_start
                 ),
                 Decimal(0),
             )
-            assert reserved == holds == budget.reserved
+            assert reserved == holds == counter.reserved
             assert spent >= 0 and reserved >= 0
             if budget.hard:
+                # What a cap refuses: usage, not settlements; corrections only downwards.
                 enforced = sum(
-                    (row[value] for row in in_scope if row[1] not in settled_ids), Decimal(0)
+                    (
+                        min(Decimal(0), row[value]) if row[2] == "ADJUSTMENT" else row[value]
+                        for row in in_scope
+                        if row[1] not in settled_ids
+                    ),
+                    Decimal(0),
                 )
-                assert enforced == spent - budget.settled
+                assert enforced == self.enforced(budget, span)
                 # Overdue holds no sweep has given back yet do not count against the cap.
-                live = reserved - self.overdue(budget)
-                assert enforced + live <= budget.limit, (budget, enforced, reserved)
+                live = reserved - (self.overdue(budget) if span == budget.window else 0)
+                ceiling = max(budget.limit, counter.high)
+                assert enforced + live <= ceiling, (budget, period_start, enforced, reserved)
         # Reservations are in the states the model expects.
         states = dict(
             await self.rows("SELECT id, state FROM reservations WHERE organization_id = :org")
         )
         assert states == {r.id: r.state for r in self.reservations}
+        # Closed months are the model's.
+        closed = await self.rows(
+            "SELECT DISTINCT month FROM pnl_month_closes WHERE organization_id = :org"
+        )
+        assert {row[0] for row in closed} == self.closed
         # And `costgraph verify`'s checker finds every derived number equal to the ledger.
         report = await verify.verify(
             self.engine, self.limits.zone, organization_id=self.org.id, checks=LEDGER_CHECKS

@@ -1,6 +1,6 @@
 """P&L by hand: a small dataset covering subscriptions, top-ups, postpaid usage, refunds,
 platform fees, markup, a manual adjustment and two currencies with a rate change inside an
-hour — every figure computed here, from the definitions in DESIGN.md."""
+hour — every figure computed here, from the definitions in docs/architecture.md."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ missing pair exactly when it has entries in the range, and every entry currency'
 its plain sum in its own money.
 
 The entries are written straight into the ledger (the write path has tests of its own); the
-reference below reads them back with one plain SELECT and applies DESIGN.md's definitions
+reference below reads them back with one plain SELECT and applies docs/architecture.md's definitions
 entry by entry, converting each at the rate in force at its own time.
 
 Usage is partly covered by a plan's allowance at random (none, half, all of it): the part

@@ -108,7 +108,6 @@ async def test_templates_crud(tenant: Tenant) -> None:
 @pytest.mark.parametrize(
     ("input", "typename", "field"),
     [
-        ({"kind": "LEDGER", "format": "PDF"}, "ValidationFailed", "input.format"),
         ({"kind": "SUMMARY", "format": "CSV"}, "ValidationFailed", "input.format"),
         (
             {"kind": "LEDGER", "format": "CSV", "columns": ["amount", "no_such_column"]},

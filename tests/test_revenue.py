@@ -78,7 +78,8 @@ async def _plan(tenant: Tenant, account: str, fee: str, tokens: int) -> None:
     code = f"p{uuid.uuid4().hex[:8]}"
     plan = {"code": code, "name": "Pro", "monthlyFee": fee, "currency": "USD"}
     await ok(tenant, SET_PLAN, {"i": {**plan, "includedTokens": tokens}})
-    starts = rfc(ago(days=1))  # the cycle holding every event of the test
+    # The cycle holding every event of the test, its fee billed and earned in the range.
+    starts = rfc(ago(hours=1))
     subscribed = await tenant.gql(
         SUBSCRIBE,
         {"i": {"accountId": account, "planCode": code, "billing": "MONTHLY", "startsAt": starts}},
@@ -97,8 +98,11 @@ async def _ledger_sums(database_url: str, tenant: Tenant) -> dict[str, Decimal]:
                                    THEN -e.balance_delta END), 0) AS postpaid_charged,
                  coalesce(sum(CASE WHEN e.type = 'USAGE_CHARGE' THEN e.amount END), 0) AS billed,
                  coalesce(sum(CASE WHEN e.type = 'USAGE_CHARGE' THEN e.ai_cost END), 0) AS cost,
-                 coalesce(sum(CASE WHEN e.type IN ('SUBSCRIPTION_PAYMENT', 'DEPOSIT')
-                                   THEN e.amount END), 0) AS received,
+                 coalesce(sum(CASE WHEN e.type = 'DEPOSIT' OR e.type = 'REVENUE_RECOGNIZED'
+                                     OR (e.type = 'SUBSCRIPTION_PAYMENT'
+                                         AND e.related_entry_id IS NULL) THEN e.amount
+                                   WHEN e.type = 'REVENUE_REVERSED' THEN -e.amount END), 0)
+                   AS received,
                  coalesce(sum(CASE WHEN e.type = 'REFUND' THEN e.amount END), 0) AS refunds
                FROM ledger_entries e
                LEFT JOIN accounts a ON a.organization_id = e.organization_id

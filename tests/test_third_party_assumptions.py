@@ -16,7 +16,10 @@ misbehaves or silently slows down.
 from __future__ import annotations
 
 import inspect
+import json
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -160,3 +163,23 @@ def test_strawberry_execution_context_keeps_the_requested_operation_name() -> No
     assert context.operation_name == "B"
     context._provided_operation_name = None
     assert context.operation_name == "A"  # unnamed: the document's first operation
+
+
+def test_pgserver_lists_a_clusters_users_as_app_embedded_prunes_them(tmp_path: Path) -> None:
+    """app/embedded.py reads and rewrites pgserver's list of the processes using a cluster:
+    a JSON list of pids in ``.handle_pids.json``, guarded by ``PostgresServer.lock_path``."""
+    from pgserver.postgres_server import PostgresServer
+
+    from costgraph.app.embedded import HANDLES_FILE, forget_dead_handles, start_embedded_postgres
+
+    assert isinstance(PostgresServer.lock_path, Path)
+    _, server = start_embedded_postgres(tmp_path)
+    try:
+        handles = tmp_path / "pg" / HANDLES_FILE
+        assert json.loads(handles.read_text()) == [os.getpid()]
+        gone = 2**22 + 12345  # above Linux's pid_max by default: no such process
+        handles.write_text(json.dumps([os.getpid(), gone]))
+        assert forget_dead_handles(tmp_path / "pg") == [gone]
+        assert json.loads(handles.read_text()) == [os.getpid()]
+    finally:
+        server.cleanup()

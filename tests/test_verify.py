@@ -58,6 +58,44 @@ def ok(body: dict[str, Any], field: str, typename: str | None = None) -> dict[st
     return result
 
 
+async def pooled_usage(tenant: Tenant, at: str) -> None:
+    """A team's account on a pooled plan (issue 18) drawing on its pool."""
+    ok(
+        await tenant.gql(
+            "mutation($i: PlanInput!) { setPlan(input: $i) { code } }",
+            {
+                "i": {
+                    "code": "team",
+                    "name": "Team",
+                    "monthlyFee": "99.00",
+                    "currency": "USD",
+                    "includedTokens": 1000,
+                    "pooled": True,
+                }
+            },
+        ),
+        "setPlan",
+    )
+    account = ok(
+        await tenant.gql(
+            'mutation($c: ID!) { createAccount(input: {customerId: $c, name: "Team", '
+            "postpaid: true}) { id } }",
+            {"c": str(tenant.customer_id)},
+        ),
+        "createAccount",
+    )["id"]
+    subscription = {"accountId": account, "planCode": "team", "billing": "MONTHLY"}
+    ok(
+        await tenant.gql(
+            "mutation($i: AccountSubscriptionInput!) { subscribeAccount(input: $i) { id } }",
+            {"i": {**subscription, "startsAt": rfc(month(-1))}},
+        ),
+        "subscribeAccount",
+    )
+    event = usage(tenant, accountId=account, inputTokens=200, outputTokens=0, occurredAt=at)
+    ok(await tenant.gql(RECORD_USAGE, {"input": event}), "recordUsage", "UsageRecorded")
+
+
 async def busy(tenant: Tenant, state: AppState, database_url: str) -> Busy:
     """Deposits, usage (covered by an allowance, partly, and charged), a refund, budgets,
     reservations (settled, held, released), a user, the rollup job run, the month closed."""
@@ -127,6 +165,7 @@ async def busy(tenant: Tenant, state: AppState, database_url: str) -> Busy:
             **({"userId": user} if with_user else {}),
         )
         ok(await tenant.gql(RECORD_USAGE, {"input": event}), "recordUsage", "UsageRecorded")
+    await pooled_usage(tenant, at)
     ok(
         await tenant.gql(
             REFUND,
@@ -215,7 +254,8 @@ async def test_no_drift_after_ordinary_activity(
     report = await check(state, tenant.org.id)
     assert report.drift == [] and report.clean, report.drift
     assert all(count > 0 for count in report.checked.values()), report.checked
-    assert report.checked["account balances"] == 2
+    assert report.checked["account balances"] == 3  # prepaid, postpaid, the team's
+    assert report.checked["pooled allowance cycles"] == 1
     assert report.checked["settled reservations"] == 1
 
 

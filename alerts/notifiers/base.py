@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from costgraph.alerts.records import AlertRecord, ChannelKind
 from costgraph.alerts.rules import AlertKind, scope_text
 from costgraph.kernel.clock import format_rfc3339
-from costgraph.kernel.money import round_for_presentation
+from costgraph.kernel.money import format_money
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,8 @@ class Outgoing:
         where = f"{self.organization_name}: " if self.organization_name else ""
         if alert.kind is AlertKind.PAYMENT_CONFLICT:
             return f"{where}a Stripe payment was not recorded (key conflict)"
+        if alert.kind is AlertKind.TOP_UP_REQUESTED:
+            return f"{where}auto-top-up requested"
         if alert.stage == 0:
             return f"{where}budget forecast over its limit"
         return f"{where}budget at {alert.stage}%"
@@ -77,6 +79,11 @@ def facts(alert: AlertRecord) -> dict[str, Any]:
         "currency": alert.currency,
         "message": alert.message,
         "raisedAt": format_rfc3339(alert.raised_at),
+        **(
+            {}
+            if alert.requested_amount is None
+            else {"requestedAmount": format(alert.requested_amount, "f")}
+        ),
     }
 
 
@@ -86,4 +93,4 @@ def scope_line(alert: AlertRecord) -> str:
 
 
 def money(alert: AlertRecord, amount: Decimal) -> str:
-    return f"{round_for_presentation(amount, alert.currency)} {alert.currency}"
+    return format_money(amount, alert.currency)

@@ -31,8 +31,9 @@ class ReportKind(enum.StrEnum):
     PNL = "pnl"
 
 
-#: The formats ``/exports`` offers (xlsx and PDF summaries are reports of their own).
-FORMATS = ("csv",)
+#: The formats ``/exports`` offers: CSV streamed, xlsx and PDF documents of the same request
+#: (:mod:`costgraph.billing.reports.custom`).
+FORMATS = ("csv", "xlsx", "pdf")
 
 #: Logical name -> the caller's field path. The query string uses the names themselves.
 FieldNames = Callable[[str], str]

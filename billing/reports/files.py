@@ -1,4 +1,5 @@
-"""A report as a file: the monthly summary (xlsx, PDF) or a saved template over one month."""
+"""A report as a file: the monthly summary (xlsx, PDF) or a saved template over one month (a
+CSV, or the same export as xlsx or PDF)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from costgraph.billing.directory import OrgContext
 from costgraph.billing.exports import spec as exports
 from costgraph.billing.exports.service import render_csv
 from costgraph.billing.pnl_ranges import ReportLimits
-from costgraph.billing.reports import pdf, xlsx
+from costgraph.billing.reports import custom, pdf, xlsx
 from costgraph.billing.reports.months import format_month
 from costgraph.billing.reports.summary import SummaryRequest, build_summary
 from costgraph.billing.reports.templates import (
@@ -84,5 +85,12 @@ async def template_file(
         made = await summary_file(session, org, request, template.format, context)
         return ReportFile(filename, made.content_type, made.content)
     export = export_request(template.kind, template.filters, template.columns, month)
+    if template.format is not ReportFormat.CSV:  # the same request as a document
+        extension = template.format.extension
+        table = await custom.build_table(
+            session, org, export, context.export_limits, custom.row_limit(extension), context.now
+        )
+        content, content_type = await custom.render(table, extension)
+        return ReportFile(filename, content_type, content)
     content = await render_csv(session, org, export, context.export_limits)
     return ReportFile(filename, CSV_CONTENT_TYPE, content)

@@ -5,9 +5,9 @@ A template names a report kind and a format the kind offers:
 ========  ==============  ======================================================
 kind      formats         filters and columns
 ========  ==============  ======================================================
-LEDGER    CSV             the CSV export's (``billing/exports``): ids, tags, types
-USAGE     CSV             the CSV export's, with ``groupBy`` and ``bucket``
-PNL       CSV             the CSV export's
+LEDGER    CSV, XLSX, PDF  the CSV export's (``billing/exports``): ids, tags, types
+USAGE     CSV, XLSX, PDF  the CSV export's, with ``groupBy`` and ``bucket``
+PNL       CSV, XLSX, PDF  the CSV export's
 SUMMARY   XLSX, PDF       ``customerId`` only (none: the whole organisation); no columns
 ========  ==============  ======================================================
 
@@ -57,10 +57,11 @@ class ReportFormat(enum.StrEnum):
         return self.value.lower()
 
 
+_EVERY = (ReportFormat.CSV, ReportFormat.XLSX, ReportFormat.PDF)
 FORMATS: dict[ReportKind, tuple[ReportFormat, ...]] = {
-    ReportKind.LEDGER: (ReportFormat.CSV,),
-    ReportKind.USAGE: (ReportFormat.CSV,),
-    ReportKind.PNL: (ReportFormat.CSV,),
+    ReportKind.LEDGER: _EVERY,
+    ReportKind.USAGE: _EVERY,
+    ReportKind.PNL: _EVERY,
     ReportKind.SUMMARY: (ReportFormat.XLSX, ReportFormat.PDF),
 }
 #: Channel kinds a scheduled file can travel through: as an attachment (EMAIL) or as a
