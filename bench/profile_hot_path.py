@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-from dataclasses import replace
 import shutil
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -88,7 +88,9 @@ async def _lock_waits(url: str, stop: asyncio.Event) -> collections.Counter[str]
     """pg_stat_activity of the bench database every 10 ms: active backends by wait event."""
     seen: collections.Counter[str] = collections.Counter()
     connection = await asyncpg.connect(plain_url(url))
+    sessions = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
     try:
+        opened = await connection.fetchval(sessions)
         while not stop.is_set():
             rows = await connection.fetch(
                 "SELECT coalesce(wait_event_type || ':' || wait_event, 'running') AS w"
@@ -99,6 +101,7 @@ async def _lock_waits(url: str, stop: asyncio.Event) -> collections.Counter[str]
             for row in rows:
                 seen[row["w"]] += 1
             await asyncio.sleep(0.01)
+        seen["connections opened"] = await connection.fetchval(sessions) - opened - 1
     finally:
         await connection.close()
     return seen
@@ -163,6 +166,7 @@ async def profile(
                 f"p99 {measured.p99_ms:.1f} ms, server CPU {cpu.us_per_request} µs/request"
             )
             samples = seen.pop("samples", 1)
+            print(f"database connections opened meanwhile: {seen.pop('connections opened')}")
             waiting = ", ".join(f"{k} {v / samples:.2f}" for k, v in seen.most_common(8))
             print(f"active backends on average, by wait: {waiting}")
             print(summarise(raw) if raw.exists() else f"py-spy failed: {errors.decode()[-500:]}")
