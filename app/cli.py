@@ -550,6 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("--timeout", type=float, default=30.0, help="seconds")
     query.set_defaults(func=cmd_query)
+
+    # `costgraph usage post` and `costgraph pnl`: operator commands on costgraph.client.
+    from costgraph.app.client_commands import add_commands as add_client_commands
+
+    add_client_commands(commands)
     return parser
 
 

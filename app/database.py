@@ -22,7 +22,7 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         asyncpg_url(url),
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        max_overflow=settings.db_pool_overflow,
         # No pre-ping (with asyncpg it costs three round trips per checkout): a connection
         # the server closed is noticed at checkout for free (below), and a disconnect during
         # a statement invalidates the whole pool; either way the next checkouts connect

@@ -33,9 +33,12 @@ from costgraph.app import ws_handshake as handshake
 from costgraph.app.fast_json import OrjsonView
 from costgraph.app.ide import query_page
 from costgraph.app.observability import context as observability
+from costgraph.app.persisted_queries import PersistedQueries, Refusal
+from costgraph.app.query_caches import cache_of
 from costgraph.app.rate_limit import rate_limited, refusal_error
 from costgraph.app.state import AppState
 from costgraph.app.ws_context import ConnectionContext
+from costgraph.app.ws_text import TextFramesAdapter
 from costgraph.app.ws_transport import LiveTransportHandler
 from costgraph.auth.principal import Principal
 from costgraph.auth.verify import InvalidToken
@@ -169,10 +172,15 @@ def subprotocol_refused() -> Response:
 class GraphQLApp(OrjsonView, GraphQL[Context, None]):
     # Subscriptions: graphql-transport-ws only (see app/ws_transport.py).
     graphql_transport_ws_handler_class = LiveTransportHandler
+    websocket_adapter_class = TextFramesAdapter  # protocol messages as text frames
 
-    def __init__(self, state: AppState, **kwargs: Any) -> None:
+    def __init__(
+        self, state: AppState, persisted: PersistedQueries | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.state = state
+        #: Apollo's automatic persisted queries; known hashes are the document cache's.
+        self.persisted = persisted or PersistedQueries(cache_of(self.schema))
 
     @property
     def live(self) -> Live:
@@ -261,9 +269,12 @@ class GraphQLApp(OrjsonView, GraphQL[Context, None]):
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         method = request_adapter.method
+        query = self.persisted.document(request_data.query, request_data.extensions)
+        if isinstance(query, Refusal):
+            return _request_error(query.message, query.code)
         try:
             return await self.schema.execute(
-                request_data.query,
+                query,
                 root_value=root_value,
                 variable_values=request_data.variables,
                 context_value=context,
@@ -307,10 +318,18 @@ class GraphQLApp(OrjsonView, GraphQL[Context, None]):
         return response
 
     def _needs_token(self, scope: Scope) -> bool:
-        """Every operation needs a token; only the IDE's HTML page (GET, no query) does not."""
+        """Every operation needs a token; only the IDE's HTML page (GET, no query, no
+        persisted query) does not."""
         if scope["method"] != "GET":
             return True
-        return b"query=" in scope.get("query_string", b"")
+        query_string: bytes = scope.get("query_string", b"")
+        return b"query=" in query_string or b"extensions=" in query_string
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Not for a GET naming a persisted query (by hash, with no ``query``)."""
+        if "extensions" in request.query_params:
+            return False
+        return bool(super().should_render_graphql_ide(request))
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None
@@ -367,9 +386,9 @@ class _MethodNotAllowed(HTTPException):
         super().__init__(405, reason)
 
 
-def _request_error(message: str) -> ExecutionResult:
+def _request_error(message: str, code: str = ErrorCode.VALIDATION_FAILED.value) -> ExecutionResult:
     """A request error found before execution, answered like a validation error."""
-    error = GraphQLError(message, extensions={"code": ErrorCode.VALIDATION_FAILED.value})
+    error = GraphQLError(message, extensions={"code": code})
     return ExecutionResult(data=None, errors=[error])
 
 

@@ -33,6 +33,8 @@ from costgraph.app.identity import build_oauth, build_verifier, revocations_kept
 from costgraph.app.live import build_bus, build_live, live_running
 from costgraph.app.oauth_routes import oauth_routes
 from costgraph.app.observability.wiring import Observability
+from costgraph.app.persisted_queries import PersistedQueries
+from costgraph.app.query_caches import cache_of
 from costgraph.app.query_limits import QueryLimits
 from costgraph.app.rate_limit import RateLimiter
 from costgraph.app.report_scheduler import reports_scheduled
@@ -134,13 +136,15 @@ def create_app(settings: Settings, database_url: str, *, tracer_provider: Any = 
                 await state.rate_limiter.close()
             await engine.dispose()
 
+    schema = build_schema(
+        introspection=settings.introspection,
+        extra_extensions=observability.schema_extensions(),
+        limits=QueryLimits.of(settings),
+    )
     graphql = GraphQLApp(
         state=None,  # type: ignore[arg-type]  # set by the lifespan before any request
-        schema=build_schema(
-            introspection=settings.introspection,
-            extra_extensions=observability.schema_extensions(),
-            limits=QueryLimits.of(settings),
-        ),
+        persisted=PersistedQueries.of(settings, cache_of(schema)),
+        schema=schema,
         graphql_ide="graphiql" if settings.graphql_ide else None,
         allow_queries_via_get=True,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # others: refused, HTTP 400

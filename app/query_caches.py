@@ -35,6 +35,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
+from costgraph.app.persisted_queries import sha256_hex
 from costgraph.app.query_limits import QueryLimits
 from costgraph.app.query_lists import ListsInVariables, list_literal_rule
 from costgraph.app.query_prescan import refusal
@@ -51,12 +52,14 @@ BYTES_PER_TOKEN = 512
 
 class DocumentCache:
     """Accepted documents by text, least recently used dropped first once their estimated
-    size passes ``max_bytes``."""
+    size passes ``max_bytes``; and by the SHA-256 of their text, which is what makes a
+    persisted query's hash known (app/persisted_queries.py)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._entries: OrderedDict[str, tuple[DocumentNode, int]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[DocumentNode, int, str]] = OrderedDict()
+        self._texts: dict[str, str] = {}  # sha256 hex -> text, for the entries above
 
     def get(self, text: str) -> DocumentNode | None:
         entry = self._entries.get(text)
@@ -65,13 +68,20 @@ class DocumentCache:
         self._entries.move_to_end(text)
         return entry[0]
 
+    def text_of(self, sha256: str) -> str | None:
+        """The accepted document whose text has this SHA-256 (hex), if it is cached."""
+        return self._texts.get(sha256)
+
     def put(self, text: str, document: DocumentNode, weight: int) -> None:
         if weight > self.max_bytes or text in self._entries:
             return
-        self._entries[text] = (document, weight)
+        digest = sha256_hex(text)
+        self._entries[text] = (document, weight, digest)
+        self._texts[digest] = text
         self.bytes += weight
         while self.bytes > self.max_bytes:
-            _, (_, dropped) = self._entries.popitem(last=False)
+            _, (_, dropped, gone) = self._entries.popitem(last=False)
+            del self._texts[gone]
             self.bytes -= dropped
 
     def __len__(self) -> int:

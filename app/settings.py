@@ -76,7 +76,23 @@ class Settings(BaseSettings):
         "a loopback host).",
     )
     db_pool_size: int = Field(
-        default=10, ge=1, le=200, description="Database connections one process keeps open."
+        default=20,
+        ge=1,
+        le=200,
+        description="Database connections one process keeps open once it has needed them. "
+        "At least the requests one process runs at once (an authorisation or a usage write "
+        "holds one connection for its duration): a connection opened beyond it is closed as "
+        "soon as it is given back, and its successor pays the connect and re-prepares its "
+        "statements. Size PostgreSQL's max_connections for (pool size + overflow) x "
+        "processes, plus workers and CLI runs.",
+    )
+    db_pool_overflow: int = Field(
+        default=10,
+        ge=0,
+        le=200,
+        description="Connections one process may open beyond COSTGRAPH_DB_POOL_SIZE in a "
+        "burst (each closed when given back); past them a request waits up to "
+        "COSTGRAPH_DB_POOL_TIMEOUT_SECONDS for a free one.",
     )
     statement_timeout_ms: int = Field(
         default=15_000, ge=100, description="PostgreSQL statement_timeout set on every connection."
@@ -207,6 +223,21 @@ class Settings(BaseSettings):
         le=4 * 1024 * 1024 * 1024,
         description="Memory for parsed and validated documents, reused by later requests with "
         "the same text (estimated from their size); 0: no cache.",
+    )
+    graphql_persisted_queries_only: bool = Field(
+        default=False,
+        description="Allow-list mode: run only the documents of "
+        "COSTGRAPH_GRAPHQL_PERSISTED_QUERY_MANIFEST (sent by their sha256Hash in "
+        "`extensions.persistedQuery`, or in full); any other document is refused with "
+        "PERSISTED_QUERY_NOT_ALLOWED before it is parsed. Off: Apollo's automatic persisted "
+        "queries, any accepted document registered by its hash.",
+    )
+    graphql_persisted_query_manifest: Path | None = Field(
+        default=None,
+        description="An Apollo persisted query manifest (JSON: `format` "
+        "apollo-persisted-query-manifest, `operations` of `id` = the body's SHA-256 and "
+        "`body`): documents known by hash from start-up, and the allow-list of "
+        "COSTGRAPH_GRAPHQL_PERSISTED_QUERIES_ONLY.",
     )
 
     # --- rate limiting of GraphQL requests (app/rate_limit.py) ---
@@ -609,6 +640,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "COSTGRAPH_ALERTS_CLAIM_LEASE_SECONDS must exceed "
                 "COSTGRAPH_ALERTS_DELIVERY_TIMEOUT_SECONDS (a live attempt must keep its claim)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_persisted_queries(self) -> Settings:
+        if self.graphql_persisted_queries_only and self.graphql_persisted_query_manifest is None:
+            raise ValueError(
+                "COSTGRAPH_GRAPHQL_PERSISTED_QUERIES_ONLY needs "
+                "COSTGRAPH_GRAPHQL_PERSISTED_QUERY_MANIFEST (the documents it allows)"
             )
         return self
 

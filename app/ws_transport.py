@@ -41,6 +41,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 from strawberry.types.unset import UnsetType
 
+from costgraph.app.persisted_queries import PersistedQueries, Refusal
 from costgraph.app.ws_context import ConnectionContext
 from costgraph.app.ws_handshake import TOO_MANY_CONNECTIONS, TooManySockets
 from costgraph.auth.principal import Principal
@@ -72,13 +73,28 @@ class LiveView(Protocol):
 
 
 def _valid_subscribe(payload: object) -> bool:
+    """A query, or a persisted query's hash in its place (app/persisted_queries.py)."""
     return (
         isinstance(payload, dict)
-        and isinstance(payload.get("query"), str)
+        and isinstance(payload.get("query"), str | None)
         and isinstance(payload.get("variables"), dict | None)
         and isinstance(payload.get("operationName"), str | None)
         and isinstance(payload.get("extensions"), dict | None)
     )
+
+
+def _persisted(view: LiveView, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """A persisted query's document put in the payload (as over HTTP), or the refusal."""
+    persisted: PersistedQueries | None = getattr(view, "persisted", None)
+    if persisted is None:
+        return None
+    text = persisted.document(payload.get("query"), payload.get("extensions"))
+    if isinstance(text, Refusal):
+        return {"message": text.message, "extensions": {"code": text.code}}
+    if text is None:
+        return {"message": "no GraphQL query found", "extensions": {"code": "VALIDATION_FAILED"}}
+    payload["query"] = text
+    return None
 
 
 def _slow_error(id_json: str, capacity: int) -> str:
@@ -186,11 +202,16 @@ class LiveTransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if not self.connection_acknowledged or message["id"] in self.operations:
             await super().handle_subscribe(message)
             return
-        if not _valid_subscribe(message.get("payload")):
+        payload = message.get("payload")
+        if not _valid_subscribe(payload):
             await self.websocket.close(code=4400, reason="Invalid subscribe payload")
             return
+        refusal = _persisted(cast(LiveView, self.view), cast(dict[str, Any], payload))
+        if refusal is not None:
+            error_message: Any = {"id": message["id"], "type": "error", "payload": [refusal]}
+            await self.send_message(error_message)
+            return
         principal = self.context.principal
-        refusal = None
         if principal is not None:
             refusal = await cast(LiveView, self.view).operation_refusal(principal)
         limit = self.max_subscriptions_per_connection

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import collections
 import shutil
-import subprocess
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -133,24 +132,22 @@ async def profile(
         await http_slice(env.ours_port, plan, "warm-up")()  # caches, pools, counters
         with tempfile.TemporaryDirectory() as tmp:
             raw = Path(tmp) / "stacks.txt"
-            recorder = subprocess.Popen(
-                [
-                    spy,
-                    "record",
-                    "--pid",
-                    str(env.ours_pid),
-                    "--duration",
-                    str(int(seconds)),
-                    "--rate",
-                    "250",
-                    "--nonblocking",
-                    "--format",
-                    "raw",
-                    "--output",
-                    str(raw),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+            recorder = await asyncio.create_subprocess_exec(
+                spy,
+                "record",
+                "--pid",
+                str(env.ours_pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "250",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
             )
             stop = asyncio.Event()
             waits = asyncio.create_task(_lock_waits(env.url, stop))
@@ -158,9 +155,9 @@ async def profile(
             measured = await cpu.slice(http_slice(env.ours_port, plan, workload))()
             stop.set()
             seen = await waits
-            _, errors = await asyncio.to_thread(recorder.communicate)
+            _, errors = await recorder.communicate()
             if flame is not None and raw.exists():  # collapsed stacks: any flame graph tool
-                flame.write_text(raw.read_text())
+                shutil.copyfile(raw, flame)
             print(
                 f"{workload}: {measured.rate:,.0f} req/s, p50 {measured.p50_ms:.1f} ms, "
                 f"p99 {measured.p99_ms:.1f} ms, server CPU {cpu.us_per_request} µs/request"

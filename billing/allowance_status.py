@@ -92,14 +92,9 @@ async def _allowance_status(
             seats=current.seats,
         )
     start, end = cycle_window(term.anchor, now)
-    included = term.included
-    if term.pooled:  # the cycle's capacity is the one it opened with, once opened
-        used, included = await repo.pool_allowance_used(session, term.holder_id, start) or (
-            0,
-            term.included,
-        )
-    else:
-        used = await repo.allowance_used(session, account_id, start)
+    # The cycle's allowance is the one it opened with, once opened (billing/allowances.py).
+    counter = repo.pool_allowance_used if term.pooled else repo.allowance_used
+    used, included = await counter(session, term.holder_id, start) or (0, term.included)
     return AllowanceStatus(
         account_id,
         account.currency,

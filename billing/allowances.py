@@ -4,6 +4,15 @@ then — for postpaid accounts only — on credit. Prepaid usage with nothing le
 
 Allowance cycles are monthly, anchored at the subscription's start (the 31st becomes the
 last day of shorter months); annual billing pays for twelve such cycles at once.
+
+**A cycle keeps the allowance it opened with.** A cycle opens when its first usage locks its
+counter (``allowance_counters``, or a team's ``pool_allowance_counters``), which records the
+included tokens then. A plan change (``changePlan``) or seats changed later in the cycle
+apply from the next cycle; before the cycle's first usage they apply at once. Drawing, the
+allowance status and ``costgraph verify`` all read the counter's own size, so a cycle's
+count stays exactly recomputable from the ledger — min(the counter's included tokens, the
+budgeted tokens that drew on it) — which a size moving under a partly covered entry would
+not be.
 """
 
 from __future__ import annotations
@@ -66,9 +75,16 @@ def allocate(available_tokens: int, usages: list[tuple[int, Decimal]]) -> list[D
     for tokens, billed in usages:
         covered = min(tokens, left)
         left -= covered
-        uncovered = billed if tokens == 0 else billed * (tokens - covered) / tokens
-        draws.append(Draw(covered, quantize_stored(uncovered)))
+        draws.append(Draw(covered, balance_charge(billed, tokens, tokens - covered)))
     return draws
+
+
+def balance_charge(billed: Decimal, tokens: int, uncovered: int) -> Decimal:
+    """What the balance pays of ``billed`` usage of ``tokens`` budgeted tokens, ``uncovered``
+    of which the allowance did not cover: the share of the uncovered tokens (in full when the
+    usage consumes no budgeted tokens). One rule for ingestion (:func:`allocate`) and for a
+    reprice's correction (billing/correction_charge.py)."""
+    return quantize_stored(billed if tokens == 0 else billed * uncovered / tokens)
 
 
 def banner(used: int, included: int, auto_top_up: bool = False) -> Banner:

@@ -166,8 +166,10 @@ async def lock_allowance(
     account_id: uuid.UUID,
     cycle: tuple[datetime, datetime],
     included_tokens: int,
-) -> int:
-    """Lock the cycle's counter (creating it) and return the tokens already used."""
+) -> tuple[int, int]:
+    """Lock the cycle's counter (creating it with ``included_tokens``, the plan's allowance
+    now) and return its (used, included): a cycle keeps the allowance it opened with, whatever
+    plan change follows (:mod:`costgraph.billing.allowances`)."""
     await session.execute(
         insert(AllowanceCounter)
         .values(
@@ -179,17 +181,16 @@ async def lock_allowance(
         )
         .on_conflict_do_nothing()
     )
-    used: int = (
-        await session.scalar(
-            select(AllowanceCounter.used_tokens)
+    row = (
+        await session.execute(
+            select(AllowanceCounter.used_tokens, AllowanceCounter.included_tokens)
             .where(
                 AllowanceCounter.account_id == account_id, AllowanceCounter.cycle_start == cycle[0]
             )
             .with_for_update()
         )
-        or 0
-    )
-    return used
+    ).one()
+    return row[0], row[1]
 
 
 async def draw_allowance(
@@ -207,13 +208,17 @@ async def draw_allowance(
 
 async def allowance_used(
     session: AsyncSession, account_id: uuid.UUID, cycle_start: datetime
-) -> int:
-    used: int | None = await session.scalar(
-        select(AllowanceCounter.used_tokens).where(
-            AllowanceCounter.account_id == account_id, AllowanceCounter.cycle_start == cycle_start
+) -> tuple[int, int] | None:
+    """The account's (used, included) this cycle; None: no usage has opened the cycle yet."""
+    row = (
+        await session.execute(
+            select(AllowanceCounter.used_tokens, AllowanceCounter.included_tokens).where(
+                AllowanceCounter.account_id == account_id,
+                AllowanceCounter.cycle_start == cycle_start,
+            )
         )
-    )
-    return used or 0
+    ).first()
+    return None if row is None else (row[0], row[1])
 
 
 # --- pooled allowances (see :mod:`costgraph.billing.pools`) ---
@@ -304,3 +309,19 @@ async def pool_allowance_used(
         )
     ).first()
     return None if row is None else (row[0], row[1])
+
+
+async def pool_accounts(
+    session: AsyncSession, organization_id: uuid.UUID, pool_ids: Iterable[uuid.UUID], at: datetime
+) -> list[uuid.UUID]:
+    """The accounts drawing on these pools at ``at`` (the team's and its members'), sorted."""
+    connection = await driver_connection(session)
+    rows = await connection.fetch(
+        "SELECT DISTINCT account_id FROM account_subscriptions "
+        "WHERE organization_id = $1 AND pool_id = ANY($2::uuid[]) AND starts_at <= $3 "
+        "AND (ends_at IS NULL OR ends_at > $3) ORDER BY account_id",
+        organization_id,
+        list(pool_ids),
+        at,
+    )
+    return [row[0] for row in rows]

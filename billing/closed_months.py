@@ -1,6 +1,9 @@
 """Closed months are immutable: an entry dated in a month whose books are closed is refused
 with ``PERIOD_CLOSED``, whoever writes it (usage, backfill, settlement, payments, adjustments,
-fees, refunds, reprice corrections).
+fees, refunds, reprice corrections). So is an entry dated in any month of the books before the
+latest closed month: months close in order from the books' start (billing/month_close.py),
+so such a month is closed too, or was left open by the rule before that one and closes next;
+either way later months' closes stand on it. History before the books start stays open.
 
 A close and a late writer never race: the writer takes the month's advisory lock shared and
 then looks for the close, in its own transaction; the close takes the same lock exclusive
@@ -63,6 +66,6 @@ async def require_open(
     connection = await driver_connection(session)
     ordered = sorted(months)
     await repo.lock_months_shared(connection, organization_id, ordered)
-    closed = await repo.closed_among(connection, organization_id, ordered)
+    closed = await repo.refused_among(connection, organization_id, ordered)
     if closed:
         raise PeriodClosed(format_rfc3339(closed[0]), months[closed[0]])

@@ -38,3 +38,25 @@ async def closed_among(
         list(months),
     )
     return [row["month"] for row in rows]
+
+
+async def refused_among(
+    connection: Any, organization_id: uuid.UUID, months: Sequence[datetime]
+) -> list[datetime]:
+    """Which of ``months`` no entry may be dated in any more, oldest first: the closed ones,
+    and any month of the books (from ``books_start``; all, without one) before the latest
+    closed month — a month left open behind a closed one (billing/month_close.py closes it
+    on its next run). Months of history before the books start are neither."""
+    rows = await connection.fetch(
+        "SELECT m FROM unnest($2::timestamptz[]) AS m "
+        "WHERE EXISTS (SELECT 1 FROM pnl_month_closes c WHERE c.organization_id = $1 "
+        "AND c.month = m AND c.scope_kind = 'ORGANIZATION') "
+        "OR (m < (SELECT max(c.month) FROM pnl_month_closes c WHERE c.organization_id = $1 "
+        "AND c.scope_kind = 'ORGANIZATION') "
+        "AND m >= coalesce((SELECT date_trunc('month', o.books_start, 'UTC') "
+        "FROM organizations o WHERE o.id = $1), '-infinity')) "
+        "ORDER BY m",
+        organization_id,
+        list(months),
+    )
+    return [row["m"] for row in rows]

@@ -25,10 +25,12 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing import balance_repository as repo
+from costgraph.billing import events
 from costgraph.billing.allowances import allocate, cycle_window
 from costgraph.billing.entries import Entry
 from costgraph.billing.pools import CounterKey, allowance_term
 from costgraph.kernel.clock import utcnow
+from costgraph.kernel.unit_of_work import emit
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +113,9 @@ async def lock_cycles(
     for key in sorted(wanted):  # a fixed order: writers cannot deadlock
         pooled, holder, start = key
         end, included = wanted[key]
-        if pooled:  # a pool's cycle keeps the capacity it opened with
-            used, included = await repo.lock_pool_allowance(
-                session, organization_id, holder, (start, end), included
-            )
-        else:
-            used = await repo.lock_allowance(
-                session, organization_id, holder, (start, end), included
-            )
+        # A cycle keeps the allowance (a pool: the capacity) it opened with.
+        lock = repo.lock_pool_allowance if pooled else repo.lock_allowance
+        used, included = await lock(session, organization_id, holder, (start, end), included)
         cycles.by_key[key] = Cycle(key, start, end, included, used)
     return cycles
 
@@ -149,3 +146,22 @@ async def apply_draws(session: AsyncSession, drawn: dict[CounterKey, int]) -> No
         if tokens:
             apply = repo.draw_pool_allowance if pooled else repo.draw_allowance
             await apply(session, holder, start, tokens)
+
+
+async def tell_pool_members(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    drawn: Mapping[CounterKey, int],
+    drawers: set[uuid.UUID],
+    now: datetime,
+) -> None:
+    """A pool drawn on changed the allowance of every account sharing it: tell the members
+    other than ``drawers`` (whose usage notice tells them already), after commit like any
+    allowance change (``allowanceChanged``)."""
+    pools = {holder for (pooled, holder, _), tokens in drawn.items() if pooled and tokens}
+    if not pools:
+        return
+    members = await repo.pool_accounts(session, organization_id, pools, now)
+    others = tuple(a for a in members if a not in drawers)
+    if others:
+        emit(session, events.AllowanceChanged(organization_id, others))

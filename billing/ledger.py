@@ -461,6 +461,9 @@ async def _record_usage(
         frozenset(a.id for a in accounts.values() if not a.postpaid) if enforce else frozenset()
     )
     weights = await weights_repository.weights_of(session, org.id)
+    # The budgets (and the writer guard) before any allowance, balance or counter is locked:
+    # those rows then stay locked for the fewest round trips up to the commit.
+    budget_rows = await budgets.budgets_for_writer(session, org) if parties.has_budgets else None
     if len(unique) > PIPELINE_CHUNK and not any(parties.subscriptions.values()):
         chunks = (
             _usage_entries(
@@ -490,11 +493,19 @@ async def _record_usage(
         except AllowanceExhausted as refused:  # say what the allowance had left
             raise refused.with_allowance(_tokens_left(cycles, entries, refused)) from None
     await drawdown.apply_draws(session, drawn)
+    drawers = {e.account_id for e in written if not e.replayed and e.account_id is not None}
+    await drawdown.tell_pool_members(session, org.id, drawn, drawers, now)
     # Budgets count what this call wrote, never replays; a refusal rolls the entries back.
     if parties.has_budgets:  # (apply_spend does nothing for a tenant without budgets)
         spends = [spend_of(e) for e in written if not e.replayed]
         await budgets.apply_spend(
-            session, org, spends, limits.zone, enforce=enforce, settlement=settlement
+            session,
+            org,
+            spends,
+            limits.zone,
+            enforce=enforce,
+            settlement=settlement,
+            read=budget_rows,
         )
     recorded = {e.idempotency_key: e for e in written}
     return [

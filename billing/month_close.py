@@ -7,10 +7,14 @@ billing/closed_months.py), so its close always equals the live P&L of that month
 takes the month's advisory lock exclusive, the lock every writer dated in an ended month
 takes shared: a close never runs beside such a writer (it tries again on the next run).
 
-Months are closed oldest first, from the organisation's first entry or the start of its books
-(``organizations.books_start``: months before it hold history imported with backfillUsage and
-are never closed, so an import of many batches is never cut off halfway); each
-(organisation, month) commits on its own, and a month already closed is never rewritten.
+Months are closed oldest first and without a gap, from the start of the organisation's books
+(``organizations.books_start``; an organisation from before that column: its first entry),
+whether or not they hold entries — an empty month closes too, so a month can never be left
+open behind a later closed one for a backfill to change. Months before the books start hold
+history imported with backfillUsage and are never closed, so an import of many batches is
+never cut off halfway. A month left open behind a closed one by the rule before this one
+(closes started at the first entry) is closed first, on the next run. Each (organisation,
+month) commits on its own, and a month already closed is never rewritten.
 """
 
 from __future__ import annotations
@@ -109,13 +113,9 @@ async def close_months(
     organizations = await units.run(None, lambda unit: _due(unit, only), platform=True)
     done: list[Closed] = []
     for org in organizations:
-        if org["first"] is None:
+        month = await _first_open(units, org)
+        if month is None:
             continue
-        month = truncate(org["first"], TimeBucket.MONTH)
-        if org["books_start"] is not None:
-            month = max(month, truncate(org["books_start"], TimeBucket.MONTH))
-        if org["closed"] is not None:
-            month = max(month, following(org["closed"], TimeBucket.MONTH))
         while following(month, TimeBucket.MONTH) <= cutoff and len(done) < max_months:
             locked, closed = await units.run(
                 None,
@@ -136,20 +136,63 @@ async def close_months(
 
 
 async def _due(unit: UnitOfWork, only: Sequence[uuid.UUID] | None) -> list[Any]:
-    """Every organisation (or ``only`` these) with its last closed month and first entry."""
+    """Every organisation (or ``only`` these) with the start of its books (or, without one,
+    its first entry), its last closed month and how many months it has closed since then."""
     connection = await driver_connection(unit.session)
     rows: list[Any] = await connection.fetch(
-        """SELECT o.id, o.reporting_currency,
+        """SELECT o.id, o.reporting_currency, s.start,
                   (SELECT max(c.month) FROM pnl_month_closes c
                    WHERE c.organization_id = o.id AND c.scope_kind = 'ORGANIZATION') AS closed,
-                  (SELECT min(e.occurred_at) FROM ledger_entries e
-                   WHERE e.organization_id = o.id) AS first,
-                  o.books_start
-           FROM organizations o WHERE $1::uuid[] IS NULL OR o.id = ANY($1::uuid[])
+                  (SELECT count(DISTINCT c.month) FROM pnl_month_closes c
+                   WHERE c.organization_id = o.id AND c.scope_kind = 'ORGANIZATION'
+                     AND c.month >= date_trunc('month', s.start, 'UTC')) AS closes
+           FROM organizations o
+           CROSS JOIN LATERAL (SELECT coalesce(o.books_start,
+               (SELECT min(e.occurred_at) FROM ledger_entries e
+                WHERE e.organization_id = o.id)) AS start) s
+           WHERE $1::uuid[] IS NULL OR o.id = ANY($1::uuid[])
            ORDER BY o.id""",
         None if only is None else list(only),
     )
     return rows
+
+
+def _months(first: datetime, last: datetime) -> int:
+    """How many months from ``first`` to ``last``, both included."""
+    return (last.year - first.year) * 12 + last.month - first.month + 1
+
+
+async def _first_open(units: Units, org: Any) -> datetime | None:
+    """The first month of the organisation's books not closed yet (None: no books yet)."""
+    if org["start"] is None:
+        return None
+    start = truncate(org["start"], TimeBucket.MONTH)
+    closed: datetime | None = org["closed"]
+    if closed is None or closed < start:
+        return start
+    if org["closes"] == _months(start, closed):  # every month up to the last close: no gap
+        return following(closed, TimeBucket.MONTH)
+    # A month left open behind a closed one (closes once started at the first entry).
+    done = set(
+        await units.run(None, lambda unit: _closed_since(unit, org["id"], start), platform=True)
+    )
+    month = start
+    while month in done:
+        month = following(month, TimeBucket.MONTH)
+    return month
+
+
+async def _closed_since(
+    unit: UnitOfWork, organization_id: uuid.UUID, start: datetime
+) -> list[datetime]:
+    connection = await driver_connection(unit.session)
+    rows = await connection.fetch(
+        "SELECT month FROM pnl_month_closes WHERE organization_id = $1 "
+        "AND scope_kind = 'ORGANIZATION' AND month >= $2",
+        organization_id,
+        start,
+    )
+    return [row["month"] for row in rows]
 
 
 async def _close_one(

@@ -189,6 +189,36 @@ async def pool_members(session: AsyncSession, pool_id: uuid.UUID, at: datetime) 
     return counted
 
 
+async def pool_member_subscriptions(
+    session: AsyncSession, pool_id: uuid.UUID, at: datetime
+) -> Sequence[AccountSubscription]:
+    """The subscriptions other than the team subscription drawing on the pool at ``at`` or
+    later."""
+    rows = await session.scalars(
+        select(AccountSubscription)
+        .where(
+            AccountSubscription.pool_id == pool_id,
+            AccountSubscription.id != pool_id,
+            (AccountSubscription.ends_at.is_(None)) | (AccountSubscription.ends_at > at),
+        )
+        .order_by(AccountSubscription.account_id)
+    )
+    return rows.all()
+
+
+async def move_subscriptions(
+    session: AsyncSession, subscription_ids: Sequence[uuid.UUID], **values: object
+) -> None:
+    """Give these subscriptions new terms in place (a team moving plan with its pool)."""
+    if subscription_ids:
+        await session.execute(
+            update(AccountSubscription)
+            .where(AccountSubscription.id.in_(list(subscription_ids)))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+
 async def current_priority_class(
     session: AsyncSession, account_id: uuid.UUID, at: datetime
 ) -> str | None:

@@ -13,7 +13,7 @@ Per entry (``e`` the entry, ``a`` its account):
   the P&L and never in revenue or margin), ``SUBSCRIPTION_PAYMENT`` of plans CostGraph does
   not bill (a payment settling billed fees is not counted again) and ``DEPOSIT`` (top-ups)
   are revenue; ``SUBSCRIPTION_FEE`` and ``SUBSCRIPTION_CREDIT`` (billed, credited) are
-  not; ``REFUND`` and
+  not; ``REFUND`` (of a payment that was revenue: not of one settling billed fees) and
   ``WITHDRAWAL`` (money handed back) reduce it; ``PLATFORM_FEE`` is a cost of the business.
 - An ``ADJUSTMENT`` without a related entry is a manual correction of a balance: neither
   revenue nor cost, reported on its own (``balance_adjustments``).
@@ -68,6 +68,18 @@ SUBSCRIPTIONS_SQL = (
     " ELSE 0 END"
 )
 
+#: Money handed back against a payment that was revenue: a ``REFUND`` of a deposit or of a
+#: subscription payment counted as revenue. The refund of a payment settling billed fees
+#: (itself not revenue: the fees earned are) is not revenue either — it gives back cash, and
+#: subtracting it would take from revenue what was never in it (a payment of 1000 against a
+#: fee of 20, then 980 refunded, would leave a revenue of -960). A fee given up is a credit.
+REFUNDS_SQL = (
+    "CASE WHEN e.type = 'REFUND' AND NOT EXISTS (SELECT 1 FROM ledger_entries p"
+    " WHERE p.organization_id = e.organization_id AND p.id = e.related_entry_id"
+    " AND p.type = 'SUBSCRIPTION_PAYMENT' AND p.related_entry_id IS NOT NULL)"
+    " THEN e.amount ELSE 0 END"
+)
+
 #: Count measures: (name, SQL per entry). Summed, never converted.
 COUNTS: tuple[tuple[str, str], ...] = (
     ("entries", "1"),
@@ -88,7 +100,7 @@ MONEY: tuple[tuple[str, str], ...] = (
     ),
     ("subscriptions", SUBSCRIPTIONS_SQL),
     ("top_ups", "CASE WHEN e.type = 'DEPOSIT' THEN e.amount ELSE 0 END"),
-    ("refunds", "CASE WHEN e.type = 'REFUND' THEN e.amount ELSE 0 END"),
+    ("refunds", REFUNDS_SQL),
     ("withdrawals", "CASE WHEN e.type = 'WITHDRAWAL' THEN e.amount ELSE 0 END"),
     ("platform_fees", "CASE WHEN e.type = 'PLATFORM_FEE' THEN e.amount ELSE 0 END"),
     (

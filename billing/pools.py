@@ -5,10 +5,11 @@ a customer to subscribe to it opens the *team subscription*, which is the pool: 
 the team's base fee and its cycle anchor (its start). Every later account of the same
 customer subscribing to the same plan while that pool is in force joins it: its own
 subscription row names the pool (``account_subscriptions.pool_id``; the team subscription
-names itself), has no base fee of its own (fee 0: the team pays it once) and draws on the
-pool. A customer has at most one pool per plan at a time; subscriptions of one customer are
-serialised by a lock on the customer (:mod:`costgraph.billing.tier_rules`), so two accounts
-subscribing at once cannot open two pools.
+names itself), has no base fee of its own (fee 0: the team pays it once), pays the seat fee
+for its own seats like the team subscription does, and draws on the pool. A customer has at
+most one pool per plan at a time; subscriptions of one customer are serialised by a lock
+on the customer (:mod:`costgraph.billing.tier_rules`), so two accounts subscribing at once
+cannot open two pools.
 
 **Seats and capacity.** Every subscription of the pool has seats (default 1; ``seats`` when
 subscribing, ``setSeats`` later): the people the team pays a ``seatFee`` for. Accounts are

@@ -8,7 +8,16 @@ prices the entry again as ingestion would today — same occurredAt, same accoun
 and the entry's own markup percent — and compares with what the entry and the corrections
 already written against it add up to. Each difference becomes one ``ADJUSTMENT`` entry:
 
-- ``amount`` / ``balance_delta``: the change of billed usage (signed);
+- ``amount``: the change of billed usage (signed);
+- ``balance_delta``: the change of what the balance pays (signed): the account is charged
+  what ingestion at the new price would have charged with the same cover by the plan's
+  allowance (billing/correction_charge.py) — usage the allowance covered stays covered, a
+  partly covered entry is charged the uncovered tokens' share, prepaid or postpaid alike —
+  less what the entry and its corrections charged so far. So a correction of a correction
+  lands on the same figure as one reprice straight to the last price, and the revenue
+  attributed to the usage (``charged_usage``, ``-balance_delta``) moves with the balance.
+  (An entry whose earlier corrections moved the balance by the whole billed change, as
+  corrections did before this rule, gets a correction of its charge alone: ``amount`` 0.)
 - ``ai_cost``: the change of AI cost (signed);
 - ``provider_cost``, ``provider_currency``, ``fx_rate``, ``price_version_id``,
   ``markup_percent``: the new pricing in full;
@@ -21,10 +30,11 @@ A run whose corrections would land in a closed month is refused whole with ``PER
 
 The adjustments move money like any other entry, through the ledger's shared append path
 (:func:`costgraph.billing.ledger.record_corrections`), in the run's transaction: each
-account's balance moves by ``balance_delta`` (a prepaid balance drops by the billed delta and
-may go below zero — the usage happened; the account's next prepaid usage is then refused
-until it is topped up), and the budget counters of the corrected entry's period move by the
-cost delta in each budget's basis, without refusing (as a settlement: the spend is real).
+account's balance moves by ``balance_delta`` (a prepaid balance drops by its share of the
+billed delta and may go below zero — the usage happened; the account's next prepaid usage
+is then refused until it is topped up), and the budget counters of the corrected entry's
+period move by the cost delta in each budget's basis, without refusing (as a settlement:
+the spend is real).
 Allowance counters count tokens, and a reprice changes no token count, so they do not move.
 
 Every run leaves an audit row (``reprice_runs``: who, why, range, filters, counts). Running
@@ -42,7 +52,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.billing import closed_months, ledger
+from costgraph.billing import closed_months, correction_charge, ledger
 from costgraph.billing import reprice_repository as repo
 from costgraph.billing.commands import UnitUsage, UsageEvent
 from costgraph.billing.directory import OrgContext, get_many
@@ -82,6 +92,8 @@ class _Standing:
 
     ai_cost: Decimal
     billed: Decimal
+    #: What the balance paid for it (``-balance_delta``).
+    charged: Decimal
     price_version_id: uuid.UUID | None
 
 
@@ -109,6 +121,7 @@ def _previous(standing: _Standing) -> dict[str, Any]:
         else str(standing.price_version_id),
         "ai_cost": format_decimal(standing.ai_cost),
         "amount": format_decimal(standing.billed),
+        "charged": format_decimal(standing.charged),
     }
 
 
@@ -142,12 +155,15 @@ async def reprice(
         raise ValidationFailed(
             f"more than {MAX_ENTRIES} entries in range: reprice a narrower range", "input.range"
         )
-    standing = {e.id: _Standing(e.ai_cost, e.amount, e.price_version_id) for e in entries}
+    standing = {
+        e.id: _Standing(e.ai_cost, e.amount, -e.balance_delta, e.price_version_id) for e in entries
+    }
     for correction in await repo.corrections_of(session, list(standing)):
         assert correction.related_entry_id is not None
         state = standing[correction.related_entry_id]
         state.ai_cost += correction.ai_cost
         state.billed += correction.amount
+        state.charged -= correction.balance_delta
         state.price_version_id = correction.price_version_id
     priced = await price_events(
         session,
@@ -169,7 +185,9 @@ async def reprice(
         before = standing[entry.id]
         ai_delta = now.ai_cost - before.ai_cost
         billed_delta = now.billed - before.billed
-        if ai_delta == 0 and billed_delta == 0:
+        # The balance's share of the new price, as ingestion would charge it (same cover).
+        charge_delta = correction_charge.charge_at(entry, now.billed) - before.charged
+        if ai_delta == 0 and billed_delta == 0 and charge_delta == 0:
             continue
         metadata = {"kind": repo.REPRICE_KIND, "run_id": str(run_id), "previous": _previous(before)}
         key = f"reprice:{run_id}:{entry.id}"
@@ -183,7 +201,7 @@ async def reprice(
                 occurred_at=entry.occurred_at,
                 currency=entry.currency,
                 amount=billed_delta,
-                balance_delta=-billed_delta,
+                balance_delta=-charge_delta,
                 ai_cost=ai_delta,
                 provider_cost=now.provider_cost,
                 provider_currency=now.provider_currency,

@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing.budget_repository import budget_of_row
 from costgraph.billing.scopes import Scope
@@ -256,24 +256,21 @@ async def _run_hold(connection: Any, arguments: tuple[object, ...]) -> Any:
     return await connection.fetchrow(RESERVE_SQL, *arguments)
 
 
-async def reserve(
-    session: AsyncSession, hold: HoldRequest, engine: AsyncEngine | None = None
-) -> HoldOutcome:
+async def reserve(session: AsyncSession, hold: HoldRequest, *, alone: bool = False) -> HoldOutcome:
     """Run the hold statement: a replay of the key, or every counter raised and the row in.
 
-    With ``engine`` it runs on a connection of its own, as its own transaction: the counter
-    locks last exactly as long as the statement. Without, it runs on the session's connection
-    — its own transaction too when the session has run nothing yet, else inside the caller's
-    transaction (under a savepoint, so a refusal leaves that transaction usable).
+    It runs on the session's connection. ``alone``: as a transaction of its own (the session
+    must not have begun one on it), so the counter locks last exactly as long as the
+    statement — the unit's commit later finds nothing to commit on that connection. Otherwise
+    inside the caller's transaction when one is open (under a savepoint, so a refusal leaves
+    that transaction usable).
     """
     arguments = _arguments(hold)
+    connection = await driver(session)
+    if alone and connection.is_in_transaction():
+        raise RuntimeError("a hold alone needs a session that has not begun a transaction")
     try:
-        if engine is None:
-            row = await _run_hold(await driver(session), arguments)
-        else:
-            async with engine.connect() as connection:
-                raw = await connection.get_raw_connection()
-                row = await _run_hold(raw.driver_connection, arguments)
+        row = await _run_hold(connection, arguments)
     except asyncpg.PostgresError as error:
         state = getattr(error, "sqlstate", None)
         if state == STALE_BUDGETS:

@@ -271,16 +271,18 @@ async def authorize(
     limits: Limits,
     now: datetime,
     *,
-    engine: AsyncEngine | None = None,
+    alone: bool = False,
 ) -> tuple[Reservation, bool]:
     """Hold the estimate against every applicable budget; ``(reservation, replayed)``.
 
     Lookups and pricing come first, through ``session``, outside any lock; then one statement
     replays the key or expires the organisation's overdue holds, raises every counter under
-    its cap and inserts the reservation. With ``engine`` that statement is its own transaction
-    on a connection of its own (the counters' locks last only as long as it runs), and the
-    session, used for reading only, has its transaction ended first; without, the statement
-    joins the session's transaction.
+    its cap and inserts the reservation. With ``alone`` (the session has written nothing) that
+    statement is a transaction of its own on the session's connection — one connection per
+    authorisation, and the counters' locks last only as long as the statement runs: a
+    transaction the lookups opened is ended first (they only read), and a counter still to be
+    created is committed on its own before. Without, the statement joins the session's
+    transaction.
     """
     _validate_estimate(request, limits, now)
     fingerprint = request_hash("authorize", request)
@@ -295,12 +297,16 @@ async def authorize(
             if existing is not None:
                 return existing, True
             raise
-        if engine is not None and session.in_transaction():
-            await session.rollback()  # it only read: give its connection back before the hold
+        engine = None
+        if alone:
+            if session.in_transaction():
+                await session.rollback()  # it only read: nothing stays locked or checked out
+            engine = session.bind  # opening a missing counter: a short transaction of its own
+            assert isinstance(engine, AsyncEngine)
         # A counter the hold would create starts from the ledger's spend, not zero.
         await budget_ledger.open_counters(session, org.id, plan.windows(), engine)
         try:
-            outcome = await holds.reserve(session, plan.hold, engine)
+            outcome = await holds.reserve(session, plan.hold, alone=alone)
         except holds.BudgetsChanged:
             continue  # a budget was set elsewhere since the copy was read: recompute
         except holds.KeyTaken:

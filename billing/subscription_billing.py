@@ -28,7 +28,9 @@ twelfth as revenue each month and the rest as deferred, falling month by month t
 on an account whose subscription fees CostGraph bills is cash that settles those fees: it is
 linked to the latest fee (``relatedEntryId``) and is not revenue again; a payment on an
 account with no billed fee (a plan billed elsewhere) remains revenue when received, as
-before. Refunds reduce revenue in both cases (money handed back).
+before. A refund reduces revenue only where its payment was revenue: the refund of a payment
+settling billed fees gives cash back and leaves the fees earned as they are (a fee given up
+is a credit), so revenue never loses what was never in it (billing/pnl_measures.py).
 
 **Exactly once.** Every entry has a key derived from the subscription, the cycle and what it
 is (``subscription:<id>:<cycle start>:fee``, ``…:recognise:<piece start>:<n>``, a change's
@@ -57,11 +59,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.billing import events, ledger, plans_repository
+from costgraph.billing import events, ledger, plans_repository, tier_rules
 from costgraph.billing import fee_schedule as schedule
 from costgraph.billing import subscription_billing_repository as repo
 from costgraph.billing.closed_months import ended_months
-from costgraph.billing.closed_months_repository import closed_among
+from costgraph.billing.closed_months_repository import refused_among
 from costgraph.billing.directory import OrgContext, get_many
 from costgraph.billing.entries import Entry
 from costgraph.billing.idempotency import request_hash
@@ -100,13 +102,15 @@ class _New:
 
 
 def cycle_fee(sub: AccountSubscription, plan: Plan | None, seats: int | None = None) -> Decimal:
-    """A whole cycle's fee: the subscription's fee plus, for a team subscription of a pooled
-    plan, the seat fee (per seat and month) x seats x the cycle's months."""
+    """A whole cycle's fee: the subscription's fee plus, on a pooled plan, the seat fee (per
+    seat and month) x seats x the cycle's months. Every subscription of a pool pays for its
+    own seats (each seat adds to the pool's capacity, billing/pools.py); only the team
+    subscription has a base fee (a member's ``fee`` is 0)."""
     return sub.fee + seat_part(sub, plan, sub.seats if seats is None else seats)
 
 
 def seat_part(sub: AccountSubscription, plan: Plan | None, seats: int) -> Decimal:
-    if plan is None or plan.seat_fee is None or not _is_team(sub):
+    if plan is None or plan.seat_fee is None or not plan.pooled:
         return Decimal(0)
     return plan.seat_fee * seats * schedule.MONTHS_PER_CYCLE[sub.billing]
 
@@ -292,7 +296,8 @@ async def _closed_months(
     if not months:
         return set()
     connection = await driver_connection(session)
-    return {_month(m) for m in await closed_among(connection, organization_id, sorted(months))}
+    # The months the ledger refuses (closed, or left open behind a closed one).
+    return {_month(m) for m in await refused_among(connection, organization_id, sorted(months))}
 
 
 def _day(at: datetime) -> str:
@@ -357,11 +362,24 @@ async def change_plan(
 ) -> tuple[AccountSubscription, list[Entry]]:
     """Move the account's subscription to another plan now, in the running cycle: the old
     fee's unused part is credited and the new fee charged for the time left (both prorated,
-    see billing/fee_schedule.py); later cycles bill the new fee. The cycle anchor stays."""
+    see billing/fee_schedule.py); later cycles bill the new fee. The cycle anchor stays, and
+    the running cycle keeps the allowance it opened with (billing/allowances.py).
+
+    Under the customer's lock (then the account's), like subscribing: the new plan's tier
+    rules hold (``PLAN_LIMIT``: accounts per customer, seats). Between pooled (team) plans the
+    whole team moves: the team subscription (the pool) is changed, and every member drawing
+    on the pool moves with it, so no member is left on a plan its team is not on; a member
+    cannot move alone. Between a pooled and an unpooled plan the allowance's holder changes
+    (an account's own or a team's pool): that is a new subscription (``subscribeAccount``),
+    refused here."""
     now = utcnow()
     plan = await plans_repository.plan_by_code(session, plan_code)
     if plan is None:
         raise NotFound("plan", plan_code[:64], "input.planCode")
+    account = (await get_many(session, Account, [account_id])).get(account_id)
+    if account is None:
+        raise NotFound("account", account_id, "input.accountId")
+    await tier_rules.lock(session, org.id, account.customer_id)  # the customer, then the account
     sub = await _subscription_in_force(session, org, account_id, now)
     if sub.cancelled_at is not None:
         raise ValidationFailed(
@@ -380,35 +398,75 @@ async def change_plan(
     fee = plan.monthly_fee if sub.billing == "MONTHLY" else plan.annual_fee
     if fee is None:
         raise ValidationFailed(f"plan {plan.code!r} has no annual price", "input.planCode")
-    if bool(plan.pooled) != bool(getattr(await _plan(session, sub.plan_id), "pooled", False)):
+    old_plan = await _plan(session, sub.plan_id)
+    if bool(plan.pooled) != bool(getattr(old_plan, "pooled", False)):
         raise ValidationFailed(
-            "moving between a pooled (team) plan and an unpooled one is a new subscription",
+            "moving between a pooled (team) plan and an unpooled one changes whose allowance "
+            "the account draws on: subscribe it to the new plan instead (subscribeAccount)",
             "input.planCode",
         )
-    if plan.seats is not None and sub.seats > plan.seats:
-        raise PlanLimit(
-            plan.code, "seats", plan.seats, f"allows {plan.seats} seat(s)", "input.planCode"
-        )
+    members: list[AccountSubscription] = []
+    if plan.pooled:
+        if not _is_team(sub):
+            raise ValidationFailed(
+                "the account draws on its team's pool: change the plan of the team's "
+                "subscription, and the whole team moves",
+                "input.accountId",
+            )
+        other = await plans_repository.team_subscription(session, account.customer_id, plan.id, now)
+        if other is not None:
+            raise ValidationFailed(
+                f"the customer has a team on plan {plan.code!r} already: move the accounts "
+                "to that team (subscribeAccount)",
+                "input.planCode",
+            )
+        members = list(await plans_repository.pool_member_subscriptions(session, sub.id, now))
+    await tier_rules.require_room_to_subscribe(session, account.customer_id, plan, "input.planCode")
+    tier_rules.require_seats(plan, sub.seats, "input.planCode")
     written = await _settle(session, org, sub, now, [])  # the running cycle is billed first
-    old_plan = await _plan(session, sub.plan_id)
     cycle = schedule.cycle_at(sub.starts_at, sub.billing, now)
     old_total = cycle_fee(sub, old_plan)
     new_total = fee + seat_part(sub, plan, sub.seats)
     changes = _prorated_pair(
         sub, cycle, now, old_total, new_total, "plan", f"{sub.plan_code} to {plan.code}"
     )
-    sub = await repo.change_terms(
-        session,
-        sub.id,
-        plan_id=plan.id,
-        plan_code=plan.code,
-        fee=fee,
-        included_tokens=plan.included_tokens,
-        priority_class=plan.priority_class,
-    )
+    terms = {
+        "plan_id": plan.id,
+        "plan_code": plan.code,
+        "included_tokens": plan.included_tokens,
+        "priority_class": plan.priority_class,
+    }
+    sub = await repo.change_terms(session, sub.id, fee=fee, **terms)
     written += await _settle(session, org, sub, now, changes)
-    emit(session, events.AllowanceChanged(org.id, (sub.account_id,)))
+    for member in members:  # the team's members move with it, their seats prorated
+        written += await _move_member(session, org, member, old_plan, plan, now, terms)
+    moved = (sub.account_id, *(m.account_id for m in members))
+    emit(session, events.AllowanceChanged(org.id, tuple(dict.fromkeys(moved))))
     return sub, written
+
+
+async def _move_member(
+    session: AsyncSession,
+    org: OrgContext,
+    member: AccountSubscription,
+    old_plan: Plan | None,
+    plan: Plan,
+    now: datetime,
+    terms: dict[str, Any],
+) -> list[Entry]:
+    """A member of a team moving plan with it: its seats' fee prorated like the team's (the
+    caller holds the customer's lock; the member's account is locked here)."""
+    await plans_repository.lock_account(session, org.id, member.account_id)
+    if member.starts_at > now:  # joins later: nothing billed yet
+        await plans_repository.move_subscriptions(session, [member.id], **terms)
+        return []
+    written = await _settle(session, org, member, now, [])
+    cycle = schedule.cycle_at(member.starts_at, member.billing, now)
+    old, new = seat_part(member, old_plan, member.seats), seat_part(member, plan, member.seats)
+    what = f"{member.plan_code} to {plan.code}: team seats"
+    changes = _prorated_pair(member, cycle, now, old, new, "plan", what)
+    member = await repo.change_terms(session, member.id, **terms)
+    return written + await _settle(session, org, member, now, changes)
 
 
 async def cancel_subscription(

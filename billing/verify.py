@@ -8,7 +8,8 @@ function below, with the definition it holds the stored number to):
 
 - **account balances**: ``account_balances.balance`` = SUM(``balance_delta``) of the
   account's entries (every writer moves the balance with the entries it writes);
-- **allowance cycles**: ``allowance_counters.used_tokens`` = min(included, budgeted tokens
+- **allowance cycles**: ``allowance_counters.used_tokens`` = min(the counter's included
+  tokens, as the cycle opened with (a later plan change does not move them), budgeted tokens
   of the cycle's usage that drew on it, each recomputed from the weights the entry stores,
   :data:`~costgraph.billing.weights.BUDGETED_SQL`) — the cycle as
   :func:`~costgraph.billing.allowances.cycle_window` places each entry under the

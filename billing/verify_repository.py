@@ -199,16 +199,19 @@ def _allowances(filtered: bool) -> str:
         "AS y(organization_id, account_id, sub_start, cycle_start, cycle_end, included)"
     )
     drawn = (
-        "SELECT y.organization_id, y.account_id, y.cycle_start, "
-        "least(max(y.included), sum(u.tokens)) AS used "
+        "SELECT y.organization_id, y.account_id, y.cycle_start, max(y.included) AS included, "
+        "sum(u.tokens) AS tokens "
         f"FROM ({cycles}) y JOIN ({drawing_usage(filtered)}) u "
         "ON u.organization_id = y.organization_id AND u.account_id = y.account_id "
         "AND u.pool_id IS NULL AND u.sub_start = y.sub_start "
         "AND u.occurred_at >= y.cycle_start AND u.occurred_at < y.cycle_end GROUP BY 1, 2, 3"
     )
+    # A cycle keeps the allowance its counter opened with (billing/allowances.py): a plan
+    # change later in the cycle does not move it.
     return (
         "SELECT organization_id, account_id, cycle_start, s.used_tokens AS s_used, "
-        "r.used AS r_used FROM (SELECT organization_id, account_id, cycle_start, used_tokens "
+        "least(coalesce(s.included_tokens, r.included), coalesce(r.tokens, 0)) AS r_used "
+        "FROM (SELECT organization_id, account_id, cycle_start, used_tokens, included_tokens "
         f"FROM allowance_counters k WHERE {org_condition('k', filtered)}) s "
         f"FULL JOIN ({drawn}) r USING (organization_id, account_id, cycle_start)"
     )

@@ -113,16 +113,11 @@ class BudgetMutation:
                 estimated_cost=input.estimated_cost,
                 estimated_cost_currency=input.estimated_cost_currency,
             )
-            # Lookups through the unit's session; the hold is one statement on a connection of
+            # Lookups and the hold on the unit's one connection; the hold is a statement of
             # its own, so the budget counters stay locked only while it runs.
             held, replayed = await context.write(
                 lambda uow: reservations.authorize(
-                    uow.session,
-                    uow.org,
-                    request,
-                    context.app.limits,
-                    utcnow(),
-                    engine=context.app.engine,
+                    uow.session, uow.org, request, context.app.limits, utcnow(), alone=True
                 )
             )
             return types.UsageAuthorized(reservation=types.Reservation.of(held), replayed=replayed)

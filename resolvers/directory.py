@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import strawberry
 
 from costgraph.auth.permissions import Right
 from costgraph.billing import directory
+from costgraph.kernel.clock import utcnow
 from costgraph.kernel.pagination import page_size
 from costgraph.resolvers.access import needs
 from costgraph.resolvers.ids import decode_id, decode_optional
@@ -29,6 +32,15 @@ class DirectoryQuery:
     @strawberry.field(description="The caller: subject, organisation, roles and scopes.")
     def me(self, info: Info) -> Principal:
         return Principal.of(info.context.require_principal())
+
+    @strawberry.field(
+        description="The server's current time (UTC): the instant budget periods, allowance "
+        "cycles and the late-arrival window are measured from. A client computing 'this "
+        "month' or 'the last 30 days' should start from it rather than its own clock."
+    )
+    def now(self, info: Info) -> datetime:
+        info.context.require_principal()
+        return utcnow()
 
     @strawberry.field(description="The caller's tenant.", extensions=[needs(Right.READ_DIRECTORY)])
     async def organization(self, info: Info) -> Organization:

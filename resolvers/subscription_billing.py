@@ -19,7 +19,10 @@ class SubscriptionBillingMutation:
     @strawberry.mutation(
         description="Upgrade or downgrade now: the unused part of the old fee is credited "
         "and the new fee charged for the time left in the cycle (prorated, rounded to the "
-        "minor unit half-to-even); the cycle anchor stays and later cycles bill the new fee.",
+        "minor unit half-to-even); the cycle anchor stays and later cycles bill the new fee. "
+        "The running cycle keeps the allowance it opened with. The new plan's tier rules hold "
+        "(PLAN_LIMIT). Between pooled plans the whole team moves: ask it on the team "
+        "subscription's account. Between a pooled and an unpooled plan, subscribe again.",
         extensions=[needs(Right.WRITE_BILLING)],
     )
     async def change_plan(self, info: Info, input: ChangePlanInput) -> SubscriptionChange:

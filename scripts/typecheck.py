@@ -24,6 +24,7 @@ PACKAGES = (
     "alerts",
     "kernel",
     "migrations",
+    "client",
 )
 
 

@@ -49,7 +49,7 @@ class DevTools:
         assert "exceptionDetails" not in answer, answer["exceptionDetails"]
         return answer["result"].get("value")
 
-    async def wait_for(self, expression: str, seconds: float = 20.0) -> Any:
+    async def wait_for(self, expression: str, seconds: float = 30.0) -> Any:
         """Poll the page until ``expression`` is truthy (the page has no event to await)."""
         try:
             async with asyncio.timeout(seconds):
@@ -57,7 +57,9 @@ class DevTools:
                     await asyncio.sleep(0.1)
         except TimeoutError:
             text = await self.evaluate("document.body && document.body.innerText.slice(0, 2000)")
-            raise AssertionError(f"never true: {expression}\npage text:\n{text}") from None
+            raise AssertionError(
+                f"never true: {expression}\npage text:\n{text}\nscript errors: {self.errors()}"
+            ) from None
         return value
 
     async def screenshot(self, name: str, *, full_page: bool = True) -> Path:
@@ -78,6 +80,24 @@ class DevTools:
         path = SCREENSHOT_DIR / name
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
+
+    def errors(self) -> list[str]:
+        """Uncaught exceptions and console errors of the page so far."""
+        found = []
+        for event in self.events:
+            if event.get("method") == "Runtime.exceptionThrown":
+                details = event["params"]["exceptionDetails"]
+                found.append(str(details.get("exception", {}).get("description") or details))
+            elif event.get("method") == "Runtime.consoleAPICalled" and event["params"]["type"] in (
+                "error",
+                "warning",
+            ):
+                found.append(
+                    " ".join(
+                        str(a.get("value", a.get("description"))) for a in event["params"]["args"]
+                    )
+                )
+        return found
 
     def requested(self) -> list[str]:
         return [

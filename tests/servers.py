@@ -40,10 +40,13 @@ def server_environment(settings: Settings, **env: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_servers(settings: Settings, count: int, **env: str) -> Iterator[list[str]]:
-    """Start ``count`` uvicorn processes of the app on one database; yield their base URLs."""
+def running_servers(
+    settings: Settings, count: int, *, ports: list[int] | None = None, **env: str
+) -> Iterator[list[str]]:
+    """Start ``count`` uvicorn processes of the app on one database; yield their base URLs.
+    ``ports``: where they listen (e.g. again where a stopped one did); default: free ones."""
     environment = server_environment(settings, **env)
-    ports = [free_port() for _ in range(count)]
+    ports = ports or [free_port() for _ in range(count)]
     processes = [
         subprocess.Popen(
             [

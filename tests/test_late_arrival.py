@@ -536,3 +536,66 @@ async def test_history_before_the_books_start_is_never_closed(
     )
     assert [c.month for c in closed] == [dates.month()]
     await assert_no_drift(state, tenant.org.id)
+
+
+async def books_start(database_url: str, tenant: Tenant, month: datetime) -> None:
+    async with raw_connection(database_url) as connection:
+        await connection.execute(
+            "UPDATE organizations SET books_start = $2 WHERE id = $1", tenant.org.id, month
+        )
+
+
+async def test_empty_months_close_in_order_from_the_books_start(
+    tenant: Tenant, state: AppState, database_url: str
+) -> None:
+    """The books start three months ago; only last month holds an entry. The close closes all
+    three, the empty ones too (it used to start at the first entry, leaving the first two
+    open behind a closed month for a backfill to change); history before the books start
+    stays open."""
+    await books_start(database_url, tenant, dates.month(-3))
+    last = await result(tenant, BACKFILL, [event(tenant, dates.month(-1, day=10))])
+    assert last["recorded"] == 1
+    closed = await month_close.close_months(
+        state.units, dates.now(), timedelta(0), only=[tenant.org.id]
+    )
+    assert [c.month for c in closed] == [dates.month(-3), dates.month(-2), dates.month(-1)]
+    empty = (await tenant.gql(CLOSES, {"month": rfc(dates.month(-2))}))["data"]["monthlyCloses"]
+    assert [(r["scopeKind"], D(r["aiCost"]), r["eventCount"]) for r in empty] == [
+        ("ORGANIZATION", D(0), 0)
+    ]
+    for month in (-3, -2):
+        refused = await result(tenant, BACKFILL, [event(tenant, dates.month(month, day=10))])
+        assert (refused["code"], refused["month"]) == ("PERIOD_CLOSED", rfc(dates.month(month)))
+    history = await result(tenant, BACKFILL, [event(tenant, dates.month(-4, day=10))])
+    assert history["recorded"] == 1
+    await assert_no_drift(state, tenant.org.id)
+
+
+async def test_a_month_left_open_behind_a_closed_one_is_refused_then_closed(
+    tenant: Tenant, state: AppState, database_url: str
+) -> None:
+    """Books closed under the old rule: last month closed, the two before it (empty, in the
+    books) never. A write dated in them is PERIOD_CLOSED (months before the latest close
+    are never written again), and the next close closes them."""
+    await books_start(database_url, tenant, dates.month(-3))
+    assert (await result(tenant, BACKFILL, [event(tenant, dates.month(-1, day=10))]))["recorded"]
+    await close(database_url, tenant, dates.month(-1))
+    written = await entries(database_url, tenant)
+    gap = await result(tenant, BACKFILL, [event(tenant, dates.month(-2, day=10), "4.00")])
+    assert (gap["code"], gap["field"], gap["month"]) == (
+        "PERIOD_CLOSED",
+        "input.0.occurredAt",
+        rfc(dates.month(-2)),
+    )
+    assert await entries(database_url, tenant) == written
+    closed = await month_close.close_months(
+        state.units, dates.now(), timedelta(0), only=[tenant.org.id]
+    )
+    assert [c.month for c in closed] == [dates.month(-3), dates.month(-2)]
+    again = await month_close.close_months(
+        state.units, dates.now(), timedelta(0), only=[tenant.org.id]
+    )
+    assert again == []
+    refused = await result(tenant, BACKFILL, [event(tenant, dates.month(-3, day=10))])
+    assert refused["code"] == "PERIOD_CLOSED"
+    await assert_no_drift(state, tenant.org.id)

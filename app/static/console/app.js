@@ -4,7 +4,8 @@
 import { ApiError, forgetToken, gql, keepToken, storedToken, tokenClaims } from './api.js';
 import { accessOf } from './access.js';
 import { renderBanner } from './banner.js';
-import { clear, errorMessage, h } from './dom.js';
+import { append, clear, errorMessage, h } from './dom.js';
+import { setServerNow } from './format.js';
 
 const PAGES = [
   { path: 'overview', title: 'Overview', load: () => import('./pages/overview.js'), need: 'readUsage' },
@@ -32,7 +33,8 @@ function pagesFor(access) {
 }
 
 async function signIn() {
-  const data = await gql('{ me { subject roles scopes } organization { id name reportingCurrency } }');
+  const data = await gql('{ now me { subject roles scopes } organization { id name reportingCurrency } }');
+  setServerNow(data.now);
   const access = accessOf(data.me, tokenClaims());
   session = { me: data.me, org: data.organization, access, currency: data.organization.reportingCurrency };
   document.getElementById('signin').hidden = true;
@@ -88,12 +90,12 @@ function showSignIn(message) {
   document.getElementById('who').hidden = true;
   clear(nav);
   clear(document.getElementById('banner'));
-  clear(main).append(
+  append(clear(main), [
     h('h1', {}, 'CostGraph console'),
     h('p', {}, 'Paste an access token above to sign in (for example the one `costgraph demo` or ',
       h('code', {}, 'costgraph token --org demo --role org_admin'), ' prints). It stays in this tab only.'),
     message ? errorMessage(message) : null,
-  );
+  ]);
 }
 
 document.getElementById('signin').addEventListener('submit', async (event) => {
@@ -122,3 +124,4 @@ if (storedToken()) {
 } else {
   showSignIn();
 }
+document.body.dataset.ready = 'true';

@@ -61,7 +61,7 @@ export async function renderBanner(el, session) {
   const refresh = () => renderBanner(el, session);
   try {
     const shown = (await allowances(await accountIds(session))).filter((a) => a.banner !== 'NONE');
-    clear(el).append(shown.map((a) => bannerOf(a, session, refresh)));
+    clear(el).append(...shown.map((a) => bannerOf(a, session, refresh)));
   } catch {
     clear(el); // the banner is a hint: a failure here must not hide the page
   }

@@ -25,21 +25,21 @@ function niceMax(value) {
 export function lineChart({ title, labels, series, format = String }) {
   const width = 720, height = 260, left = 70, right = 16, top = 16, bottom = 44;
   const all = series.flatMap((line) => line.values);
-  const high = niceMax(Math.max(0, ...all));
-  const low = Math.min(0, ...all) < 0 ? -niceMax(-Math.min(...all)) : 0;
+  const step = niceMax((Math.max(0, ...all) - Math.min(0, ...all)) / 4);
+  const high = Math.max(step, Math.ceil(Math.max(0, ...all) / step) * step);
+  const low = Math.floor(Math.min(0, ...all) / step) * step;
   const x = (i) => left + (labels.length < 2 ? 0 : (i * (width - left - right)) / (labels.length - 1));
   const y = (v) => top + ((high - v) * (height - top - bottom)) / (high - low);
   const svg = frame(title, width, height, series.map((line) => line.name).join(', '));
-  for (let tick = 0; tick <= 4; tick += 1) {
-    const value = low + ((high - low) * tick) / 4;
-    svg.append(s('line', { x1: left, x2: width - right, y1: y(value), y2: y(value), class: value === 0 ? 'axis' : 'grid' }),
+  for (let value = low; value <= high + step / 2; value += step) {
+    svg.append(s('line', { x1: left, x2: width - right, y1: y(value), y2: y(value), class: Math.abs(value) < step / 2 ? 'axis' : 'grid' }),
       s('text', { x: left - 6, y: y(value) + 4, class: 'tick', 'text-anchor': 'end' }, format(value)));
   }
   const every = Math.max(1, Math.ceil(labels.length / 8));
   labels.forEach((label, i) => {
     if (i % every === 0) svg.append(s('text', { x: x(i), y: height - bottom + 18, class: 'tick', 'text-anchor': 'middle' }, label));
   });
-  series.forEach((line) => {
+  [...series].reverse().forEach((line) => { // the first series drawn last, on top
     const points = line.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
     svg.append(s('polyline', { points, class: `line ${line.key}`, fill: 'none' }));
   });
@@ -71,9 +71,9 @@ export function barChart({ title, items }) {
 
 // A budget's use against its limit, with a tick per alert stage (filled when reached).
 export function gauge({ title, percentUsed, thresholds, reached }) {
-  const width = 360, height = 46, left = 4, barWidth = 352;
+  const width = 360, height = 56, left = 4, barWidth = 326;
   const used = Math.max(0, Number(percentUsed));
-  const scale = Math.max(100, ...thresholds, used);
+  const scale = Math.max(100, ...thresholds); // beyond it the bar is full and red
   const x = (p) => left + (p / scale) * barWidth;
   const level = used >= 100 ? 'over' : reached.length ? 'warn' : 'ok';
   const svg = frame(title, width, height, `${used.toFixed(1)} % used; stages ${thresholds.join(', ')} %`);
@@ -81,13 +81,13 @@ export function gauge({ title, percentUsed, thresholds, reached }) {
     s('rect', { x: left, y: 6, width: barWidth, height: 16, rx: 3, class: 'gauge-track' }),
     s('rect', { x: left, y: 6, width: Math.max(0, x(Math.min(used, scale)) - left), height: 16, rx: 3, class: `gauge-fill ${level}` }),
   );
-  for (const stage of thresholds) {
+  [...thresholds].sort((a, b) => a - b).forEach((stage, i) => {
     const hit = reached.includes(stage);
     svg.append(
-      s('line', { x1: x(stage), x2: x(stage), y1: 2, y2: 26, class: hit ? 'stage reached' : 'stage' }),
-      s('text', { x: Math.min(x(stage), width - 16), y: 40, class: 'tick', 'text-anchor': 'middle' }, `${stage}%${hit ? ' ✓' : ''}`),
+      s('line', { x1: x(stage), x2: x(stage), y1: 2, y2: 26 + (i % 2) * 12, class: hit ? 'stage reached' : 'stage' }),
+      s('text', { x: x(stage), y: 38 + (i % 2) * 12, class: hit ? 'tick reached' : 'tick', 'text-anchor': 'middle' }, `${stage}%`),
     );
-  }
+  });
   return svg;
 }
 
@@ -96,7 +96,9 @@ export function forecastBand({ title, days, limit, format = String }) {
   const width = 720, height = 240, left = 70, right = 16, top = 12, bottom = 30;
   const n = days.length;
   const values = days.flatMap((d) => [d.cumulative, d.cumulativeInterval95?.high].filter((v) => v != null).map(Number));
-  const high = niceMax(Math.max(0, ...values, limit == null ? 0 : Number(limit)));
+  const spend = Math.max(0, ...values);
+  const limitShown = limit != null && Number(limit) <= Math.max(spend, 0.01) * 2;
+  const high = niceMax(Math.max(spend, limitShown ? Number(limit) : 0));
   const x = (i) => left + (n < 2 ? 0 : (i * (width - left - right)) / (n - 1));
   const y = (v) => top + ((high - Number(v)) * (height - top - bottom)) / high;
   const svg = frame(title, width, height, 'observed and projected cumulative spend with 80 % and 95 % intervals');
@@ -121,7 +123,9 @@ export function forecastBand({ title, days, limit, format = String }) {
   const lastObserved = days.findLastIndex((d) => d.observed);
   line((d) => d.observed, 'line observed');
   line((d) => !d.observed || days.indexOf(d) === lastObserved, 'line projected');
-  if (limit != null) {
+  if (limit != null && !limitShown) {
+    svg.append(s('text', { x: width - right, y: top + 10, class: 'tick', 'text-anchor': 'end' }, `limit ${format(Number(limit))}, above the chart`));
+  } else if (limit != null) {
     svg.append(s('line', { x1: left, x2: width - right, y1: y(limit), y2: y(limit), class: 'limit' }),
       s('text', { x: width - right, y: y(limit) - 4, class: 'tick', 'text-anchor': 'end' }, `limit ${format(Number(limit))}`));
   }

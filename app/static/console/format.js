@@ -76,8 +76,20 @@ export function rangeOf(fromDay, toDay) {
   return { start: `${fromDay}T00:00:00Z`, end: end.toISOString() };
 }
 
+// The server's clock, not the browser's: "today" and "this month" are the server's (its
+// `now`), so a browser whose clock is off still asks for the period the server means.
+let serverOffsetMs = 0;
+
+export function setServerNow(iso) {
+  serverOffsetMs = new Date(iso).getTime() - Date.now();
+}
+
+export function serverToday() {
+  return new Date(Date.now() + serverOffsetMs);
+}
+
 export function lastDays(days) {
-  const today = new Date();
+  const today = serverToday();
   const from = new Date(today);
   from.setUTCDate(from.getUTCDate() - (days - 1));
   return { from: isoDay(from), to: isoDay(today) };

@@ -2,6 +2,8 @@
 
 import { storedToken } from './api.js';
 
+const decoder = new TextDecoder();
+
 export function subscribe(query, variables, { next, error, status }) {
   let socket = null;
   let closed = false;
@@ -10,6 +12,7 @@ export function subscribe(query, variables, { next, error, status }) {
   const open = () => {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     socket = new WebSocket(`${scheme}//${location.host}/graphql`, 'graphql-transport-ws');
+    socket.binaryType = 'arraybuffer'; // the server may send its pre-serialized bytes as binary
     socket.addEventListener('open', () => {
       socket.send(JSON.stringify({
         type: 'connection_init',
@@ -17,7 +20,8 @@ export function subscribe(query, variables, { next, error, status }) {
       }));
     });
     socket.addEventListener('message', (message) => {
-      const data = JSON.parse(message.data);
+      const text = typeof message.data === 'string' ? message.data : decoder.decode(message.data);
+      const data = JSON.parse(text);
       if (data.type === 'connection_ack') {
         retries = 0;
         status?.('live');

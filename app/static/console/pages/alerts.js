@@ -60,10 +60,14 @@ export async function render(el, session) {
   const channelsOut = h('div');
   const refresh = async () => {
     try {
+      // Channels hold delivery targets: only those who manage the organisation read them.
+      const channels = session.access.manage ? `notificationChannels { ${CHANNEL_FIELDS} }` : '';
       const data = await gql(`query($filter: AlertFilter) { alerts(filter: $filter, first: 50) { nodes { ${ALERT_FIELDS} } }
-        notificationChannels { ${CHANNEL_FIELDS} } }`, { filter: state.value ? { state: state.value } : null });
+        ${channels} }`, { filter: state.value ? { state: state.value } : null });
       clear(alertsOut).append(alertsTable(data.alerts.nodes, session, refresh));
-      clear(channelsOut).append(channelsTable(data.notificationChannels, session, refresh));
+      clear(channelsOut).append(session.access.manage
+        ? channelsTable(data.notificationChannels, session, refresh)
+        : h('p', { class: 'muted' }, 'Notification channels are managed by organisation admins.'));
     } catch (error) {
       clear(alertsOut).append(errorMessage(error));
     }

@@ -14,7 +14,7 @@ function allowanceCard(a) {
   return card(`Account ${a.accountId.slice(0, 8)}${a.planCode ? ` · ${a.planCode} plan` : ''}`,
     h('p', {}, figure(count(a.used), a.used, { class: 'figure own-used' }), ' of ', count(a.included), ' included tokens used · ',
       count(a.remaining), ' left · top-up balance ', money(a.topUpBalance, a.currency)),
-    gauge({ title: `${percentUsed.toFixed(0)} % of the included tokens used`, percentUsed, thresholds: [75, 100], reached: [75, 100].filter((t) => percentUsed >= t) }),
+    h('div', { class: 'gauge' }, gauge({ title: `${percentUsed.toFixed(0)} % of the included tokens used`, percentUsed, thresholds: [75, 100], reached: [75, 100].filter((t) => percentUsed >= t) })),
     h('p', { class: 'muted' }, a.resetsAt ? `Resets ${dateTime(a.resetsAt)}` : 'No allowance cycle.'));
 }
 

@@ -7,17 +7,16 @@ import { card, errorMessage, figure, h } from '../dom.js';
 import { count, dateTime, money, percent } from '../format.js';
 import { subscribe } from '../live.js';
 
-function monthToDate() {
-  const now = new Date();
-  const start = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
-  const end = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1));
-  return { start: start.toISOString(), end: end.toISOString() };
+// The server's month (its clock and time zone), as the forecast of the organisation counts it.
+async function thisMonth() {
+  const { forecast } = await gql('{ forecast(scope: { kind: ORGANIZATION }) { periodStart periodEnd } }');
+  return { start: forecast.periodStart, end: forecast.periodEnd };
 }
 
-async function spendCard(session) {
+async function spendCard() {
   const { organizationPnl: pnl } = await gql(`query($range: DateRange!) {
     organizationPnl(range: $range) { currency revenue aiCost billedUsage margin marginPercent eventCount } }`,
-  { range: monthToDate() });
+  { range: await thisMonth() });
   const tile = (label, value, id) => h('div', { class: 'tile' }, h('span', { class: 'tile-label' }, label),
     figure(money(value, pnl.currency), value, { id }));
   return card('This month',
@@ -77,13 +76,13 @@ function liveCard() {
   return { el, close };
 }
 
-export async function render(el, session) {
+export async function render(el) {
   const live = liveCard();
   const slots = [h('div'), h('div'), h('div')];
   el.append(slots[0], slots[1], live.el, slots[2]);
   const fill = async (slot, make) => {
     try { slot.replaceWith(await make()); } catch (error) { slot.replaceWith(errorMessage(error)); }
   };
-  await Promise.all([fill(slots[0], () => spendCard(session)), fill(slots[1], budgetsCard), fill(slots[2], () => forecastCard())]);
+  await Promise.all([fill(slots[0], spendCard), fill(slots[1], budgetsCard), fill(slots[2], () => forecastCard())]);
   return live.close;
 }
