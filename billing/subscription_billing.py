@@ -12,6 +12,9 @@ and a fee never draws on it nor is refused for want of it):
   seats x the cycle's months.
 - ``SUBSCRIPTION_CREDIT``: the unused part of the fee credited on a plan change or seats
   removed, for the time left in the cycle (billing/fee_schedule.py: proration and rounding).
+  A change takes effect when the allowance does (:func:`effective_from`): at once before any
+  usage opened the running allowance cycle, else from the next one, since an opened cycle
+  keeps the allowance it opened with; the old terms are paid for as long as they serve.
 - ``REVENUE_RECOGNIZED`` / ``REVENUE_REVERSED``: what fees earn. Each billing cycle is cut in
   monthly pieces (its monthly cycles; one for monthly billing, twelve for annual); when a
   piece starts, its share of the cycle's fees net of credits is recognised (dated at the
@@ -55,13 +58,15 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.billing import events, ledger, plans_repository, tier_rules
+from costgraph.billing import balance_repository, events, ledger, plans_repository, tier_rules
 from costgraph.billing import fee_schedule as schedule
 from costgraph.billing import subscription_billing_repository as repo
+from costgraph.billing.allowances import cycle_window
 from costgraph.billing.closed_months import ended_months
 from costgraph.billing.closed_months_repository import refused_among
 from costgraph.billing.directory import OrgContext, get_many
@@ -320,6 +325,31 @@ async def _subscription_in_force(
     return sub
 
 
+async def effective_from(
+    session: AsyncSession, sub: AccountSubscription, now: datetime
+) -> datetime:
+    """When a change of plan or seats made at ``now`` takes effect on the allowance: at once,
+    unless usage has already opened the running allowance cycle, which keeps the allowance it
+    opened with (billing/allowances.py) — then at that cycle's end. The fee follows the
+    allowance: the old terms are paid for as long as they serve, so nothing is credited or
+    charged for that part of the cycle."""
+    pooled = sub.pool_id is not None
+    holder = sub.pool_id if pooled else sub.account_id
+    assert holder is not None
+    anchor = sub.starts_at
+    if pooled and sub.pool_id != sub.id:
+        team = await session.get(AccountSubscription, (sub.organization_id, sub.pool_id))
+        anchor = team.starts_at if team is not None else anchor
+    if now < anchor:
+        return now
+    start, end = cycle_window(anchor, now)
+    if pooled:
+        opened = await balance_repository.pool_allowance_used(session, holder, start)
+    else:
+        opened = await balance_repository.allowance_used(session, holder, start)
+    return now if opened is None else end
+
+
 def _prorated_pair(
     sub: AccountSubscription,
     cycle: schedule.Cycle,
@@ -328,9 +358,12 @@ def _prorated_pair(
     charge: Decimal,
     what: str,
     description: str,
+    effective: datetime | None = None,
 ) -> list[_New]:
-    """The credit of the old terms and the charge of the new for the time left."""
-    left = schedule.time_left(cycle, now)
+    """The credit of the old terms and the charge of the new for the time left in the cycle
+    from ``effective`` (default ``now``; see :func:`effective_from`)."""
+    start = now if effective is None else max(now, effective)
+    left = schedule.time_left(cycle, start) if start < cycle.end else Fraction(0)
     stamp = now.isoformat()
     pair = []
     for kind, whole in ((CREDIT, credit), (FEE, charge)):
@@ -428,7 +461,14 @@ async def change_plan(
     old_total = cycle_fee(sub, old_plan)
     new_total = fee + seat_part(sub, plan, sub.seats)
     changes = _prorated_pair(
-        sub, cycle, now, old_total, new_total, "plan", f"{sub.plan_code} to {plan.code}"
+        sub,
+        cycle,
+        now,
+        old_total,
+        new_total,
+        "plan",
+        f"{sub.plan_code} to {plan.code}",
+        await effective_from(session, sub, now),
     )
     terms = {
         "plan_id": plan.id,
@@ -464,7 +504,8 @@ async def _move_member(
     cycle = schedule.cycle_at(member.starts_at, member.billing, now)
     old, new = seat_part(member, old_plan, member.seats), seat_part(member, plan, member.seats)
     what = f"{member.plan_code} to {plan.code}: team seats"
-    changes = _prorated_pair(member, cycle, now, old, new, "plan", what)
+    effective = await effective_from(session, member, now)
+    changes = _prorated_pair(member, cycle, now, old, new, "plan", what, effective)
     member = await repo.change_terms(session, member.id, **terms)
     return written + await _settle(session, org, member, now, changes)
 
@@ -520,6 +561,7 @@ async def set_seats(
         max(new - old, Decimal(0)),
         f"seats-{sub.seats}-to-{seats}",
         f"{sub.plan_code}: seats {sub.seats} to {seats}",
+        await effective_from(session, sub, now),
     )
     sub = await repo.change_terms(session, sub.id, seats=seats)
     written += await _settle(session, org, sub, now, changes)
