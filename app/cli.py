@@ -134,12 +134,14 @@ async def _demo(settings: Settings, url: str) -> None:
     from costgraph.app.database import create_engine, create_sessionmaker
     from costgraph.app.demo import seed_demo
     from costgraph.app.migrate import migrate
+    from costgraph.app.pricing_setup import load_rates
     from costgraph.app.state import AppState
     from costgraph.app.units import build_units
     from costgraph.auth.keys import KeyStore
     from costgraph.auth.tokens import mint_access_token
 
     await migrate(url)
+    await load_rates(url, settings)  # the platform's exchange rates, as `migrate` loads them
     engine = create_engine(url, settings)
     try:
         units = build_units(create_sessionmaker(engine))  # alerts evaluated; no bus here

@@ -38,7 +38,6 @@ from costgraph.billing.catalog_loader import load_starter_catalog
 from costgraph.billing.commands import Limits, Payment, UnitUsage, UsageEvent
 from costgraph.billing.directory import OrgContext
 from costgraph.billing.entries import Entry
-from costgraph.billing.rates_loader import load_platform_rates
 from costgraph.billing.weights import Dimension, WeightSpec
 from costgraph.kernel.clock import utcnow
 from costgraph.kernel.unit_of_work import UnitOfWork, Units
@@ -278,8 +277,9 @@ async def seed_demo(units: Units, limits: Limits, now: datetime | None = None) -
     org = await units.run(None, _get_or_create_org)
 
     async def catalog(unit: UnitOfWork) -> None:
+        # The platform's exchange rates are loaded by `costgraph demo` as by `migrate` and
+        # `serve` (app/pricing_setup.py); the demo's own currencies have organisation rates.
         await load_starter_catalog(unit.session)
-        await load_platform_rates(unit.session)
 
     await units.run(None, catalog)
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from costgraph.app.state import AppState
 from costgraph.billing import reservation_repository, reservations
@@ -149,3 +149,36 @@ async def test_first_holds_of_a_period_race_to_create_its_counter(tenant: Tenant
     assert kinds == ["UsageAuthorized"] * 24, bodies
     status = (await tenant.gql(STATUS, {"id": budget["id"]}))["data"]["budgetStatus"]
     assert Decimal(status["reserved"]) == Decimal("24.00")
+
+
+async def test_an_authorisation_takes_one_connection_at_a_time(
+    tenant: Tenant, state: AppState
+) -> None:
+    """Its lookups, a counter it opens and its hold take turns on one pooled connection, so a
+    pool as large as the requests in flight never opens another; once warm, the lookups come
+    from this process's copies and the hold runs on the unit's own connection."""
+    await set_budget(tenant, limit="10.00")
+    engine = state.engine.sync_engine
+    seen = {"out": 0, "most": 0, "checkouts": 0}
+
+    def checkout(*_: object) -> None:
+        seen["checkouts"] += 1
+        seen["out"] += 1
+        seen["most"] = max(seen["most"], seen["out"])
+
+    def checkin(*_: object) -> None:
+        seen["out"] -= 1
+
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "checkin", checkin)
+    try:
+        cold = await authorize(tenant, "1.00")  # copies read, the period's counter opened
+        cold_seen = dict(seen)
+        seen.update(most=0, checkouts=0)
+        warm = await authorize(tenant, "1.00")
+    finally:
+        event.remove(engine, "checkout", checkout)
+        event.remove(engine, "checkin", checkin)
+    assert cold["__typename"] == warm["__typename"] == "UsageAuthorized", (cold, warm)
+    assert cold_seen["most"] == 1 and cold_seen["out"] == 0, cold_seen
+    assert seen == {"out": 0, "most": 1, "checkouts": 1}, seen
