@@ -79,20 +79,20 @@ class Settings(BaseSettings):
         default=20,
         ge=1,
         le=200,
-        description="Database connections one process keeps open once it has needed them. "
-        "At least the requests one process runs at once (an authorisation or a usage write "
-        "holds one connection for its duration): a connection opened beyond it is closed as "
-        "soon as it is given back, and its successor pays the connect and re-prepares its "
-        "statements. Size PostgreSQL's max_connections for (pool size + overflow) x "
-        "processes, plus workers and CLI runs.",
+        description="Database connections one process keeps open once it has needed them: at "
+        "least the requests one process runs at once (an authorisation or a usage write holds "
+        "one for its duration), so that under load none is opened and closed again and each "
+        "keeps its prepared statements. Size PostgreSQL's max_connections (100 by default) "
+        "for (pool size + overflow) x processes, plus workers and CLI runs.",
     )
     db_pool_overflow: int = Field(
-        default=10,
+        default=0,
         ge=0,
         le=200,
         description="Connections one process may open beyond COSTGRAPH_DB_POOL_SIZE in a "
-        "burst (each closed when given back); past them a request waits up to "
-        "COSTGRAPH_DB_POOL_TIMEOUT_SECONDS for a free one.",
+        "burst, each closed as soon as it is given back. With none, a request beyond the pool "
+        "waits (up to COSTGRAPH_DB_POOL_TIMEOUT_SECONDS) for a connection rather than adding a "
+        "backend to a database already busy with the pool's.",
     )
     statement_timeout_ms: int = Field(
         default=15_000, ge=100, description="PostgreSQL statement_timeout set on every connection."

@@ -326,13 +326,6 @@ def budget_amount(spend: Spend, budget: Budget, rates: fx.RateBook) -> Decimal |
     )
 
 
-async def budgets_for_writer(session: AsyncSession, org: OrgContext) -> list[Budget]:
-    """Every budget of the organisation (a handful), read under the writer's share of the
-    guard, held until commit. A writer reads them before it locks a hot row (a balance), so
-    that row stays locked for a round trip less; :func:`apply_spend` then takes them."""
-    return await repo.budgets_for_writer(session, org.id)
-
-
 async def apply_spend(
     session: AsyncSession,
     org: OrgContext,
@@ -341,7 +334,6 @@ async def apply_spend(
     *,
     enforce: bool = True,
     settlement: Settlement | None = None,
-    read: Sequence[Budget] | None = None,
 ) -> list[CounterChange]:
     """Raise every applicable budget's counter by the spends; refuse past a hard cap.
 
@@ -349,13 +341,12 @@ async def apply_spend(
     With ``settlement`` (a reservation's actual usage), a hard cap refuses only what goes
     beyond the hold by more than the cap's tolerance (``OVERAGE_LIMIT``). A counter not
     created yet starts from the ledger's spend in its period (:mod:`budget_ledger`). Holds
-    past their expiry never count against a cap, swept or not. ``read``: the budgets as
-    :func:`budgets_for_writer` read them earlier in this transaction.
+    past their expiry never count against a cap, swept or not.
     """
     if not spends:
         return []
     # Read under the writer guard: a budget set meanwhile counted these entries, or is seen.
-    budgets = await budgets_for_writer(session, org) if read is None else read
+    budgets = await repo.budgets_for_writer(session, org.id)  # a handful per organisation
     if not budgets:
         return []
     rates = await rates_for(session, org, spends, budgets)

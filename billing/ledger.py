@@ -461,9 +461,6 @@ async def _record_usage(
         frozenset(a.id for a in accounts.values() if not a.postpaid) if enforce else frozenset()
     )
     weights = await weights_repository.weights_of(session, org.id)
-    # The budgets (and the writer guard) before any allowance, balance or counter is locked:
-    # those rows then stay locked for the fewest round trips up to the commit.
-    budget_rows = await budgets.budgets_for_writer(session, org) if parties.has_budgets else None
     if len(unique) > PIPELINE_CHUNK and not any(parties.subscriptions.values()):
         chunks = (
             _usage_entries(
@@ -499,13 +496,7 @@ async def _record_usage(
     if parties.has_budgets:  # (apply_spend does nothing for a tenant without budgets)
         spends = [spend_of(e) for e in written if not e.replayed]
         await budgets.apply_spend(
-            session,
-            org,
-            spends,
-            limits.zone,
-            enforce=enforce,
-            settlement=settlement,
-            read=budget_rows,
+            session, org, spends, limits.zone, enforce=enforce, settlement=settlement
         )
     recorded = {e.idempotency_key: e for e in written}
     return [

@@ -297,12 +297,13 @@ async def authorize(
             if existing is not None:
                 return existing, True
             raise
-        engine = None
+        engine: AsyncEngine | None = None
         if alone:
             if session.in_transaction():
                 await session.rollback()  # it only read: nothing stays locked or checked out
-            engine = session.bind  # opening a missing counter: a short transaction of its own
-            assert isinstance(engine, AsyncEngine)
+            bind = session.bind  # opening a missing counter: a short transaction of its own
+            assert isinstance(bind, AsyncEngine)
+            engine = bind
         # A counter the hold would create starts from the ledger's spend, not zero.
         await budget_ledger.open_counters(session, org.id, plan.windows(), engine)
         try:

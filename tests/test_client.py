@@ -46,6 +46,7 @@ from costgraph.client.models import RESULTS
 from costgraph.client.operations import SOURCES
 from costgraph.client.shapes import camel, hints, unwrap_optional
 from costgraph.kernel.clock import utcnow
+from tests import dates
 from tests.conftest import Tenant, raw_connection
 from tests.dates import rfc
 from tests.servers import free_port, running_servers
@@ -59,7 +60,10 @@ FAST = RetryPolicy(attempts=40, initial=0.05, maximum=0.5, jitter=0.1)
 @pytest.fixture
 def server(settings: Settings) -> Iterator[str]:
     """One server process of its own (its business clock starts with the test's); OAuth
-    tokens live 60 s, with no leeway, so that a test can outlive one."""
+    tokens live 60 s, with no leeway, so that a test can outlive one. Mid-month: a test that
+    outlives a token must not see the month turn under it (a suite run on a clock set to a
+    month's last seconds would)."""
+    dates.set_now(dates.month(0, 15, 12))
     env = {"COSTGRAPH_OAUTH_TOKEN_TTL_SECONDS": "60", "COSTGRAPH_JWT_LEEWAY_SECONDS": "0"}
     with running_servers(settings, 1, **env) as (url,):
         yield f"{url}/graphql"

@@ -123,40 +123,38 @@ RUNNABLE = [
 ]
 
 
-@pytest.mark.parametrize("page", RUNNABLE, ids=lambda page: str(page.relative_to(ROOT)))
-def test_the_page_examples_run(page: Path, demo_server: DemoServer) -> None:
-    with tempfile.TemporaryDirectory(prefix="costgraph-reader-") as workdir:
-        result = subprocess.run(
-            ["bash", "-c", script(examples(page), demo_server.port)],
-            env=demo_server.environment,
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+def run_page(page: Path, server: DemoServer, workdir: str) -> subprocess.CompletedProcess[str]:
+    """A page's examples in one bash session in ``workdir``; fails the test on any error."""
+    result = subprocess.run(
+        ["bash", "-c", script(examples(page), server.port)],
+        env=server.environment,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, (
         f"{result.stderr[-4000:]}\n--- stdout ---\n{result.stdout[-4000:]}"
     )
+    return result
+
+
+@pytest.mark.parametrize("page", RUNNABLE, ids=lambda page: str(page.relative_to(ROOT)))
+def test_the_page_examples_run(page: Path, demo_server: DemoServer) -> None:
+    with tempfile.TemporaryDirectory(prefix="costgraph-reader-") as workdir:
+        run_page(page, demo_server, workdir)
 
 
 def test_the_tour_shows_what_it_says(demo_server: DemoServer) -> None:
     """The README's tour: the hard cap refuses, the live watcher saw the balance move."""
-    readme = ROOT / "README.md"
     with tempfile.TemporaryDirectory(prefix="costgraph-reader-") as workdir:
-        result = subprocess.run(
-            ["bash", "-c", script(examples(readme), demo_server.port)],
-            env=demo_server.environment,
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr[-4000:]
+        result = run_page(ROOT / "README.md", demo_server, workdir)
         live = Path(workdir, "live.jsonl").read_text(encoding="utf-8").splitlines()
     assert '"BudgetLimitReached"' in result.stdout
     assert "BUDGET_LIMIT_REACHED" in result.stdout
     assert len(live) == 2 and live[0] != live[1], live
     assert "row_type," in result.stdout  # the CSV's header line
+    assert "settled:" in result.stdout  # the Python client's reserve-then-settle
 
 
 def test_every_example_not_run_says_why() -> None:
