@@ -218,6 +218,10 @@ def cmd_token(args: argparse.Namespace) -> None:
         sys.exit(f"costgraph: unknown scope {unknown[0]!r}; scopes: {', '.join(SCOPES)}")
     if args.org is None and args.role != "platform_admin":
         sys.exit("costgraph: --org is required for every role but platform_admin")
+    try:
+        accounts = [uuid.UUID(a) for a in args.account or []]
+    except ValueError:
+        sys.exit("costgraph: --account takes an account id (a UUID)")
     org_id = None
     if args.org is not None:
         with database(settings) as url:
@@ -233,7 +237,7 @@ def cmd_token(args: argparse.Namespace) -> None:
             roles=[args.role],
             scopes=args.scope,
             ttl=timedelta(seconds=args.ttl),
-            accounts=[uuid.UUID(a) for a in args.account or []],
+            accounts=accounts,
         )
     )
 

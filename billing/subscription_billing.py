@@ -313,15 +313,19 @@ def _day(at: datetime) -> str:
 
 
 async def _subscription_in_force(
-    session: AsyncSession, org: OrgContext, account_id: uuid.UUID, now: datetime
+    session: AsyncSession,
+    org: OrgContext,
+    account_id: uuid.UUID,
+    now: datetime,
+    field: str = "input.accountId",
 ) -> AccountSubscription:
     account = (await get_many(session, Account, [account_id])).get(account_id)
     if account is None:
-        raise NotFound("account", account_id, "input.accountId")
+        raise NotFound("account", account_id, field)
     await plans_repository.lock_account(session, org.id, account_id)
     sub = await repo.in_force(session, account_id, now)
     if sub is None:
-        raise NotFound("subscription", account_id, "input.accountId")
+        raise NotFound("subscription", account_id, field)
     return sub
 
 
@@ -511,14 +515,14 @@ async def _move_member(
 
 
 async def cancel_subscription(
-    session: AsyncSession, org: OrgContext, account_id: uuid.UUID
+    session: AsyncSession, org: OrgContext, account_id: uuid.UUID, field: str = "accountId"
 ) -> AccountSubscription:
     """Cancel at the period's end: no later cycle is billed; the allowance and the running
-    cycle's paid service stay until then."""
+    cycle's paid service stay until then. ``field`` names the account argument in errors."""
     now = utcnow()
-    sub = await _subscription_in_force(session, org, account_id, now)
+    sub = await _subscription_in_force(session, org, account_id, now, field)
     if sub.cancelled_at is not None:
-        raise ValidationFailed("the subscription is cancelled already", "input.accountId")
+        raise ValidationFailed("the subscription is cancelled already", field)
     await _settle(session, org, sub, now, [])
     end = schedule.cycle_at(sub.starts_at, sub.billing, now).end
     if sub.ends_at is not None and sub.ends_at < end:

@@ -395,7 +395,8 @@ async def test_cancellation_takes_effect_at_the_period_end(
     cancelled = (await ok(tenant, CANCEL, {"a": account}))["cancelSubscription"]
     # The running cycle (31 Mar - 30 Apr) is paid: the subscription ends at its end.
     assert cancelled == {"endsAt": rfc(last_year(4, 30)), "cancelledAt": rfc(now())}
-    assert error_code(await tenant.gql(CANCEL, {"a": account})) == "VALIDATION_FAILED"
+    again = (await tenant.gql(CANCEL, {"a": account}))["errors"][0]["extensions"]
+    assert again == {"code": "VALIDATION_FAILED", "field": "accountId"}  # the argument's name
     change = {"i": {"accountId": account, "planCode": "basic"}}
     assert error_code(await tenant.gql(CHANGE, change)) == "VALIDATION_FAILED"
     assert error_code(await tenant.gql(CANCEL, {"a": str(uuid.uuid4())})) == "NOT_FOUND"
