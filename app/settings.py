@@ -67,8 +67,8 @@ class Settings(BaseSettings):
     )
     graphql_ide: bool = Field(
         default=False,
-        description="Serve the GraphiQL IDE on GET /graphql (on by default for "
-        "`costgraph serve` on a loopback host).",
+        description="Serve the query page (app/static/query.html, works offline) on GET "
+        "/graphql to browsers (on by default for `costgraph serve` on a loopback host).",
     )
     introspection: bool = Field(
         default=False,
