@@ -18,8 +18,8 @@ from typing import Any
 
 from broadcaster import BroadcastBackend, Event
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 _READ_WAIT = 1.0
 
@@ -41,14 +41,17 @@ class RedisPubSubBackend(BroadcastBackend):
         self._reader: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        await self._pubsub.connect()  # type: ignore[no-untyped-call]
+        # Through Any: redis-py types these on some releases and not others (8.2 typed aclose).
+        pubsub: Any = self._pubsub
+        await pubsub.connect()
         self._reader = asyncio.create_task(self._read(), name="costgraph-redis-reader")
 
     async def disconnect(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
         try:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            pubsub: Any = self._pubsub
+            await pubsub.aclose()
         finally:
             await self._client.aclose()
 
