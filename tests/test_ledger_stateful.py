@@ -122,19 +122,19 @@ BASE = datetime(2011, 3, 16, 8, 0, tzinfo=UTC)
 TTL = timedelta(seconds=900)
 #: When the organisation was created: its books start in February 2011, so February closes
 #: once it is over (and the late-arrival window and grace have passed); January is history.
-BOOKS = datetime(2011, 2, 1, 9, 0, tzinfo=UTC)
+BOOKS = BASE.replace(month=BASE.month - 1, day=1, hour=9)  # the 1st of BASE's previous month
 #: The plan's start: its cycles turn on the 11th at 08:00, so the cycle before BASE's is over
 #: (with its allowance unused) and lies partly in February.
 SUBSCRIBED = BASE - timedelta(days=33)
 #: The first version of the example's own catalog price, in force before any usage.
-FIRST_PRICE = datetime(2010, 12, 1, tzinfo=UTC)
+FIRST_PRICE = BASE.replace(year=BASE.year - 1, month=12, day=1, hour=0)  # 3 months before
 #: Where a backfill lands: just past the late-arrival window (a past day and week, the current
 #: cycle and month), a past allowance cycle in the current month, February (closable) and
 #: January (before the books start: never closed). "edge" is relative to now.
 BACKFILL_AT = {
     "cycle": BASE - timedelta(days=6),
-    "february": datetime(2011, 2, 20, 12, 0, tzinfo=UTC),
-    "january": datetime(2011, 1, 20, 12, 0, tzinfo=UTC),
+    "february": BOOKS.replace(day=20, hour=12),  # the books' first month
+    "january": BOOKS.replace(month=BOOKS.month - 1, day=20, hour=12),  # before the books
 }
 #: Reprice ranges, by name ("recent" and "open" end an hour after now).
 REPRICE_SPANS = ("recent", "month", "all", "february")
