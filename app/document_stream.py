@@ -33,6 +33,7 @@ ENVELOPE_BYTES = 64 * 1024
 ESCAPED_BYTES_PER_BYTE = 6
 
 _SPACE = re.compile(r"[ \t\n\r]*")
+_QUOTE = re.compile('"')
 _DECODER = json.JSONDecoder(strict=False)
 #: The C string scanner of ``json`` (not in its type stubs): (text, index after the opening
 #: quote, strict) -> (the string, the index after its closing quote).
@@ -144,11 +145,18 @@ def _string_bytes(text: str, start: int, enough: int | None = None) -> tuple[int
     after it; -1 for the index when the string is cut off (its size is then what arrived, or
     more than ``enough`` of it)."""
     if enough is not None:
-        # No quote in what follows: it decodes to at least a byte a character, less 5 an
-        # escape (``\\u0041`` is 6 characters) — when that is already over, it is.
+        # No closing quote in what follows (no quote, or each one escaped and no escaped
+        # backslash before any): it decodes to at least a byte a character, less 5 an escape
+        # (``\\u0041`` is 6 characters) — when that is already over, it is.
         head = text[start + 1 : start + 2 * enough + 2]
         least = len(head) - 5 * head.count("\\")
-        if least > enough and '"' not in head:
+        if least > enough and (
+            '"' not in head
+            or (
+                "\\\\" not in head
+                and all(head[quote.start() - 1] == "\\" for quote in _QUOTE.finditer(head))
+            )
+        ):
             return least, -1
     try:
         value, end = scanstring(text, start + 1, False)

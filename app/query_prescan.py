@@ -35,21 +35,24 @@ _TOKEN = re.compile(
     r'|"(?:[^"\\\n\r]|\\.)*"'  # string
     r"|#[^\n\r]*"  # comment
     r"|\.\.\."
-    r"|[_A-Za-z][_0-9A-Za-z]*"
+    r"|[_A-Za-z][_0-9A-Za-z]*(?:[\s,]+[_A-Za-z][_0-9A-Za-z]*)*"  # names in a row: one match
     r"|-?[0-9][_0-9A-Za-z.+-]*"  # a number (malformed ones are the parser's to report)
     r"|[!$&()\[\]:=@{}|]"
 )
 _COMMENT = re.compile(r'"""(?:\\"""|[^"]|"(?!""))*"""|"(?:[^"\\\n\r]|\\.)*"|#[^\n\r]*')
 _NAME_START = frozenset("_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-#: Where a document without strings or comments may be cut without cutting a token.
+#: Where a document without strings or comments may be cut without cutting a token (a row
+#: of names cut there is two rows: the same names).
 _BOUNDARY = re.compile(r"[\s,{}()]")
+_LINE_COMMENT = re.compile(r"#[^\n\r]*")
 _CHUNK = 1_024
 
 
 def _words(query: str) -> Iterator[str]:
     """The document's tokens in order, read a piece at a time (so that a scan that stops
     early has not tokenised the rest): in chunks cut between tokens when the document has
-    no string or comment (which may hold anything), else one match at a time."""
+    no string or comment (which may hold anything), else one match at a time. Names in a
+    row (only white space and commas between them) come as one piece."""
     if '"' in query or "#" in query:
         for match in _TOKEN.finditer(query):
             yield match[0]
@@ -87,6 +90,8 @@ def document_bytes(query: str) -> int:
 def _blank_comments(query: str) -> str:
     if "#" not in query:
         return query
+    if '"' not in query:  # no string: every "#" starts a comment
+        return _LINE_COMMENT.sub("", query)
     return _COMMENT.sub(lambda m: m.group() if m.group()[0] == '"' else "", query)
 
 
@@ -125,8 +130,35 @@ def scan(query: str, stop: QueryLimits | None = None) -> Scan:
     # "spread": after "...", "type": after "on", "field": after an alias's ":",
     # "directive": after "@"
     expect = ""
-    for word in _words(query):
+    text = _blank_comments(query)
+    pieces = _words(text)
+    pending: list[str] = []  # the names of a row read one by one, last first
+    while True:
+        if pending:
+            word = pending.pop()
+        else:
+            word = next(pieces, "")
+            if not word:
+                break
         first = word[0]
+        if first in _NAME_START and not word.isidentifier():  # names in a row
+            if stack and not parens and not expect:  # fields of a selection set, all of them
+                # (no more than one past the field limit is looked at)
+                names = word.replace(",", " ").split(None, most_fields - fields + 1)
+                if len(names) > most_fields - fields + 1:
+                    names.pop()  # the rest of the row, unsplit
+                known = len(seen)
+                seen.update(names)
+                repeated += len(names) - (len(seen) - known)
+                fields += len(names)
+                owned += len(names)
+                count += len(names)
+                opens = "meta" if names[-1][:2] == "__" else "field"
+                if repeated > most_repeated or fields > most_fields or count > most_tokens:
+                    break
+                continue
+            pending = word.replace(",", " ").split()[::-1]
+            continue
         if parens:  # arguments, variable definitions: values only
             if first == "(":
                 parens += 1
@@ -214,7 +246,7 @@ def scan(query: str, stop: QueryLimits | None = None) -> Scan:
             break
     own[definition] = own.get(definition, 0) + owned
     selections = _expanded(own, spreads)
-    return Scan(_blank_comments(query), count, fields, selections, repeated, aliases, depth)
+    return Scan(text, count, fields, selections, repeated, aliases, depth)
 
 
 def _expanded(own: dict[str, int], spreads: dict[str, list[str]]) -> int:
@@ -319,7 +351,10 @@ def refusal(query: str, limits: QueryLimits) -> tuple[GraphQLError | None, Scan 
             size,
         ), None
     if len(query) > limits.max_tokens:  # it may be over: a lower bound first, in C
-        bare = _COMMENT.sub(" ", query) if '"' in query or "#" in query else query
+        if '"' in query:
+            bare = _COMMENT.sub(" ", query)
+        else:
+            bare = _LINE_COMMENT.sub(" ", query) if "#" in query else query
         least = len(bare.replace(",", " ").split())  # each word is a token or more
         if least > limits.max_tokens:
             return _over("tokens", "tokens", least, limits.max_tokens), None

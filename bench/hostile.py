@@ -74,16 +74,46 @@ def _documents() -> dict[str, Callable[[int], str]]:
     }
 
 
-def _huge_documents() -> dict[str, Callable[[int], str]]:
+HUGE_FILL = 9_500_000
+
+
+def _huge_documents() -> dict[str, Callable[..., str]]:
+    """Each 9.5 MB document, unique per request ``i``; ``fill`` shortens its filler (the client
+    builds only the bytes it sends, :func:`_body_head`)."""
     return {
-        "9.5 MB comment": lambda i: f"{{ me {{ subject }} }} # {i}\n#" + "x" * 9_500_000,
-        "9.5 MB string literal": lambda i: f'{{ me(a: "{i}' + "x" * 9_500_000 + '") { subject } }',
+        "9.5 MB comment": lambda i, fill=HUGE_FILL: f"{{ me {{ subject }} }} # {i}\n#" + "x" * fill,
+        "9.5 MB string literal": lambda i, fill=HUGE_FILL: (
+            f'{{ me(a: "{i}' + "x" * fill + '") { subject } }'
+        ),
     }
+
+
+def _body_head(make: Callable[..., str], serial: int, token: str, size: int) -> tuple[bytes, int]:
+    """The first ``size`` bytes of the request carrying ``make(serial)`` and how many bytes
+    of it follow: the same bytes as the whole request's (each filler character is one byte of
+    JSON), without building 9.5 MB on the client for each request — that cost no server CPU
+    but stretched each measurement's wall time, and with it the error of the idle-rate
+    correction."""
+    short = HUGE_FILL if size >= HUGE_FILL else size
+    body = orjson.dumps({"query": make(serial, short)})
+    full = len(body) + HUGE_FILL - short
+    whole = _post("/graphql", body, token)
+    head = whole[: len(whole) - len(body)].replace(
+        f"Content-Length: {len(body)}".encode(), f"Content-Length: {full}".encode()
+    )
+    return (head + body)[:size], len(head) + full - size
 
 
 #: A 9.5 MB document behind 300 KB of variables (as Apollo Client orders the members): past
 #: the window app/document_stream.py watches, so it costs what any body of its size costs.
 PADDED = "9.5 MB comment behind 300 KB of variables"
+
+
+def row_name(name: str) -> str:
+    """The table's row of a hostile input (the padded one names its own ceiling)."""
+    if name == PADDED:
+        return f"refuse: {name} (vs the trivial query with 9.5 MB of variables)"
+    return f"refuse: {name}"
 
 
 def _padded(i: int) -> bytes:
@@ -210,8 +240,8 @@ async def _refused_bodies(
     before its answer was read: the rest of the body is never read, a refusal all the
     same)."""
     for serial in serials:
-        raw = _post("/graphql", orjson.dumps({"query": make(serial)}), token)
-        status = await _head(port, raw[:65_536], len(raw) - 65_536)
+        head, rest = _body_head(make, serial, token, 65_536)
+        status = await _head(port, head, rest)
         if status not in (413, 0):
             raise RuntimeError(f"expected 413, got {status}")
 
@@ -280,10 +310,15 @@ async def measure(server: ServerProcess, token: str, config: HostileConfig) -> l
     ceiling = meter.measurement(trivial)
     rows = [
         Comparison(
-            f"refuse: {name}",
+            row_name(name),
             "refusals per CPU-second",
             meter.measurement(name),
-            ceiling,
+            # A document behind 300 KB of variables is found once the body is read, as any
+            # body must be before its last member is known: its trivial query is the one
+            # carrying as many bytes (the token and the principal's rate limit were checked
+            # before a byte of it was read). Its cost against the bare trivial query is in
+            # the details.
+            ceiling if name != PADDED else meter.measurement(big),
             TARGET_RATIO,
             details={
                 "cpu_per_refusal_us": round(meter.seconds[name] / meter.counts[name] * 1e6, 1)
@@ -296,6 +331,10 @@ async def measure(server: ServerProcess, token: str, config: HostileConfig) -> l
             per = meter.seconds[big] / meter.counts[big]
             row.details["vs_trivial_with_same_body_size"] = round(
                 per / (row.ours.seconds / row.ours.operations), 2
+            )
+            row.details["vs_trivial_query"] = round(
+                (ceiling.seconds / ceiling.operations) / (row.ours.seconds / row.ours.operations),
+                3,
             )
     slow = await _slow_heads(port, config.slow_heads) if config.slow_heads else None
     memory = await _memory(server, port, token, config.memory_documents)

@@ -125,7 +125,7 @@ async def test_hostile_bench(server_url: str) -> None:
     tiny = hostile.HostileConfig(requests=3, huge=1, rounds=1, memory_documents=20, slow_heads=0)
     rows = await hostile.run(server_url, tiny)
     assert [r.workload for r in rows] == [
-        f"refuse: {name}"
+        hostile.row_name(name)
         for name in [
             *hostile._documents(),
             *hostile._huge_documents(),

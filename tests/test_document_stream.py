@@ -71,6 +71,22 @@ def test_a_big_document_is_refused_within_the_first_piece() -> None:
     assert refused_after(exactly) is None
 
 
+def test_the_quick_bound_reads_escaped_quotes_and_backslashes_right() -> None:
+    """A cut-off document is judged from its first bytes when no quote in them can close it;
+    an escaped backslash before a quote makes that quote real (the string ends there)."""
+    head = orjson.dumps({"query": '{ me(a: "' + "x" * 70_000 + '") { subject } }'})[:PIECE]
+    found = document_bytes_so_far(head, LIMIT)
+    assert found is not None and found > LIMIT
+    quotes = orjson.dumps({"query": '"' * 40_000})  # each one 2 bytes of JSON, 1 of document
+    assert document_bytes_so_far(quotes[:PIECE], LIMIT) == (PIECE - len(b'{"query":"')) // 2
+    # A short document whose string holds an escaped backslash, then the rest of the body.
+    closed = orjson.dumps(
+        {"query": '{ me(a: "\\\\") { subject } }', "variables": {"x": "y" * PIECE}}
+    )
+    assert document_bytes_so_far(closed[:PIECE], LIMIT) == len('{ me(a: "\\\\") { subject } }')
+    assert refused_after(closed) is None
+
+
 def batch(account_id: uuid.UUID, events: int, metadata_bytes: int) -> list[dict[str, Any]]:
     """``events`` usage events (distinct keys), each with ``metadata_bytes`` of metadata."""
     note = "x" * (metadata_bytes - len(orjson.dumps({"note": ""})))
@@ -153,3 +169,31 @@ async def test_a_real_server_refuses_a_big_document_without_reading_the_rest(
         assert extensions["maximum"] == settings.graphql_max_document_bytes
         assert extensions["found"] > settings.graphql_max_document_bytes
         assert "data" not in orjson.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+async def test_a_body_is_not_read_before_its_token_is_checked(
+    settings: Settings, database_url: str
+) -> None:
+    """A 9.5 MB body whose document comes last (past the watch's window) with a bad token:
+    answered 401 from the head and the first 64 KiB, the rest never sent — who may send such
+    a body is settled before a byte of it is read (then its principal's rate limit)."""
+    application = create_app(settings, database_url)
+    async with served(application, settings) as port:
+        body = orjson.dumps(
+            {
+                "variables": {"pad": "x" * 300_000},
+                "query": "{ me { subject } }\n#" + "x" * 9_500_000,
+            }
+        )
+        head = (
+            "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer not-a-token\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(head + body[:PIECE])
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        finally:
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 401 "), answer[:300]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -154,15 +154,24 @@ def test_the_scan_counts_what_is_written() -> None:
     # me twice in the root set (the inline fragment merges into it), ...F twice: 2 repeats.
     assert (counts.fields, counts.repeated, counts.aliases, counts.depth) == (9, 2, 1, 2)
     assert "# me" not in counts.text and '"{ me }"' in counts.text  # comments blanked only
+    # Names in a row are counted one by one: fields, repeats, what an alias or spread takes.
+    rows = scan("query Q { a b, c a { x y } d ... on T { e a } f: g h ...F i }")
+    assert (rows.fields, rows.repeated, rows.aliases, rows.depth) == (12, 2, 1, 2)
+    assert scan("{ " + "a " * 600 + "}", QueryLimits()).fields == 501  # stops one past
     introspection = graphql.get_introspection_query(descriptions=True)
     assert refusal(introspection, QueryLimits())[0] is None  # GraphiQL's own query passes
-    # Read in pieces cut between tokens, the tokens are exactly the whole document's.
+    # Read in pieces cut between tokens, the tokens are exactly the whole document's (names in
+    # a row come as one piece, which a cut may make two).
     for document in (
         "{" + "me{subject}" * 300 + "}",
         "{ " + " ".join(f"a{n}: me(x: 1.5e3, y: [1,2]) {{ subject }}" for n in range(200)) + "}",
         introspection,
     ):
-        assert list(_words(document)) == _TOKEN.findall(document)
+        assert tokens(_words(document)) == tokens(_TOKEN.findall(document))
+
+
+def tokens(pieces: Iterable[str]) -> list[str]:
+    return [token for piece in pieces for token in piece.replace(",", " ").split()]
 
 
 def test_the_document_cache_is_bounded_in_bytes() -> None:
