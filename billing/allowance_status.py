@@ -93,8 +93,8 @@ async def _allowance_status(
         )
     start, end = cycle_window(term.anchor, now)
     # The cycle's allowance is the one it opened with, once opened (billing/allowances.py).
-    counter = repo.pool_allowance_used if term.pooled else repo.allowance_used
-    used, included = await counter(session, term.holder_id, start) or (0, term.included)
+    counter = await repo.allowance_used(session, term.holder_id, start, pooled=term.pooled)
+    used, included = counter or (0, term.included)
     return AllowanceStatus(
         account_id,
         account.currency,

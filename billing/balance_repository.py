@@ -12,6 +12,7 @@ from typing import TypeVar
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from costgraph.billing.pools import PoolTerm
 from costgraph.billing.raw_connection import driver_connection
@@ -19,6 +20,7 @@ from costgraph.models.balance import AccountBalance, AllowanceCounter, PoolAllow
 from costgraph.models.pricing import AccountSubscription
 
 _Term = TypeVar("_Term", AccountSubscription, "SubscriptionTerm")
+_CounterTable = type[AllowanceCounter] | type[PoolAllowanceCounter]
 
 
 _ENSURE_BALANCES_SQL = (
@@ -160,33 +162,45 @@ def in_force(subscriptions: Sequence[_Term], at: datetime) -> _Term | None:
     return current
 
 
+def _counters(pooled: bool) -> tuple[_CounterTable, InstrumentedAttribute[uuid.UUID]]:
+    """The allowance counters and the column naming their holder: an account's, or with
+    ``pooled`` a pool's (the team subscription, :mod:`costgraph.billing.pools`)."""
+    if pooled:
+        return PoolAllowanceCounter, PoolAllowanceCounter.pool_id
+    return AllowanceCounter, AllowanceCounter.account_id
+
+
 async def lock_allowance(
     session: AsyncSession,
     organization_id: uuid.UUID,
-    account_id: uuid.UUID,
+    holder_id: uuid.UUID,
     cycle: tuple[datetime, datetime],
     included_tokens: int,
+    *,
+    pooled: bool,
 ) -> tuple[int, int]:
-    """Lock the cycle's counter (creating it with ``included_tokens``, the plan's allowance
-    now) and return its (used, included): a cycle keeps the allowance it opened with, whatever
-    plan change follows (:mod:`costgraph.billing.allowances`)."""
+    """Lock the cycle's counter of the account, or with ``pooled`` of the pool (creating it
+    with ``included_tokens``, the plan's allowance or the pool's capacity now) and return its
+    (used, included): a cycle keeps the allowance it opened with, whatever plan change
+    follows (:mod:`costgraph.billing.allowances`, :mod:`costgraph.billing.pools`)."""
+    table, holder = _counters(pooled)
     await session.execute(
-        insert(AllowanceCounter)
+        insert(table)
         .values(
-            organization_id=organization_id,
-            account_id=account_id,
-            cycle_start=cycle[0],
-            cycle_end=cycle[1],
-            included_tokens=included_tokens,
+            {
+                "organization_id": organization_id,
+                holder.key: holder_id,
+                "cycle_start": cycle[0],
+                "cycle_end": cycle[1],
+                "included_tokens": included_tokens,
+            }
         )
         .on_conflict_do_nothing()
     )
     row = (
         await session.execute(
-            select(AllowanceCounter.used_tokens, AllowanceCounter.included_tokens)
-            .where(
-                AllowanceCounter.account_id == account_id, AllowanceCounter.cycle_start == cycle[0]
-            )
+            select(table.used_tokens, table.included_tokens)
+            .where(holder == holder_id, table.cycle_start == cycle[0])
             .with_for_update()
         )
     ).one()
@@ -194,27 +208,33 @@ async def lock_allowance(
 
 
 async def draw_allowance(
-    session: AsyncSession, account_id: uuid.UUID, cycle_start: datetime, tokens: int
+    session: AsyncSession,
+    holder_id: uuid.UUID,
+    cycle_start: datetime,
+    tokens: int,
+    *,
+    pooled: bool,
 ) -> None:
+    """Add ``tokens`` to the used tokens of the account's (with ``pooled``, the pool's) counter."""
+    table, holder = _counters(pooled)
     await session.execute(
-        update(AllowanceCounter)
-        .where(
-            AllowanceCounter.account_id == account_id, AllowanceCounter.cycle_start == cycle_start
-        )
-        .values(used_tokens=AllowanceCounter.used_tokens + tokens)
+        update(table)
+        .where(holder == holder_id, table.cycle_start == cycle_start)
+        .values(used_tokens=table.used_tokens + tokens)
         .execution_options(synchronize_session=False)
     )
 
 
 async def allowance_used(
-    session: AsyncSession, account_id: uuid.UUID, cycle_start: datetime
+    session: AsyncSession, holder_id: uuid.UUID, cycle_start: datetime, *, pooled: bool
 ) -> tuple[int, int] | None:
-    """The account's (used, included) this cycle; None: no usage has opened the cycle yet."""
+    """The account's (with ``pooled``, the pool's) (used, included) this cycle; None: no usage
+    has opened the cycle yet."""
+    table, holder = _counters(pooled)
     row = (
         await session.execute(
-            select(AllowanceCounter.used_tokens, AllowanceCounter.included_tokens).where(
-                AllowanceCounter.account_id == account_id,
-                AllowanceCounter.cycle_start == cycle_start,
+            select(table.used_tokens, table.included_tokens).where(
+                holder == holder_id, table.cycle_start == cycle_start
             )
         )
     ).first()
@@ -247,68 +267,6 @@ async def pool_terms(
         now,
     )
     return {row[0]: PoolTerm(row[0], row[1], row[2], row[3], int(row[4])) for row in rows}
-
-
-async def lock_pool_allowance(
-    session: AsyncSession,
-    organization_id: uuid.UUID,
-    pool_id: uuid.UUID,
-    cycle: tuple[datetime, datetime],
-    included_tokens: int,
-) -> tuple[int, int]:
-    """Lock the pool's counter of the cycle (creating it with ``included_tokens``, the pool's
-    capacity now) and return its (used, capacity): a cycle keeps the capacity it opened
-    with (:mod:`costgraph.billing.pools`)."""
-    await session.execute(
-        insert(PoolAllowanceCounter)
-        .values(
-            organization_id=organization_id,
-            pool_id=pool_id,
-            cycle_start=cycle[0],
-            cycle_end=cycle[1],
-            included_tokens=included_tokens,
-        )
-        .on_conflict_do_nothing()
-    )
-    row = (
-        await session.execute(
-            select(PoolAllowanceCounter.used_tokens, PoolAllowanceCounter.included_tokens)
-            .where(
-                PoolAllowanceCounter.pool_id == pool_id,
-                PoolAllowanceCounter.cycle_start == cycle[0],
-            )
-            .with_for_update()
-        )
-    ).one()
-    return row[0], row[1]
-
-
-async def draw_pool_allowance(
-    session: AsyncSession, pool_id: uuid.UUID, cycle_start: datetime, tokens: int
-) -> None:
-    await session.execute(
-        update(PoolAllowanceCounter)
-        .where(
-            PoolAllowanceCounter.pool_id == pool_id, PoolAllowanceCounter.cycle_start == cycle_start
-        )
-        .values(used_tokens=PoolAllowanceCounter.used_tokens + tokens)
-        .execution_options(synchronize_session=False)
-    )
-
-
-async def pool_allowance_used(
-    session: AsyncSession, pool_id: uuid.UUID, cycle_start: datetime
-) -> tuple[int, int] | None:
-    """The pool's (used, capacity) this cycle; None: no usage has opened the cycle yet."""
-    row = (
-        await session.execute(
-            select(PoolAllowanceCounter.used_tokens, PoolAllowanceCounter.included_tokens).where(
-                PoolAllowanceCounter.pool_id == pool_id,
-                PoolAllowanceCounter.cycle_start == cycle_start,
-            )
-        )
-    ).first()
-    return None if row is None else (row[0], row[1])
 
 
 async def pool_accounts(

@@ -114,8 +114,9 @@ async def lock_cycles(
         pooled, holder, start = key
         end, included = wanted[key]
         # A cycle keeps the allowance (a pool: the capacity) it opened with.
-        lock = repo.lock_pool_allowance if pooled else repo.lock_allowance
-        used, included = await lock(session, organization_id, holder, (start, end), included)
+        used, included = await repo.lock_allowance(
+            session, organization_id, holder, (start, end), included, pooled=pooled
+        )
         cycles.by_key[key] = Cycle(key, start, end, included, used)
     return cycles
 
@@ -144,8 +145,7 @@ def draw(entries: Sequence[Entry], cycles: Cycles) -> tuple[list[Entry], dict[Co
 async def apply_draws(session: AsyncSession, drawn: dict[CounterKey, int]) -> None:
     for (pooled, holder, start), tokens in sorted(drawn.items()):
         if tokens:
-            apply = repo.draw_pool_allowance if pooled else repo.draw_allowance
-            await apply(session, holder, start, tokens)
+            await repo.draw_allowance(session, holder, start, tokens, pooled=pooled)
 
 
 async def tell_pool_members(

@@ -347,10 +347,7 @@ async def effective_from(
     if now < anchor:
         return now
     start, end = cycle_window(anchor, now)
-    if pooled:
-        opened = await balance_repository.pool_allowance_used(session, holder, start)
-    else:
-        opened = await balance_repository.allowance_used(session, holder, start)
+    opened = await balance_repository.allowance_used(session, holder, start, pooled=pooled)
     return now if opened is None else end
 
 

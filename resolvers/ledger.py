@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +20,7 @@ from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_id, decode_optional
 from costgraph.schema import inputs, results
 from costgraph.schema.context import Context
+from costgraph.schema.top_ups import WithdrawalInput
 from costgraph.schema.types import Connection, Info, LedgerEntry, connection, entry_cursor
 
 
@@ -55,7 +56,10 @@ def usage_event(event: inputs.UsageEventInput, path: str) -> commands.UsageEvent
 
 
 def _payment(
-    input: inputs.DepositInput | inputs.SubscriptionPaymentInput | inputs.AdjustmentInput,
+    input: inputs.DepositInput
+    | inputs.SubscriptionPaymentInput
+    | inputs.AdjustmentInput
+    | WithdrawalInput,
 ) -> commands.Payment:
     return commands.Payment(
         idempotency_key=input.idempotency_key,
@@ -69,8 +73,46 @@ def _payment(
     )
 
 
-def _recorded(entry: Any) -> results.LedgerEntryRecorded:
-    return results.LedgerEntryRecorded(entry=LedgerEntry.of(entry), replayed=entry.replayed)
+def _refund(input: inputs.RefundInput) -> commands.Refund:
+    return commands.Refund(
+        idempotency_key=input.idempotency_key,
+        entry_id=decode_id(input.entry_id, "ledger entry", "input.entryId"),
+        amount=input.amount,
+        reason=input.reason,
+    )
+
+
+def _platform_fee(input: inputs.PlatformFeeInput) -> commands.PlatformFee:
+    return commands.PlatformFee(
+        idempotency_key=input.idempotency_key,
+        amount=input.amount,
+        currency=input.currency,
+        account_id=decode_optional(input.account_id, "account", "input.accountId"),
+        description=input.description,
+        occurred_at=input.occurred_at,
+    )
+
+
+_Command = TypeVar("_Command")
+
+
+async def write_entry(
+    context: Context,
+    decode: Callable[[], _Command],
+    action: Callable[[AsyncSession, OrgContext, _Command, commands.Limits], Awaitable[Entry]],
+) -> results.LedgerEntryRecorded | Any:
+    """A mutation that writes one ledger entry (deposit, adjust, refund, withdraw, …): decode
+    its input, run ``action`` as one unit, answer ``LedgerEntryRecorded`` or the failure's
+    union member."""
+
+    async def run() -> results.LedgerEntryRecorded:
+        command = decode()
+        entry = await context.write(
+            lambda uow: action(uow.session, uow.org, command, context.app.limits)
+        )
+        return results.LedgerEntryRecorded(entry=LedgerEntry.of(entry), replayed=entry.replayed)
+
+    return await result_of(run)
 
 
 BatchAction = Callable[
@@ -188,85 +230,28 @@ class LedgerMutation:
 
     @strawberry.mutation(description="A top-up.", extensions=[needs(Right.WRITE_BILLING)])
     async def deposit(self, info: Info, input: inputs.DepositInput) -> results.LedgerEntryResult:
-        context = info.context
-
-        async def run() -> results.LedgerEntryRecorded:
-            payment = _payment(input)
-            entry = await context.write(
-                lambda uow: ledger.deposit(uow.session, uow.org, payment, context.app.limits)
-            )
-            return _recorded(entry)
-
-        return await result_of(run)
+        return await write_entry(info.context, lambda: _payment(input), ledger.deposit)
 
     @strawberry.mutation(extensions=[needs(Right.WRITE_BILLING)])
     async def record_subscription_payment(
         self, info: Info, input: inputs.SubscriptionPaymentInput
     ) -> results.LedgerEntryResult:
-        context = info.context
-
-        async def run() -> results.LedgerEntryRecorded:
-            payment = _payment(input)
-            entry = await context.write(
-                lambda uow: ledger.record_subscription_payment(
-                    uow.session, uow.org, payment, context.app.limits
-                )
-            )
-            return _recorded(entry)
-
-        return await result_of(run)
+        return await write_entry(
+            info.context, lambda: _payment(input), ledger.record_subscription_payment
+        )
 
     @strawberry.mutation(extensions=[needs(Right.WRITE_BILLING)])
     async def adjust(self, info: Info, input: inputs.AdjustmentInput) -> results.LedgerEntryResult:
-        context = info.context
-
-        async def run() -> results.LedgerEntryRecorded:
-            payment = _payment(input)
-            entry = await context.write(
-                lambda uow: ledger.adjust(uow.session, uow.org, payment, context.app.limits)
-            )
-            return _recorded(entry)
-
-        return await result_of(run)
+        return await write_entry(info.context, lambda: _payment(input), ledger.adjust)
 
     @strawberry.mutation(extensions=[needs(Right.WRITE_BILLING)])
     async def refund(self, info: Info, input: inputs.RefundInput) -> results.LedgerEntryResult:
-        context = info.context
-
-        async def run() -> results.LedgerEntryRecorded:
-            request = commands.Refund(
-                idempotency_key=input.idempotency_key,
-                entry_id=decode_id(input.entry_id, "ledger entry", "input.entryId"),
-                amount=input.amount,
-                reason=input.reason,
-            )
-            entry = await context.write(
-                lambda uow: ledger.refund(uow.session, uow.org, request, context.app.limits)
-            )
-            return _recorded(entry)
-
-        return await result_of(run)
+        return await write_entry(info.context, lambda: _refund(input), ledger.refund)
 
     @strawberry.mutation(extensions=[needs(Right.WRITE_BILLING)])
     async def record_platform_fee(
         self, info: Info, input: inputs.PlatformFeeInput
     ) -> results.LedgerEntryResult:
-        context = info.context
-
-        async def run() -> results.LedgerEntryRecorded:
-            fee = commands.PlatformFee(
-                idempotency_key=input.idempotency_key,
-                amount=input.amount,
-                currency=input.currency,
-                account_id=decode_optional(input.account_id, "account", "input.accountId"),
-                description=input.description,
-                occurred_at=input.occurred_at,
-            )
-            entry = await context.write(
-                lambda uow: ledger.record_platform_fee(
-                    uow.session, uow.org, fee, context.app.limits
-                )
-            )
-            return _recorded(entry)
-
-        return await result_of(run)
+        return await write_entry(
+            info.context, lambda: _platform_fee(input), ledger.record_platform_fee
+        )

@@ -8,13 +8,12 @@ from collections.abc import AsyncGenerator
 import strawberry
 
 from costgraph.auth.permissions import Right
-from costgraph.billing import allowance_weights, commands, ledger, top_ups
+from costgraph.billing import allowance_weights, ledger, top_ups
 from costgraph.billing.weights import WeightSpec
 from costgraph.resolvers.access import needs, reads_account
 from costgraph.resolvers.errors import result_of
 from costgraph.resolvers.ids import decode_id
-from costgraph.resolvers.ledger import _metadata, _recorded
-from costgraph.schema import results
+from costgraph.resolvers.ledger import _payment, write_entry
 from costgraph.schema import top_ups as types
 from costgraph.schema.context import Context
 from costgraph.schema.types import Info
@@ -54,23 +53,7 @@ class TopUpMutation:
         extensions=[needs(Right.WRITE_BILLING)],
     )
     async def withdraw(self, info: Info, input: types.WithdrawalInput) -> types.WithdrawResult:
-        context = info.context
-
-        async def run() -> results.LedgerEntryRecorded:
-            payment = commands.Payment(
-                idempotency_key=input.idempotency_key,
-                account_id=decode_id(input.account_id, "account", "input.accountId"),
-                amount=input.amount,
-                currency=input.currency,
-                occurred_at=input.occurred_at,
-                metadata=_metadata(input.metadata),
-            )
-            entry = await context.write(
-                lambda uow: ledger.withdraw(uow.session, uow.org, payment, context.app.limits)
-            )
-            return _recorded(entry)
-
-        return await result_of(run)
+        return await write_entry(info.context, lambda: _payment(input), ledger.withdraw)
 
     @strawberry.mutation(
         description="Set an account's auto-top-up (threshold and amount on its prepaid "

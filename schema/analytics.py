@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from typing import Any
 
 import strawberry
 
@@ -336,6 +337,21 @@ class Cohorts:
         )
 
 
+def _feature_fields(f: FeatureFigures) -> dict[str, Any]:
+    """The figures of :class:`FeatureFiguresType`, which :class:`FeatureRoi` extends."""
+    return {
+        "currency": CurrencyCode(f.currency),
+        "ai_cost": f.ai_cost,
+        "billed_usage": f.billed_usage,
+        "revenue": f.revenue,
+        "margin": f.margin,
+        "requests": f.requests,
+        "active_users": f.active_users,
+        "requests_per_user": f.requests_per_user,
+        "cost_per_active_user": f.cost_per_active_user,
+    }
+
+
 @strawberry.type(name="FeatureFigures", description="A feature's return over a range.")
 class FeatureFiguresType:
     currency: CurrencyCode
@@ -356,17 +372,7 @@ class FeatureFiguresType:
 
     @classmethod
     def of(cls, f: FeatureFigures) -> FeatureFiguresType:
-        return cls(
-            currency=CurrencyCode(f.currency),
-            ai_cost=f.ai_cost,
-            billed_usage=f.billed_usage,
-            revenue=f.revenue,
-            margin=f.margin,
-            requests=f.requests,
-            active_users=f.active_users,
-            requests_per_user=f.requests_per_user,
-            cost_per_active_user=f.cost_per_active_user,
-        )
+        return cls(**_feature_fields(f))
 
 
 @strawberry.type(description="A feature's changes against `compareTo`.")
@@ -409,15 +415,7 @@ class FeatureRoi(FeatureFiguresType):
             feature=f.feature,
             previous=None if row.previous is None else FeatureFiguresType.of(row.previous),
             change=change,
-            currency=CurrencyCode(f.currency),
-            ai_cost=f.ai_cost,
-            billed_usage=f.billed_usage,
-            revenue=f.revenue,
-            margin=f.margin,
-            requests=f.requests,
-            active_users=f.active_users,
-            requests_per_user=f.requests_per_user,
-            cost_per_active_user=f.cost_per_active_user,
+            **_feature_fields(f),
         )
 
 
