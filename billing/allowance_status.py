@@ -77,7 +77,13 @@ async def _allowance_status(
     if current.pool_id is not None:
         pools = await repo.pool_terms(session, account.organization_id, [current.pool_id], now)
     term = allowance_term(current, pools, now)
-    if term is None:  # nothing included, or the team's pool is over
+    counter = None
+    if term is not None:
+        start, end = cycle_window(term.anchor, now)
+        # The cycle's allowance is the one it opened with, once opened (billing/allowances.py).
+        counter = await repo.allowance_used(session, term.holder_id, start, pooled=term.pooled)
+    if term is None or (counter is None and term.included == 0):
+        # Nothing included (and no cycle opened with an allowance), or the pool is over.
         return AllowanceStatus(
             account_id,
             account.currency,
@@ -91,9 +97,6 @@ async def _allowance_status(
             pooled=current.pool_id is not None,
             seats=current.seats,
         )
-    start, end = cycle_window(term.anchor, now)
-    # The cycle's allowance is the one it opened with, once opened (billing/allowances.py).
-    counter = await repo.allowance_used(session, term.holder_id, start, pooled=term.pooled)
     used, included = counter or (0, term.included)
     return AllowanceStatus(
         account_id,

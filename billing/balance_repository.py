@@ -178,33 +178,35 @@ async def lock_allowance(
     included_tokens: int,
     *,
     pooled: bool,
-) -> tuple[int, int]:
+) -> tuple[int, int] | None:
     """Lock the cycle's counter of the account, or with ``pooled`` of the pool (creating it
     with ``included_tokens``, the plan's allowance or the pool's capacity now) and return its
     (used, included): a cycle keeps the allowance it opened with, whatever plan change
-    follows (:mod:`costgraph.billing.allowances`, :mod:`costgraph.billing.pools`)."""
+    follows (:mod:`costgraph.billing.allowances`, :mod:`costgraph.billing.pools`). With
+    ``included_tokens`` 0 no counter is created: None when the cycle has not opened."""
     table, holder = _counters(pooled)
-    await session.execute(
-        insert(table)
-        .values(
-            {
-                "organization_id": organization_id,
-                holder.key: holder_id,
-                "cycle_start": cycle[0],
-                "cycle_end": cycle[1],
-                "included_tokens": included_tokens,
-            }
+    if included_tokens > 0:
+        await session.execute(
+            insert(table)
+            .values(
+                {
+                    "organization_id": organization_id,
+                    holder.key: holder_id,
+                    "cycle_start": cycle[0],
+                    "cycle_end": cycle[1],
+                    "included_tokens": included_tokens,
+                }
+            )
+            .on_conflict_do_nothing()
         )
-        .on_conflict_do_nothing()
-    )
     row = (
         await session.execute(
             select(table.used_tokens, table.included_tokens)
             .where(holder == holder_id, table.cycle_start == cycle[0])
             .with_for_update()
         )
-    ).one()
-    return row[0], row[1]
+    ).first()
+    return None if row is None else (row[0], row[1])
 
 
 async def draw_allowance(

@@ -114,10 +114,13 @@ async def lock_cycles(
         pooled, holder, start = key
         end, included = wanted[key]
         # A cycle keeps the allowance (a pool: the capacity) it opened with.
-        used, included = await repo.lock_allowance(
+        counter = await repo.lock_allowance(
             session, organization_id, holder, (start, end), included, pooled=pooled
         )
-        cycles.by_key[key] = Cycle(key, start, end, included, used)
+        if counter is not None:  # None: no tokens now, and the cycle never opened
+            used, included = counter
+            cycles.by_key[key] = Cycle(key, start, end, included, used)
+    cycles.placed = {at: key for at, key in cycles.placed.items() if key in cycles.by_key}
     return cycles
 
 

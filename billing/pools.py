@@ -99,15 +99,21 @@ class AllowanceTerm:
 def allowance_term(
     subscription: Subscribed, pools: Mapping[uuid.UUID, PoolTerm], at: datetime
 ) -> AllowanceTerm | None:
-    """The allowance ``subscription`` (in force at ``at``) draws on then; None: none (no
-    tokens included, or its pool is not in force)."""
+    """The allowance ``subscription`` (in force at ``at``) draws on then; None: none (its
+    pool is not in force).
+
+    A term with ``included`` 0 (no tokens now: the plan has none, or the subscription moved
+    to such a plan after usage opened the running cycle) draws only on a cycle that has
+    opened already, which keeps the allowance it opened with (billing/allowances.py); it
+    opens none."""
     if subscription.pool_id is None:
-        if subscription.included_tokens <= 0:
-            return None
         return AllowanceTerm(
-            False, subscription.account_id, subscription.starts_at, subscription.included_tokens
+            False,
+            subscription.account_id,
+            subscription.starts_at,
+            max(0, subscription.included_tokens),
         )
     pool = pools.get(subscription.pool_id)
-    if pool is None or not pool.in_force(at) or pool.capacity <= 0:
+    if pool is None or not pool.in_force(at):
         return None
-    return AllowanceTerm(True, pool.pool_id, pool.starts_at, pool.capacity)
+    return AllowanceTerm(True, pool.pool_id, pool.starts_at, max(0, pool.capacity))

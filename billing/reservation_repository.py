@@ -1,9 +1,9 @@
 """SQL of authorisations: the lookups before a hold, and the hold itself in one statement.
 
-Everything here talks to asyncpg directly on the session's connection, so that a session
-that has run nothing yet stays out of any transaction: the hold (``reserve_budget_holds``,
-migration 0009) is then a statement of its own, and the budget counters it locks are
-released the moment it ends — not one client round trip later.
+Everything here talks to asyncpg directly, so that a session that has run nothing yet stays
+out of any transaction: the hold (``reserve_budget_holds``, migration 0009) of an
+authorisation alone is a statement of its own, on a pooled connection of its own, and the
+budget counters it locks are released the moment it ends — not one client round trip later.
 
 What is kept per process:
 
@@ -24,9 +24,10 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from costgraph.billing.budget_repository import budget_of_row
+from costgraph.billing.raw_connection import pooled
 from costgraph.billing.scopes import Scope
 from costgraph.billing.tenant_cache import TtlCache
 from costgraph.models.budget import Budget
@@ -70,6 +71,8 @@ class VersionedBudget:
     budget: Budget
     #: ``id@xmin``: changes whenever the row does.
     version: str
+    #: ``(scope_kind, scope_id)``, read once (the ORM's instrumented attributes cost more).
+    scope: tuple[str, uuid.UUID]
 
 
 #: (organisation, account) -> terms. Immutable after creation, so kept long.
@@ -193,7 +196,11 @@ async def user_terms(
 
 
 def _budget_of(organization_id: uuid.UUID, row: Any) -> VersionedBudget:
-    return VersionedBudget(budget_of_row(row, organization_id), f"{row['id']}@{row['version']}")
+    return VersionedBudget(
+        budget_of_row(row, organization_id),
+        f"{row['id']}@{row['version']}",
+        (row["scope_kind"], row["scope_id"]),
+    )
 
 
 async def organization_budgets(
@@ -259,16 +266,25 @@ async def _run_hold(connection: Any, arguments: tuple[object, ...]) -> Any:
 async def reserve(session: AsyncSession, hold: HoldRequest, *, alone: bool = False) -> HoldOutcome:
     """Run the hold statement: a replay of the key, or every counter raised and the row in.
 
-    It runs on the session's connection. ``alone``: as a transaction of its own (the session
-    must not have begun one on it), so the counter locks last exactly as long as the
-    statement — the unit's commit later finds nothing to commit on that connection. Otherwise
+    ``alone``: as a transaction of its own, on a pooled connection of its own (the session
+    must not have begun a transaction, so it holds no connection meanwhile: one connection
+    per authorisation at any time), so the counter locks last exactly as long as the
+    statement and the unit has nothing left to commit. Otherwise on the session's connection,
     inside the caller's transaction when one is open (under a savepoint, so a refusal leaves
     that transaction usable).
     """
     arguments = _arguments(hold)
-    connection = await driver(session)
-    if alone and connection.is_in_transaction():
-        raise RuntimeError("a hold alone needs a session that has not begun a transaction")
+    if alone:
+        if session.in_transaction():
+            raise RuntimeError("a hold alone needs a session that has not begun a transaction")
+        engine = session.bind
+        assert isinstance(engine, AsyncEngine)
+        async with pooled(engine) as connection:
+            return await _hold(connection, arguments)
+    return await _hold(await driver(session), arguments)
+
+
+async def _hold(connection: Any, arguments: tuple[object, ...]) -> HoldOutcome:
     try:
         row = await _run_hold(connection, arguments)
     except asyncpg.PostgresError as error:

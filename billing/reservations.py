@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Final
+from typing import Final, TypeAlias
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -114,7 +114,35 @@ def _validate_estimate(request: EstimateRequest, limits: Limits, now: datetime) 
         raise ValidationFailed(message, field) from None
 
 
-def held_budgets(reservation: Reservation) -> list[uuid.UUID]:
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A reservation as the hold just wrote it: the row's columns, as a plain value (an ORM
+    object's instrumented construction cost the hot path more than the rest of its result)."""
+
+    organization_id: uuid.UUID
+    id: uuid.UUID
+    idempotency_key: str
+    request_hash: bytes
+    account_id: uuid.UUID
+    user_id: uuid.UUID | None
+    provider: str
+    model: str
+    currency: str
+    ai_cost: Decimal
+    billed: Decimal
+    holds: list[dict[str, str]]
+    state: str
+    expires_at: datetime
+    settled_entry_id: uuid.UUID | None
+    created_at: datetime
+    closed_at: datetime | None
+
+
+#: What an authorisation answers: the row it replayed, or the one its hold wrote.
+Authorized: TypeAlias = Reservation | Held
+
+
+def held_budgets(reservation: Authorized) -> list[uuid.UUID]:
     """The budgets a reservation holds (or held) an amount on."""
     return [uuid.UUID(hold["budget_id"]) for hold in reservation.holds]
 
@@ -157,10 +185,10 @@ class _Plan:
             format_rfc3339(self.spans[budget.id][1]),
         )
 
-    def reservation(self, outcome: holds.HoldOutcome) -> Reservation:
-        """The row the hold inserted (detached: built from what was written)."""
+    def reservation(self, outcome: holds.HoldOutcome) -> Held:
+        """The row the hold inserted (built from what was written)."""
         hold = self.hold
-        return Reservation(
+        return Held(
             organization_id=hold.organization_id,
             id=outcome.reservation_id,
             idempotency_key=hold.idempotency_key,
@@ -212,7 +240,7 @@ async def _plan(
     applicable = [
         b
         for b in await holds.organization_budgets(session, org.id, fresh=fresh_budgets)
-        if (b.budget.scope_kind, b.budget.scope_id) in wanted
+        if b.scope in wanted
     ]
     budgets = [b.budget for b in applicable]
     spend = Spend(attribution, now, account.currency, priced.ai_cost, priced.billed)
@@ -272,7 +300,7 @@ async def authorize(
     now: datetime,
     *,
     alone: bool = False,
-) -> tuple[Reservation, bool]:
+) -> tuple[Authorized, bool]:
     """Hold the estimate against every applicable budget; ``(reservation, replayed)``.
 
     Lookups and pricing come first, through ``session``, outside any lock; then one statement

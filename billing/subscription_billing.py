@@ -362,7 +362,9 @@ def _prorated_pair(
     effective: datetime | None = None,
 ) -> list[_New]:
     """The credit of the old terms and the charge of the new for the time left in the cycle
-    from ``effective`` (default ``now``; see :func:`effective_from`)."""
+    from ``effective`` (default ``now``; see :func:`effective_from`). Both serve from then:
+    they are recognised in the months from ``effective`` on, so a month the old terms still
+    serve keeps the revenue of the old terms (written now, dated now)."""
     start = now if effective is None else max(now, effective)
     left = schedule.time_left(cycle, start) if start < cycle.end else Fraction(0)
     stamp = now.isoformat()
@@ -379,7 +381,7 @@ def _prorated_pair(
                 amount,
                 now,
                 cycle,
-                now,
+                start,
                 what,
                 f"{description} ({label} for the rest of the cycle to {_day(cycle.end)})",
             )

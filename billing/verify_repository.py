@@ -141,7 +141,9 @@ BALANCES = Comparison("balance", _by_filter(_balances), ("balance",), "'account 
 #: force when they occurred (the one that started last, as ``in_force`` picks it). An entry
 #: drew when it was not charged in full (``balance_delta > -amount``), or cost nothing (its
 #: draw cannot be told from the ledger: counted). An entry charged in full drew nothing —
-#: the allowance was used up, or the entry came too late for its cycle.
+#: the allowance was used up, or the entry came too late for its cycle. A subscription with
+#: no tokens now still drew on a cycle opened before it moved to a plan without any (the
+#: cycle keeps its allowance); where no counter opened, what it "drew" recomputes to 0.
 _DRAWING_USAGE = (  # budgeted tokens recomputed from each entry's weights (billing/weights.py)
     "SELECT e.organization_id, e.account_id, s.starts_at AS sub_start, "
     "s.included_tokens AS included, s.pool_id, e.occurred_at, "
@@ -155,7 +157,7 @@ _DRAWING_USAGE = (  # budgeted tokens recomputed from each entry's weights (bill
     "WHERE x.organization_id = e.organization_id AND x.account_id = e.account_id "
     "AND x.starts_at <= e.occurred_at AND (x.ends_at IS NULL OR e.occurred_at < x.ends_at) "
     "ORDER BY x.starts_at DESC LIMIT 1) s "
-    "WHERE e.type = 'USAGE_CHARGE' AND s.included_tokens > 0 "
+    "WHERE e.type = 'USAGE_CHARGE' "
     "AND (e.balance_delta > -e.amount OR e.amount = 0)"
 )
 

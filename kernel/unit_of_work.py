@@ -13,7 +13,8 @@ One run is one transaction on a session bound to the tenant
    counters raised, alerts raised…;
 2. the *before-commit* hooks run in the same transaction (alert evaluation: the counters the
    action raised become alerts and outbox rows, committed with the spend or not at all);
-3. the transaction commits;
+3. the transaction commits (a session that began none, having run and added nothing, is
+   neither committed nor closed: there is nothing to);
 4. only then are the events handed to the *after-commit* hooks (the bus publisher, metrics,
    the local alert worker's wakeup). They never fail the committed write: an exception there
    is logged and swallowed.
@@ -96,6 +97,15 @@ def emit(session: AsyncSession, event: DomainEvent) -> None:
         unit.events.append(event)
 
 
+def _touched(session: AsyncSession) -> bool:
+    """Whether the session began a transaction or holds objects. One that did neither (an
+    action whose statements ran on a pooled connection of their own, like an authorisation's
+    hold) has nothing to commit, roll back or detach: skipping its commit and close saves
+    their round of greenlet and pool bookkeeping, not any work (SQLAlchemy autobegins on
+    every statement and on ``add``, so an untouched session has run and added nothing)."""
+    return session.in_transaction() or bool(session.identity_map)
+
+
 BeforeCommit = Callable[[UnitOfWork], Awaitable[None]]
 AfterCommit = Callable[[Sequence[DomainEvent]], None]
 
@@ -148,10 +158,12 @@ class Units:
                 result = await action(unit)
                 for hook in self._before_commit:
                     await hook(unit)
-                await session.commit()
+                if session.in_transaction():
+                    await session.commit()
                 return result, unit.events
             finally:
-                await session.close()  # rolls back whatever did not commit
+                if _touched(session):
+                    await session.close()  # rolls back whatever did not commit
 
         result, events = await in_transaction(attempt, self.policy)
         if events:

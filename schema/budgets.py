@@ -11,9 +11,10 @@ import strawberry
 from costgraph.billing.budgets import Basis
 from costgraph.billing.budgets import BudgetStatus as StatusModel
 from costgraph.billing.periods import Period
+from costgraph.billing.reservations import Held
 from costgraph.models.budget import Budget as BudgetRow
 from costgraph.models.budget import Reservation as ReservationRow
-from costgraph.schema import priority
+from costgraph.schema import fast_inputs, priority
 from costgraph.schema.currencies import CurrencyAmount, CurrencyPair
 from costgraph.schema.inputs import UsageEventInput
 from costgraph.schema.results import (
@@ -150,7 +151,7 @@ class Reservation:
     settled_entry_id: strawberry.ID | None
 
     @classmethod
-    def of(cls, row: ReservationRow) -> Reservation:
+    def of(cls, row: ReservationRow | Held) -> Reservation:
         return cls(
             id=strawberry.ID(str(row.id)),
             idempotency_key=row.idempotency_key,
@@ -183,10 +184,17 @@ class AuthorizeUsageInput:
     estimated_cost_currency: CurrencyCode | None = None
 
 
+# The hot path's inputs: built without strawberry's per-value conversion (same objects).
+fast_inputs.install(AuthorizeUsageInput)
+
+
 @strawberry.input(description="The actual usage of a reservation.")
 class SettleUsageInput:
     reservation_id: strawberry.ID
     usage: UsageEventInput
+
+
+fast_inputs.install(SettleUsageInput)
 
 
 @strawberry.type
