@@ -25,7 +25,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.billing import events, tier_rules
+from costgraph.billing import events, tier_rules, top_ups_repository
 from costgraph.billing import plans_repository as repo
 from costgraph.billing.catalog import require_effective_date
 from costgraph.billing.directory import OrgContext, get_many
@@ -242,6 +242,7 @@ async def subscribe_account(
                 "draw on: move them to another plan first",
                 "input.accountId",
             )
+    await _require_no_usage_since(session, org.id, account.id, start)
     await tier_rules.require_room_to_subscribe(session, account.customer_id, plan, "input.planCode")
     if current is not None:
         await repo.end_subscription(session, current.id, start)
@@ -276,6 +277,38 @@ async def subscribe_account(
             pool_id=None if not plan.pooled else ident if team is None else team.id,
         ),
     )
+
+
+async def _require_no_usage_since(
+    session: AsyncSession, organization_id: uuid.UUID, account_id: uuid.UUID, start: datetime
+) -> None:
+    """Refuse a start at or before usage already recorded on the account.
+
+    Usage is charged when it is written, under the terms then in force: without a plan it
+    drew on no allowance, under the old plan on that plan's counter. A subscription starting
+    before it would claim that usage for its own cycles (``costgraph verify`` recomputes each
+    entry's draw from the subscription in force when it occurred), yet no counter of its was
+    ever drawn, while its fee is billed from the start. So the earliest start is just after
+    the account's latest usage; covering older usage with an allowance is a credit, made
+    explicitly (``adjust``).
+
+    Ordered against usage writers by the account's balance row lock, which a usage write
+    takes when it moves the balance and keeps until it commits: taken here before the read,
+    a write holding it has committed by then and is seen. Not covered: a usage write that
+    read the account's subscriptions before this one commits but reaches the balance lock
+    after it (it charges under the terms it read). That window is as old as subscribing
+    (a start of "now" has it too); closing it needs the usage write to read subscriptions
+    under a lock this takes, as budgets do (``budget_writers_guard``, migration 0011).
+    """
+    await top_ups_repository.lock_balance(session, organization_id, account_id)
+    latest = await repo.latest_usage_since(session, organization_id, account_id, start)
+    if latest is not None:
+        raise ValidationFailed(
+            f"usage is already recorded on the account at {format_rfc3339(latest)}, charged "
+            "under the terms then in force: a subscription may start after the account's "
+            "latest usage only",
+            "input.startsAt",
+        )
 
 
 async def priority_class(

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.models import Account
+from costgraph.models import Account, EntryType, LedgerEntry
 from costgraph.models.pricing import AccountSubscription, Plan
 
 
@@ -69,6 +69,22 @@ async def lock_account(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
         {"key": f"subscription:{organization_id}:{account_id}"},
     )
+
+
+async def latest_usage_since(
+    session: AsyncSession, organization_id: uuid.UUID, account_id: uuid.UUID, since: datetime
+) -> datetime | None:
+    """When the account's latest usage charge dated at or after ``since`` occurred (None:
+    there is none). Read by the ``(organization_id, account_id, occurred_at)`` index."""
+    found: datetime | None = await session.scalar(
+        select(func.max(LedgerEntry.occurred_at)).where(
+            LedgerEntry.organization_id == organization_id,
+            LedgerEntry.account_id == account_id,
+            LedgerEntry.type == EntryType.USAGE_CHARGE.value,
+            LedgerEntry.occurred_at >= since,
+        )
+    )
+    return found
 
 
 async def current_subscription(

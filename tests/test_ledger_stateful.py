@@ -2204,19 +2204,16 @@ class LedgerMachine(RuleBasedStateMachine):
         """subscribeAccount (its cycles so far billed at once): ends the account's current
         subscription when the new one starts; a team plan opens the customer's pool or joins
         the one in force. Refused (nothing written): no annual price, seats on an unpooled
-        plan or past the plan's (PLAN_LIMIT), a start not after the current one's."""
+        plan or past the plan's (PLAN_LIMIT), a start not after the current one's, a start at
+        or before usage already recorded on the account (charged under the terms then in
+        force, that usage cannot move under the new subscription's allowance)."""
         code = self.code_of(pick)
         plan = self.plans[code]
         at = self.tick() + STARTS[start]
-        if any(
-            e.type == "USAGE_CHARGE" and e.account == account and (e.at or self.now) >= at
+        over_usage = any(
+            e.type == "USAGE_CHARGE" and e.account == account and e.at is not None and e.at >= at
             for e in self.entries.values()
-        ):
-            # Not backdated over usage already recorded: verify would place that usage under
-            # the new subscription, whose cycle never opened (an open defect: see the report
-            # of issue 18's machine rules). From now instead.
-            at = self.now
-            OUTCOMES[("subscribe", "not backdated over usage")] += 1
+        )
         fee = plan.monthly if billing == "MONTHLY" else plan.annual
         current = [s for s in self.subs if s.account == account and s.ends_at is None]
         team = None
@@ -2236,8 +2233,14 @@ class LedgerMachine(RuleBasedStateMachine):
             expected = ValidationFailed.__name__
         elif seats is not None and plan.seats is not None and seats > plan.seats:
             expected = PlanLimit.__name__
-        elif (current and current[0].starts_at >= at) or (team is not None and team.starts_at > at):
+        elif (
+            (current and current[0].starts_at >= at)
+            or (team is not None and team.starts_at > at)
+            or over_usage
+        ):
             expected = ValidationFailed.__name__
+            if over_usage:
+                OUTCOMES[("subscribe", "refused: backdated over usage")] += 1
         org = self.org
         assert org is not None
         row = self.write(
@@ -2746,5 +2749,38 @@ def test_an_annual_change_after_usage_earns_from_when_it_takes_effect(
             ("SUBSCRIPTION_CREDIT", Decimal("220.00")),  # 11 months of 240.00
             ("SUBSCRIPTION_FEE", Decimal("114.58")),  # 11 months of 125.00
         ]
+
+    run_steps(database_url, settings, steps)
+
+
+def test_a_subscription_backdated_over_recorded_usage_is_refused(
+    database_url: str, settings: Settings
+) -> None:
+    """A start at or before usage already recorded on the account is refused on startsAt,
+    writing nothing — with no plan in force (the usage was charged in full) or under one
+    (it drew on that plan's counter). It used to be accepted, and ``costgraph verify`` then
+    placed that usage under the new subscription, whose counter was never drawn: drift. A
+    start after the latest usage is accepted."""
+
+    def steps(machine: LedgerMachine) -> None:
+        machine.organisation(
+            included=0,
+            allowance_on="P",
+            markup_percent=Decimal(0),
+            wanted=[],
+            opening=Decimal("30.00"),
+            price=Decimal(1000),
+        )
+        assert machine.plan_codes()[0] == "alt" and machine.plan_codes()[2] == "lite"
+        machine.record_usage(UsageSpec("Q", Decimal("0.100"), 100, False))  # no plan: in full
+        machine.subscribe("Q", 0, "MONTHLY", "days", None)  # refused (the machine expects it)
+        machine.counters_equal_the_ledger()
+        assert [s.plan for s in machine.subs if s.account == "Q"] == []
+        machine.subscribe("Q", 0, "MONTHLY", "now", None)
+        machine.record_usage(UsageSpec("Q", Decimal("0.100"), 100, False))  # draws on alt
+        machine.counters_equal_the_ledger()
+        machine.subscribe("Q", 2, "MONTHLY", "hour", None)  # refused: under a plan too
+        machine.counters_equal_the_ledger()
+        assert [(s.plan, s.ends_at) for s in machine.subs if s.account == "Q"] == [("alt", None)]
 
     run_steps(database_url, settings, steps)

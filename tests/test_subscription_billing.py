@@ -14,14 +14,20 @@ from decimal import Decimal as D
 from fractions import Fraction
 from typing import Any
 
+import pytest
+from sqlalchemy import text
+
 from costgraph.app.state import AppState
 from costgraph.app.subscription_biller import bill_round
-from costgraph.billing import directory, plans
+from costgraph.billing import directory, ledger, plans
 from costgraph.billing import fee_schedule as schedule
+from costgraph.billing.commands import UsageEvent
 from costgraph.kernel import clock
+from costgraph.kernel.errors import ValidationFailed
 from costgraph.models.scoping import bind_tenant
 from tests.conftest import Tenant, raw_connection
 from tests.dates import anchor, now, rfc
+from tests.test_ledger import RECORD_USAGE, usage
 from tests.verify_support import assert_no_drift
 
 SET_PLAN = """mutation($i: PlanInput!) { setPlan(input: $i) { code annualDiscountPercent } }"""
@@ -476,4 +482,135 @@ async def test_a_payment_of_billed_fees_is_not_revenue_twice(
     august = {"start": rfc(start), "end": rfc(last_year(9, 1))}
     pnl = (await ok(tenant, PNL, {"a": account, "r": august}))["accountPnl"]
     assert D(pnl["revenue"]) == D("30.00")  # the fee earned; its payment settles it
+    await assert_no_drift(state, tenant.org.id)
+
+
+# --- a start is never backdated over recorded usage ---
+
+
+async def subscriptions_of(database_url: str, tenant: Tenant) -> list[Any]:
+    async with raw_connection(database_url) as connection:
+        return list(
+            await connection.fetch(
+                "SELECT plan_code, starts_at, ends_at FROM account_subscriptions "
+                "WHERE organization_id = $1 AND account_id = $2 ORDER BY starts_at",
+                tenant.org.id,
+                tenant.account_id,
+            )
+        )
+
+
+async def test_a_start_before_recorded_usage_is_refused_on_starts_at(
+    tenant: Tenant, state: AppState, database_url: str
+) -> None:
+    """Usage is charged when it is written, under the terms then in force. A subscription
+    backdated before it (to the month's start, say) would claim it for an allowance none of
+    its counters ever drew on, and ``costgraph verify`` reported drift: such a start is
+    refused on ``startsAt``, writing nothing, with or without a plan in force; a start just
+    after the account's latest usage is accepted, and verify finds no drift."""
+    await plan(tenant, "basic", "30.00")
+    await plan(tenant, "more", "60.00")
+    freeze(last_year(8, 10, 12))
+    account = str(tenant.account_id)
+
+    async def used(at: datetime) -> None:
+        body = await tenant.gql(
+            RECORD_USAGE, {"input": usage(tenant, occurredAt=rfc(at), providerCost="0.50")}
+        )
+        assert body["data"]["recordUsage"]["__typename"] == "UsageRecorded", body
+
+    async def written() -> tuple[int, list[Any]]:
+        return await entry_count(database_url, tenant), await subscriptions_of(database_url, tenant)
+
+    async def refused(code: str, starts: datetime, latest: datetime) -> None:
+        before = await written()
+        subscribing = {"accountId": account, "planCode": code, "billing": "MONTHLY"}
+        body = await tenant.gql(SUBSCRIBE, {"i": {**subscribing, "startsAt": rfc(starts)}})
+        assert error_code(body) == "VALIDATION_FAILED"
+        error = body["errors"][0]
+        assert error["extensions"]["field"] == "input.startsAt"
+        assert rfc(latest) in error["message"], error["message"]
+        assert await written() == before
+
+    # No plan in force: the usage was charged in full.
+    first = last_year(8, 10, 11)
+    await used(first)
+    await refused("basic", last_year(8, 1), first)  # the month's start
+    await refused("basic", first, first)  # the usage's own instant is covered by a start
+    await subscribe(tenant, "basic", "MONTHLY", first + timedelta(seconds=1))
+
+    # Under a plan: its usage drew on that plan's counter, which a new plan cannot take over.
+    second = last_year(8, 10, 11, 30)
+    await used(second)
+    await refused("more", last_year(8, 10, 11, 15), second)
+    await subscribe(tenant, "more", "MONTHLY", last_year(8, 10, 11, 45))
+    assert [
+        (r["plan_code"], r["ends_at"]) for r in await subscriptions_of(database_url, tenant)
+    ] == [
+        ("basic", last_year(8, 10, 11, 45)),
+        ("more", None),
+    ]
+    await assert_no_drift(state, tenant.org.id)
+
+
+async def test_a_subscribe_waits_for_usage_being_written_and_sees_it(
+    tenant: Tenant, state: AppState, database_url: str
+) -> None:
+    """Usage written while the account subscribes from before it: the subscribe waits for the
+    usage write's balance row lock (held until it commits), then reads the usage and refuses
+    (unordered, it passed the check unseen and verify reported drift)."""
+    await plan(tenant, "basic", "30.00")
+    freeze(last_year(8, 10, 12))
+    event = UsageEvent(
+        idempotency_key=f"u-{uuid.uuid4().hex}",
+        account_id=tenant.account_id,
+        occurred_at=last_year(8, 10, 11),
+        provider="openai",
+        model="gpt-4o-mini",
+        input_tokens=1200,
+        provider_cost=D("0.50"),
+        provider_currency="USD",
+    )
+    written, release = asyncio.Event(), asyncio.Event()
+    backend: list[int] = []
+
+    async def write_usage(unit: Any) -> Any:
+        entry = await ledger.record_usage(unit.session, unit.org, event, state.limits)
+        written.set()
+        await release.wait()  # the write in flight: not committed yet
+        return entry
+
+    async def subscribe_from_the_month_start(unit: Any) -> Any:
+        backend.append(await unit.session.scalar(text("SELECT pg_backend_pid()")))
+        return await plans.subscribe_account(
+            unit.session,
+            unit.org,
+            tenant.account_id,
+            "basic",
+            plans.BillingCycle.MONTHLY,
+            last_year(8, 1),
+        )
+
+    writer = asyncio.ensure_future(state.units.run(tenant.org, write_usage))
+    await written.wait()
+    subscriber = asyncio.ensure_future(state.units.run(tenant.org, subscribe_from_the_month_start))
+    try:
+        async with raw_connection(database_url) as connection:
+            for _ in range(400):  # until the subscribe waits on a lock (bounded: no timing)
+                assert not subscriber.done(), subscriber.result()
+                if backend and await connection.fetchval(
+                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                    backend[0],
+                ):
+                    break
+                await asyncio.sleep(0.025)
+            else:
+                raise AssertionError("the subscribe never waited for the usage write")
+    finally:
+        release.set()
+        await writer
+    with pytest.raises(ValidationFailed) as refused:
+        await subscriber
+    assert refused.value.field == "input.startsAt"
+    assert await subscriptions_of(database_url, tenant) == []
     await assert_no_drift(state, tenant.org.id)
