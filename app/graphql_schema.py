@@ -12,6 +12,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from costgraph.app.error_log import log_error
+from costgraph.app.fast_variables import FastVariablesExecutor
 from costgraph.app.query_caches import limited_caches
 from costgraph.app.query_limits import QueryLimits, refine_error
 from costgraph.resolvers.alerts import AlertMutation, AlertQuery
@@ -117,4 +118,7 @@ def build_schema(
         subscription=AllSubscriptions,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=extensions,
+        # List variables (a batch's events) coerced with compiled coercers: same values, same
+        # errors (app/fast_variables.py).
+        execution_context_class=FastVariablesExecutor,
     )

@@ -4,7 +4,7 @@ declared types after validation, before execution)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from graphql import (
@@ -49,12 +49,36 @@ def list_literal_rule(limits: QueryLimits) -> type[ValidationRule]:
     return ListLiteralSizeRule
 
 
+def _may_hold_lists(
+    field_type: GraphQLInputType, holds_lists: Callable[[GraphQLNamedType], bool]
+) -> bool:
+    while isinstance(field_type, GraphQLNonNull):
+        field_type = field_type.of_type
+    return isinstance(field_type, GraphQLList) or holds_lists(get_named_type(field_type))
+
+
 class ListsInVariables:
     """Finds the first list in a variable's value longer than its cap, guided by its type."""
 
     def __init__(self, limits: QueryLimits) -> None:
         self.limits = limits
         self._holds_lists: dict[str, bool] = {}
+        self._list_fields: dict[str, tuple[tuple[str, GraphQLInputType], ...]] = {}
+
+    def list_fields(
+        self, named: GraphQLInputObjectType
+    ) -> tuple[tuple[str, GraphQLInputType], ...]:
+        """The fields of an input type whose values can contain a list (memoised): the only
+        ones walked, so a 1,000-event batch is not visited field by field."""
+        found = self._list_fields.get(named.name)
+        if found is None:
+            found = tuple(
+                (name, input_field.type)
+                for name, input_field in named.fields.items()
+                if _may_hold_lists(input_field.type, self.holds_lists)
+            )
+            self._list_fields[named.name] = found
+        return found
 
     def holds_lists(self, named: GraphQLNamedType) -> bool:
         """Whether values of this input type can contain a list anywhere (memoised)."""
@@ -102,9 +126,9 @@ class ListsInVariables:
         if isinstance(type_, GraphQLInputObjectType) and isinstance(value, dict):
             if not self.holds_lists(type_):
                 return None
-            for name, input_field in type_.fields.items():
+            for name, field_type in self.list_fields(type_):
                 if name in value and (
-                    found := self.oversized(value[name], input_field.type, f"{path}.{name}")
+                    found := self.oversized(value[name], field_type, f"{path}.{name}")
                 ):
                     return found
         return None

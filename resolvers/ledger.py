@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -32,10 +33,27 @@ def _metadata(value: object) -> dict[str, Any] | None:
     return value
 
 
-def usage_event(event: inputs.UsageEventInput, path: str) -> commands.UsageEvent:
+Known = dict[tuple[str, str], uuid.UUID]
+
+
+def _id(value: str, kind: str, field: str, known: Known | None) -> uuid.UUID:
+    """``decode_id``, remembered in ``known`` by kind and text (a batch's few accounts and
+    users recur; an account's id sent as a user's is still refused)."""
+    if known is not None and (found := known.get((kind, value))) is not None:
+        return found
+    decoded = decode_id(value, kind, field)
+    if known is not None:
+        known[(kind, value)] = decoded
+    return decoded
+
+
+def usage_event(
+    event: inputs.UsageEventInput, path: str, known: Known | None = None
+) -> commands.UsageEvent:
+    user_id = event.user_id
     return commands.UsageEvent(
         idempotency_key=event.idempotency_key,
-        account_id=decode_id(event.account_id, "account", f"{path}.accountId"),
+        account_id=_id(event.account_id, "account", f"{path}.accountId", known),
         occurred_at=event.occurred_at,
         provider=event.provider,
         model=event.model,
@@ -45,7 +63,7 @@ def usage_event(event: inputs.UsageEventInput, path: str) -> commands.UsageEvent
         reasoning_tokens=event.reasoning_tokens or 0,
         cache_write_tokens=event.cache_write_tokens or 0,
         units=tuple(commands.UnitUsage(u.kind.value, u.quantity) for u in event.units or ()),
-        user_id=decode_optional(event.user_id, "user", f"{path}.userId"),
+        user_id=None if user_id is None else _id(user_id, "user", f"{path}.userId", known),
         feature=event.feature,
         agent=event.agent,
         request_id=event.request_id,
@@ -133,7 +151,8 @@ async def _usage_batch(
                 f"a batch holds at most {limits.max_batch_events} events (got {len(input)})",
                 "input",
             )
-        events = [usage_event(e, f"input.{i}") for i, e in enumerate(input)]
+        known: Known = {}
+        events = [usage_event(e, f"input.{i}", known) for i, e in enumerate(input)]
         entries = await context.write(lambda uow: action(uow.session, uow.org, events, limits))
         replayed = sum(1 for e in entries if e.replayed)
         return results.UsageBatchRecorded(
