@@ -8,9 +8,13 @@ that surface only at disconnect. Here:
   own queue is one per channel per process, drained at once by a pump task into those inboxes,
   so it never grows either.
 - **Publishing never holds up a write.** :meth:`Bus.publish` is synchronous: it appends to a
-  bounded outbox and returns. One task publishes from it with a timeout per message; a full
-  outbox, a broker that is down, or a failed publish drops the message and counts it — the
-  write it describes has already committed and stays committed.
+  bounded outbox and returns. One task drains it, with a timeout per message to a broker; a
+  full outbox, a broker that is down, or a failed publish drops the message and counts it —
+  the write it describes has already committed and stays committed.
+- **Publishing to nobody costs nothing.** In memory (one process) the only possible
+  listeners are this bus's own subscribers: a message for a channel none of them follows is
+  neither queued nor encoded (:meth:`Bus.listening`, asked by the callers before they build
+  a notice). With a broker every message goes out: other processes may be listening.
 - **Failure detection and reconnect.** With Redis, the bus publishes a heartbeat on its own
   channel and listens for it. A heartbeat that does not come back, a failed publish or a dead
   pump means the connection is gone: subscribers get :attr:`BusSignal.INTERRUPTED`, the
@@ -69,6 +73,7 @@ class _Pump:
 class Bus:
     def __init__(self, config: BusConfig) -> None:
         self.config = config
+        self._distributed = config.distributed
         self.stats = BusStats()
         self._channels: dict[str, set[Inbox[BusItem]]] = {}
         self._pumps: dict[str, _Pump] = {}
@@ -138,32 +143,46 @@ class Bus:
 
     # --- publishing ---
 
+    def listening(self, channel: str) -> bool:
+        """Whether a message for ``channel`` may reach anyone: always through a broker (other
+        processes subscribe there), only when this process subscribes to it in memory."""
+        return self._distributed or channel in self._channels
+
     def publish(self, channel: str, message: str) -> bool:
         """Queue ``message`` for ``channel``; never blocks, never raises. False: dropped."""
         if self._closing or len(self._outbox) >= self.config.outbox_size:
             self.stats.publish_dropped += 1
             self._log.warning("outbox", "bus outbox full or closing: message dropped")
             return False
+        if not self._distributed and channel not in self._channels:
+            return True  # in memory, nobody follows the channel: there is nobody to tell
         self._outbox.append((channel, message))
         self._idle.clear()
         self._outbox_ready.set()
         return True
 
     async def _publish_loop(self) -> None:
+        """Drain the outbox whenever it fills. In memory a publish is a put on broadcaster's
+        unbounded queue that never waits, so only a broker's publish gets a timeout (a
+        cancel scope, not a task per message as ``wait_for`` would make)."""
+        outbox = self._outbox
+        timeout = self.config.publish_timeout
         while True:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
-            while self._outbox:
-                channel, message = self._outbox.popleft()
+            while outbox:
+                channel, message = outbox.popleft()
                 broadcast = self._broadcast
                 if not self._up or broadcast is None:
                     self.stats.publish_dropped += 1
                     self._log.warning("down", "bus is down: message for %s dropped", channel)
                     continue
                 try:
-                    await asyncio.wait_for(
-                        broadcast.publish(channel, message), self.config.publish_timeout
-                    )
+                    if self._distributed:
+                        async with asyncio.timeout(timeout):
+                            await broadcast.publish(channel, message)
+                    else:
+                        await broadcast.publish(channel, message)
                 except Exception as exc:  # any broker failure: count, log, reconnect
                     self.stats.publish_failed += 1
                     self._log.warning("publish", "bus publish failed: %r", exc)

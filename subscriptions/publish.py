@@ -46,6 +46,13 @@ class Publisher(Protocol):
     def publish(self, channel: str, message: str) -> bool: ...
 
 
+def _heard(bus: Publisher, channel: str) -> bool:
+    """Whether a notice for ``channel`` may reach anyone (a bus that cannot tell: yes); a
+    notice nobody can hear is not built (:meth:`costgraph.subscriptions.bus.Bus.listening`)."""
+    listening = getattr(bus, "listening", None)
+    return listening is None or bool(listening(channel))
+
+
 def _group_key(entry: Entry) -> tuple[object, ...]:
     when = entry.occurred_at.astimezone(UTC)
     return (
@@ -104,11 +111,14 @@ def usage_recorded(bus: Publisher, entries: Sequence[Entry]) -> None:
             by_org.setdefault(entry.organization_id, []).append(entry)
         now = datetime.now(UTC)
         for org_entries in by_org.values():
-            deltas = usage_deltas(org_entries)
             org_id = org_entries[0].organization_id
+            channel = usage_channel(org_id)
+            if not _heard(bus, channel):
+                continue
+            deltas = usage_deltas(org_entries)
             for chunk in _chunks(deltas):
                 notice = UsageNotice(organization_id=org_id, published_at=now, deltas=chunk)
-                bus.publish(usage_channel(org_id), encode_usage(notice))
+                bus.publish(channel, encode_usage(notice))
     except Exception:  # a notification must never fail a committed write
         logger.exception("could not publish usage notices")
 
@@ -118,12 +128,15 @@ def accounts_changed(
 ) -> None:
     """Announce accounts whose balance or allowance a committed write changed (no usage)."""
     try:
+        channel = accounts_channel(organization_id)
+        if not _heard(bus, channel):
+            return
         now = datetime.now(UTC)
         for ids in _chunks(tuple(dict.fromkeys(account_ids))):
             notice = AccountNotice(
                 organization_id=organization_id, published_at=now, account_ids=ids
             )
-            bus.publish(accounts_channel(organization_id), encode_account(notice))
+            bus.publish(channel, encode_account(notice))
     except Exception:  # a notification must never fail a committed write
         logger.exception("could not publish account notices")
 
@@ -131,7 +144,9 @@ def accounts_changed(
 def alert_raised(bus: Publisher, notice: AlertNotice) -> None:
     """Announce an alert to its organisation's subscribers (for the alerts module)."""
     try:
-        bus.publish(alerts_channel(notice.organization_id), encode_alert(notice))
+        channel = alerts_channel(notice.organization_id)
+        if _heard(bus, channel):
+            bus.publish(channel, encode_alert(notice))
     except Exception:  # a notification must never fail a committed write
         logger.exception("could not publish an alert notice")
 
@@ -142,9 +157,12 @@ def budgets_changed(
     """Announce budgets whose terms or holds a committed write changed (one notice per write:
     subscribers re-read each budget once however many of its holds moved)."""
     try:
+        channel = budgets_channel(organization_id)
+        if not _heard(bus, channel):
+            return
         now = datetime.now(UTC)
         for ids in _chunks(tuple(dict.fromkeys(budget_ids))):
             notice = BudgetNotice(organization_id=organization_id, published_at=now, budget_ids=ids)
-            bus.publish(budgets_channel(organization_id), encode_budget(notice))
+            bus.publish(channel, encode_budget(notice))
     except Exception:  # a notification must never fail a committed write
         logger.exception("could not publish budget notices")
