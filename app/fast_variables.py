@@ -290,41 +290,25 @@ class FastVariablesExecutor(StrawberryGraphQLCoreExecutionContext):
         *args: Any,
         **kwargs: Any,
     ) -> Any:
+        def core(variables: dict[str, Any] | None) -> Any:
+            return super(FastVariablesExecutor, cls).build(
+                schema,
+                document,
+                root_value,
+                context_value,
+                variables,
+                operation_name,
+                *args,
+                **kwargs,
+            )
+
         done = precoerce(coercers_of(schema), schema, document, operation_name, raw_variable_values)
         if done is None:
-            return super().build(
-                schema,
-                document,
-                root_value,
-                context_value,
-                raw_variable_values,
-                operation_name,
-                *args,
-                **kwargs,
-            )
+            return core(raw_variable_values)
         assert raw_variable_values is not None
-        placeholders = {**raw_variable_values, **dict.fromkeys(done, ())}
-        built = super().build(
-            schema,
-            document,
-            root_value,
-            context_value,
-            placeholders,
-            operation_name,
-            *args,
-            **kwargs,
-        )
+        built = core({**raw_variable_values, **dict.fromkeys(done, ())})
         if isinstance(built, list):  # errors elsewhere: reported from the original values
-            return super().build(
-                schema,
-                document,
-                root_value,
-                context_value,
-                raw_variable_values,
-                operation_name,
-                *args,
-                **kwargs,
-            )
+            return core(raw_variable_values)
         sources, coerced = built.variable_values
         sources = dict(sources)
         for name in done:
