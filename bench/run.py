@@ -21,7 +21,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from bench import authorize, export_csv, ingest, pnl, single_usage, trivial_query
+from bench import (
+    authorize,
+    export_csv,
+    ingest,
+    pnl,
+    record_budgeted,
+    single_usage,
+    trivial_query,
+)
 from bench.db import postgres_server
 from bench.env import BenchEnv, bench_env
 from bench.httpbench import HttpConfig, tuning_argument
@@ -31,7 +39,15 @@ from bench.stats import Comparison, render_table
 from bench.tuning import parse as parse_tuning
 
 Bench = Callable[[BenchEnv], Awaitable[list[Comparison]]]
-NAMES = ("ingest", "single_usage", "trivial_query", "authorize", "pnl", "export_csv")
+NAMES = (
+    "ingest",
+    "single_usage",
+    "trivial_query",
+    "authorize",
+    "record_budgeted",
+    "pnl",
+    "export_csv",
+)
 
 
 def suite(quick: bool, pnl_entries: int | None = None) -> dict[str, Bench]:
@@ -48,6 +64,7 @@ def suite(quick: bool, pnl_entries: int | None = None) -> dict[str, Bench]:
         "single_usage": lambda env: single_usage.measure(env, http),
         "trivial_query": lambda env: trivial_query.measure(env, http),
         "authorize": lambda env: authorize.measure(env, http),
+        "record_budgeted": lambda env: record_budgeted.measure(env, http),
         "pnl": lambda env: pnl.measure_url(env.url, books),
         # 1,000,000 entries with python -m bench.export_csv; the suite keeps it short.
         "export_csv": lambda env: export_csv.measure_url(

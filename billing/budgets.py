@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -326,6 +326,23 @@ def budget_amount(spend: Spend, budget: Budget, rates: fx.RateBook) -> Decimal |
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedCount:
+    """What a write adds to one budget counter (one budget, one period), worked out before
+    the write: the amount on the budget's basis and in its currency, the spend it could not
+    count (per entry currency) and the cap ``spent + reserved`` may reach (None: no check)."""
+
+    budget: Budget
+    period: tuple[datetime, datetime]
+    amount: Decimal
+    uncounted: tuple[tuple[str, Decimal], ...]
+    cap: Decimal | None
+
+    @property
+    def key(self) -> tuple[uuid.UUID, datetime]:
+        return self.budget.id, self.period[0]
+
+
 async def apply_spend(
     session: AsyncSession,
     org: OrgContext,
@@ -334,6 +351,7 @@ async def apply_spend(
     *,
     enforce: bool = True,
     settlement: Settlement | None = None,
+    budgets: Sequence[Budget] | None = None,
 ) -> list[CounterChange]:
     """Raise every applicable budget's counter by the spends; refuse past a hard cap.
 
@@ -341,12 +359,32 @@ async def apply_spend(
     With ``settlement`` (a reservation's actual usage), a hard cap refuses only what goes
     beyond the hold by more than the cap's tolerance (``OVERAGE_LIMIT``). A counter not
     created yet starts from the ledger's spend in its period (:mod:`budget_ledger`). Holds
-    past their expiry never count against a cap, swept or not.
+    past their expiry never count against a cap, swept or not. ``budgets``: the
+    organisation's budgets, already read under the writer guard (None: read them here).
     """
+    planned = await plan_spend(
+        session, org, spends, zone, enforce=enforce, settlement=settlement, budgets=budgets
+    )
+    return await count_spend(session, org, planned, settlement=settlement)
+
+
+async def plan_spend(
+    session: AsyncSession,
+    org: OrgContext,
+    spends: Sequence[Spend],
+    zone: ZoneInfo,
+    *,
+    enforce: bool = True,
+    settlement: Settlement | None = None,
+    budgets: Sequence[Budget] | None = None,
+) -> list[PlannedCount]:
+    """The counters the spends raise and by how much, in (budget, period) order; reads no
+    counter, so a writer can work it out before it takes any row lock."""
     if not spends:
         return []
-    # Read under the writer guard: a budget set meanwhile counted these entries, or is seen.
-    budgets = await repo.budgets_for_writer(session, org.id)  # a handful per organisation
+    if budgets is None:
+        # Read under the writer guard: a budget set meanwhile counted these entries, or is seen.
+        budgets = await repo.budgets_for_writer(session, org.id)  # a handful per organisation
     if not budgets:
         return []
     rates = await rates_for(session, org, spends, budgets)
@@ -374,20 +412,45 @@ async def apply_spend(
                 continue
             totals[key] += amount
             counted.add(key)
-    changes: list[CounterChange] = []
-    now = utcnow()
+    planned: list[PlannedCount] = []
     for key in sorted(totals):
         budget = by_id[key[0]]
         amount = totals[key]
-        gaps = tuple(sorted(uncounted.get(key, {}).items()))
-        await budget_ledger.open_counter(
-            session, org.id, budget, spans[key], own=budget_ledger.Count(amount, gaps)
-        )
-        if gaps:
-            await repo.note_uncounted(session, budget.id, key[1], gaps)
         # Fails open for the spend it cannot count: nothing counted refuses nothing.
         cap = _cap(budget, key, amount, enforce, settlement) if key in counted else None
-        after = await repo.add_to_counter(session, budget, key[1], spent=amount, cap=cap)
+        gaps = tuple(sorted(uncounted.get(key, {}).items()))
+        planned.append(PlannedCount(budget, spans[key], amount, gaps, cap))
+    return planned
+
+
+async def count_spend(
+    session: AsyncSession,
+    org: OrgContext,
+    planned: Sequence[PlannedCount],
+    *,
+    settlement: Settlement | None = None,
+    applied: Mapping[tuple[uuid.UUID, datetime], tuple[Decimal, Decimal]] | None = None,
+) -> list[CounterChange]:
+    """Raise the planned counters, refusing past a hard cap; announce the changes.
+
+    ``applied``: the counters the write's own statement already raised (the new
+    ``(spent, reserved)`` per key; see ``ledger_repository.insert_entries_moving_balance``):
+    only announced. Any other (its row missing, or refused by the cap in that statement) is
+    raised here, one statement at a time, as it always was.
+    """
+    changes: list[CounterChange] = []
+    now = utcnow()
+    for plan in planned:
+        budget, key, amount = (plan.budget, plan.key, plan.amount)
+        gaps, cap = plan.uncounted, plan.cap
+        after = None if applied is None else applied.get(key)
+        if after is None:
+            await budget_ledger.open_counter(
+                session, org.id, budget, plan.period, own=budget_ledger.Count(amount, gaps)
+            )
+            if gaps:
+                await repo.note_uncounted(session, budget.id, key[1], gaps)
+            after = await repo.add_to_counter(session, budget, key[1], spent=amount, cap=cap)
         if after is None and cap is not None:
             after = await _add_past_expired_holds(session, org, budget, key[1], amount, cap, now)
         if after is None:
@@ -407,10 +470,10 @@ async def apply_spend(
                 budget.limit_amount,
                 budget.currency,
                 held,
-                format_rfc3339(spans[key][1]),
+                format_rfc3339(plan.period[1]),
             )
         changes.append(
-            CounterChange(budget, spans[key][0], spans[key][1], after[0] - amount, after[0], gaps)
+            CounterChange(budget, plan.period[0], plan.period[1], after[0] - amount, after[0], gaps)
         )
     if changes:  # for the alert evaluation the unit of work runs before commit
         emit(session, events.BudgetCountersRaised(tuple(changes)))

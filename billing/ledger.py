@@ -67,21 +67,27 @@ async def _append(
     paths: Sequence[str],
     *,
     prepaid: frozenset[uuid.UUID] = frozenset(),
+    counters: Sequence[repo.CounterMove] = (),
+    raised: repo.MovedCounters | None = None,
 ) -> list[Entry]:
     """Insert entries (unique keys); return them in order, replays marked as such.
 
     The accounts' balances move by what was written. An account in ``prepaid`` may not go
     below zero: that is ``ALLOWANCE_EXHAUSTED``, and the caller's transaction rolls back.
     An entry that already carries its money at the stored scale and the ``recorded_at`` the
-    database gave it (see :func:`_record_usage`) is returned as it is.
+    database gave it (see :func:`_record_usage`) is returned as it is. ``counters``: budget
+    counters the insert raises too, if it writes an entry of one account (those it raised go
+    into ``raised``; the caller raises the others).
     """
     accounts = {e.account_id for e in entries}
     moved: set[uuid.UUID] = set()
     if len(accounts) == 1 and None not in accounts:  # one row lock: move it while inserting
         (account_id,) = accounts
-        inserted, moved = await repo.insert_entries_moving_balance(
-            session, entries, entries[0].organization_id, account_id in prepaid
+        inserted, moved, counted = await repo.insert_entries_moving_balance(
+            session, entries, entries[0].organization_id, account_id in prepaid, counters
         )
+        if raised is not None:
+            raised.update(counted)
     else:
         inserted = await repo.insert_entries(session, entries)
     return await _settle(session, entries, paths, inserted, prepaid, moved)
@@ -461,6 +467,8 @@ async def _record_usage(
         frozenset(a.id for a in accounts.values() if not a.postpaid) if enforce else frozenset()
     )
     weights = await weights_repository.weights_of(session, org.id)
+    planned: list[budgets.PlannedCount] | None = None  # the counters of a single event
+    raised: repo.MovedCounters = {}
     if len(unique) > PIPELINE_CHUNK and not any(parties.subscriptions.values()):
         chunks = (
             _usage_entries(
@@ -485,18 +493,50 @@ async def _record_usage(
             entries = [by_key.get(e.idempotency_key, e) for e in entries]
         else:
             drawn = {}  # no allowance involved: every entry is charged in full to the balance
+        if parties.has_budgets and len(entries) == 1:
+            # One event: its counters are worked out now and raised by its insert, so the
+            # balance and counter rows are locked by one statement, the last before commit.
+            planned = await budgets.plan_spend(
+                session,
+                org,
+                [spend_of(entries[0])],
+                limits.zone,
+                enforce=enforce,
+                settlement=settlement,
+                budgets=parties.budgets,
+            )
         try:
-            written = await _append(session, entries, unique_paths, prepaid=prepaid)
+            written = await _append(
+                session,
+                entries,
+                unique_paths,
+                prepaid=prepaid,
+                counters=[
+                    (p.budget.id, p.period[0], p.amount, p.cap)
+                    for p in planned or ()
+                    if not p.uncounted
+                ],
+                raised=raised,
+            )
         except AllowanceExhausted as refused:  # say what the allowance had left
             raise refused.with_allowance(_tokens_left(cycles, entries, refused)) from None
     await drawdown.apply_draws(session, drawn)
     drawers = {e.account_id for e in written if not e.replayed and e.account_id is not None}
     await drawdown.tell_pool_members(session, org.id, drawn, drawers, now)
     # Budgets count what this call wrote, never replays; a refusal rolls the entries back.
-    if parties.has_budgets:  # (apply_spend does nothing for a tenant without budgets)
+    if planned is not None:
+        if not written[0].replayed:  # the counters its insert did not raise, raised now
+            await budgets.count_spend(session, org, planned, settlement=settlement, applied=raised)
+    elif parties.has_budgets:  # (apply_spend does nothing for a tenant without budgets)
         spends = [spend_of(e) for e in written if not e.replayed]
         await budgets.apply_spend(
-            session, org, spends, limits.zone, enforce=enforce, settlement=settlement
+            session,
+            org,
+            spends,
+            limits.zone,
+            enforce=enforce,
+            settlement=settlement,
+            budgets=parties.budgets,
         )
     recorded = {e.idempotency_key: e for e in written}
     return [

@@ -18,11 +18,13 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from costgraph.billing.balance_repository import SubscriptionTerm
+from costgraph.billing.budget_repository import budget_of_row
 from costgraph.billing.commands import LedgerFilter
 from costgraph.billing.entries import Entry
 from costgraph.billing.raw_connection import driver_connection as driver_connection
 from costgraph.billing.raw_connection import plain_uuid
 from costgraph.kernel.pagination import decode_cursor
+from costgraph.models.budget import Budget
 from costgraph.models.ledger import EntryType, LedgerEntry
 from costgraph.models.scoping import TenantNotBound, bound_tenant
 
@@ -140,6 +142,48 @@ def _insert_moving_balance_sql() -> str:
 INSERT_MOVING_BALANCE_SQL = _insert_moving_balance_sql()
 
 
+def _insert_counting_sql() -> str:
+    """:data:`INSERT_MOVING_BALANCE_SQL`, and the budget counters raised by what was inserted.
+
+    The write's counters (``$n+3``..``$n+6``: budget, period start, amount, cap) move in the
+    same statement as its entry and balance, only once the balance moved (so an entry was
+    inserted: a replay moves nothing), each only within its cap (``spent + reserved + amount
+    <= cap``; a NULL cap is no check), in (budget, period) order. Waiting for the balance's
+    move first keeps every writer's lock order: the balance, then the counters. A counter
+    this statement did not move (the balance did not move here — no balance row yet, the
+    prepaid floor, nothing to charge —, its row missing, or refused by the cap) is not in the
+    answer: the caller raises it the slow way, after the balance, which tells which. So a
+    usage write takes its row locks in one round trip, the last statement before its commit
+    hooks, instead of holding the balance's lock across three more.
+    """
+    first = len(_INSERT_COLUMNS) + 3
+    budget, start, amount, cap = (f"${first + i}" for i in range(4))
+    head = INSERT_MOVING_BALANCE_SQL.split(" SELECT idempotency_key, recorded_at,", 1)[0]
+    # Built once from constants (the statement above, parameter numbers); no caller input.
+    return (
+        f"{head}, c AS (UPDATE budget_counters x SET spent = x.spent + w.amount "  # noqa: S608
+        "FROM (SELECT budget_id, period_start, amount::numeric AS amount, cap::numeric AS cap "
+        f"FROM unnest({budget}::uuid[], {start}::timestamptz[], {amount}::text[], "
+        f"{cap}::text[]) AS u(budget_id, period_start, amount, cap) ORDER BY 1, 2) AS w "
+        "WHERE x.budget_id = w.budget_id AND x.period_start = w.period_start "
+        "AND (w.cap IS NULL OR x.spent + x.reserved + w.amount <= w.cap) "
+        "AND EXISTS (SELECT 1 FROM b) "
+        "RETURNING x.budget_id, x.period_start, x.spent, x.reserved) "
+        "SELECT idempotency_key, recorded_at, NULL::uuid AS moved, NULL::uuid AS budget_id, "
+        "NULL::timestamptz AS period_start, NULL::numeric AS spent, NULL::numeric AS reserved "
+        "FROM e UNION ALL SELECT NULL, NULL, account_id, NULL, NULL, NULL, NULL FROM b "
+        "UNION ALL SELECT NULL, NULL, NULL, budget_id, period_start, spent, reserved FROM c"
+    )
+
+
+INSERT_COUNTING_SQL = _insert_counting_sql()
+
+#: A budget counter a usage write raises in its insert: (budget, period start, amount, cap).
+CounterMove = tuple[uuid.UUID, datetime, Decimal, Decimal | None]
+#: The counters it raised: (budget, period start) -> the new (spent, reserved).
+MovedCounters = dict[tuple[uuid.UUID, datetime], tuple[Decimal, Decimal]]
+
+
 def _json_text(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
@@ -179,16 +223,38 @@ async def insert_on(connection: Any, entries: Sequence[Entry]) -> dict[str, date
 
 
 async def insert_entries_moving_balance(
-    session: AsyncSession, entries: Sequence[Entry], organization_id: uuid.UUID, prepaid: bool
-) -> tuple[dict[str, datetime], set[uuid.UUID]]:
+    session: AsyncSession,
+    entries: Sequence[Entry],
+    organization_id: uuid.UUID,
+    prepaid: bool,
+    counters: Sequence[CounterMove] = (),
+) -> tuple[dict[str, datetime], set[uuid.UUID], MovedCounters]:
     """:func:`insert_entries` for entries of one account, moving its balance in the same
-    statement (see :func:`_insert_moving_balance_sql`); also returns the accounts moved."""
+    statement (see :func:`_insert_moving_balance_sql`), and with ``counters`` those budget
+    counters too (:func:`_insert_counting_sql`); returns the accounts and counters moved."""
     connection = await driver_connection(session)
+    arguments = [*_column_arrays(entries), organization_id, prepaid]
+    if not counters:
+        rows = await connection.fetch(INSERT_MOVING_BALANCE_SQL, *arguments)
+        inserted = {row[0]: row[1] for row in rows if row[0] is not None}
+        return inserted, {plain_uuid(row[2]) for row in rows if row[2] is not None}, {}
     rows = await connection.fetch(
-        INSERT_MOVING_BALANCE_SQL, *_column_arrays(entries), organization_id, prepaid
+        INSERT_COUNTING_SQL,
+        *arguments,
+        [c[0] for c in counters],
+        [c[1] for c in counters],
+        [str(c[2]) for c in counters],
+        [None if c[3] is None else str(c[3]) for c in counters],
     )
-    inserted = {row[0]: row[1] for row in rows if row[0] is not None}
-    return inserted, {plain_uuid(row[2]) for row in rows if row[2] is not None}
+    inserted, moved, raised = {}, set(), {}
+    for key, recorded_at, account_id, budget_id, period_start, spent, reserved in rows:
+        if key is not None:
+            inserted[key] = recorded_at
+        elif account_id is not None:
+            moved.add(plain_uuid(account_id))
+        else:
+            raised[(plain_uuid(budget_id), period_start)] = (spent, reserved)
+    return inserted, moved, raised
 
 
 def to_entry(row: LedgerEntry) -> Entry:
@@ -403,24 +469,53 @@ class UsageParties:
     departments: dict[uuid.UUID, uuid.UUID | None]
     #: Per account, oldest first (as ``balance_repository.subscriptions_of`` orders them).
     subscriptions: dict[uuid.UUID, list[SubscriptionTerm]]
-    has_budgets: bool
+    #: Every budget of the tenant, read under the writer's share of the budget guard.
+    budgets: list[Budget]
+
+    @property
+    def has_budgets(self) -> bool:
+        return bool(self.budgets)
 
 
 _PARTIES_SQL = (
     "SELECT now(), 'a', id, customer_id, currency, postpaid, NULL::timestamptz, "
-    "NULL::timestamptz, NULL::int8 "
+    "NULL::timestamptz, NULL::int8, NULL::budgets[] "
     "FROM accounts WHERE organization_id = $1 AND id = ANY($2::uuid[]) "
-    "UNION ALL SELECT now(), 'u', id, department_id, NULL, NULL, NULL, NULL, NULL "
+    "UNION ALL SELECT now(), 'u', id, department_id, NULL, NULL, NULL, NULL, NULL, NULL "
     "FROM users WHERE organization_id = $1 AND id = ANY($3::uuid[]) "
     # (a subscription's pool, if any, in the second column: its uuid slot)
     "UNION ALL SELECT now(), 's', account_id, pool_id, NULL, NULL, starts_at, ends_at, "
-    "included_tokens FROM account_subscriptions "
+    "included_tokens, NULL FROM account_subscriptions "
     "WHERE organization_id = $1 AND account_id = ANY($2::uuid[]) "
-    # Whether the tenant has budgets, asked under the writer's share of the budget guard
-    # (migration 0011): a budget set meanwhile either counted this write's entries or is seen.
-    "UNION ALL SELECT now(), 'b', NULL, NULL, NULL, "
-    "budget_writers_guard($1), NULL, NULL, NULL"
+    # The tenant's budgets, read under the writer's share of the budget guard (migration
+    # 0011: the function takes it, then reads with a fresh snapshot): a budget set meanwhile
+    # either counted this write's entries or is seen. No ORM statement of its own.
+    "UNION ALL SELECT now(), 'b', NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+    "(SELECT array_agg(w ORDER BY w.id) FROM budgets_for_writer($1) AS w)"
 )
+
+
+#: Detached budgets by the whole row they were built from: building an ORM object costs
+#: ~40 µs and every usage write reads all of its tenant's budgets, which change rarely. Any
+#: change of the row (terms, version) is another key; the objects are only read.
+_BUDGETS: dict[tuple[Any, ...], Budget] = {}
+_BUDGETS_KEPT = 10_000
+
+
+def _budget_of_record(record: Any, organization_id: uuid.UUID) -> Budget:
+    """A detached :class:`Budget` of a ``budgets`` row as asyncpg decodes it (plain uuids),
+    shared by every write that reads the same row."""
+    key = tuple(tuple(v) if isinstance(v, list) else v for v in record.values())
+    budget = _BUDGETS.get(key)
+    if budget is None:
+        row = dict(record.items())
+        row["id"], row["scope_id"] = plain_uuid(row["id"]), plain_uuid(row["scope_id"])
+        budget = budget_of_row(row, organization_id)
+        budget.terms_version = row["terms_version"]
+        if len(_BUDGETS) >= _BUDGETS_KEPT:
+            _BUDGETS.clear()
+        _BUDGETS[key] = budget
+    return budget
 
 
 async def usage_parties(
@@ -434,8 +529,8 @@ async def usage_parties(
     accounts: dict[uuid.UUID, UsageAccount] = {}
     departments: dict[uuid.UUID, uuid.UUID | None] = {}
     terms: list[SubscriptionTerm] = []
-    has_budgets = False
-    for _, kind, ident, other, currency, flag, starts_at, ends_at, included in rows:
+    budgets: list[Budget] = []
+    for _, kind, ident, other, currency, flag, starts_at, ends_at, included, found in rows:
         if kind == "a":
             account_id = plain_uuid(ident)
             accounts[account_id] = UsageAccount(account_id, plain_uuid(other), currency, flag)
@@ -446,8 +541,8 @@ async def usage_parties(
                 SubscriptionTerm(plain_uuid(ident), starts_at, ends_at, included, plain_uuid(other))
             )
         else:
-            has_budgets = bool(flag)
+            budgets = [_budget_of_record(record, tenant) for record in found or ()]
     subscriptions: dict[uuid.UUID, list[SubscriptionTerm]] = {a: [] for a in wanted_accounts}
     for term in sorted(terms, key=lambda t: t.starts_at):
         subscriptions[term.account_id].append(term)
-    return UsageParties(rows[0][0], accounts, departments, subscriptions, has_budgets)
+    return UsageParties(rows[0][0], accounts, departments, subscriptions, budgets)

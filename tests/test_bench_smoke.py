@@ -10,7 +10,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bench import authorize, export_csv, hostile, ingest, loadtest, single_usage, trivial_query
+from bench import (
+    authorize,
+    export_csv,
+    hostile,
+    ingest,
+    loadtest,
+    record_budgeted,
+    single_usage,
+    trivial_query,
+)
 from bench.env import BenchEnv, bench_env
 from bench.httpbench import HttpConfig
 from bench.ingest import IngestConfig
@@ -52,6 +61,22 @@ async def test_single_usage_bench(env: BenchEnv) -> None:
     _well_formed(row)
     checks = row.details["checks"]
     assert checks["ledger_rows"] == checks["requests_sent"] >= row.ours.operations
+
+
+async def test_record_budgeted_bench(env: BenchEnv) -> None:
+    rows = await record_budgeted.measure(env, TINY_HTTP)
+    assert [r.workload for r in rows] == [
+        "single recordUsage, one hot budget (HTTP, c=2) vs trivial query",
+        "single recordUsage, 16 accounts (HTTP, c=2) vs trivial query",
+    ]
+    for row in rows:
+        _well_formed(row)
+        checks = row.details["checks"]
+        # one entry per request; balances and counters moved by exactly the ledger's sums
+        assert checks["entries"] == checks["requests_sent"] >= row.ours.operations > 0
+        assert checks["balances_moved_by"] == checks["billed"] != "0"
+        assert checks["counted"] == checks["ai_cost"] != "0"
+    assert [r.details["accounts"] for r in rows] == [1, 16]
 
 
 async def test_trivial_query_bench(env: BenchEnv) -> None:
