@@ -5,6 +5,8 @@ then — for postpaid accounts only — on credit. Prepaid usage with nothing le
 Allowance cycles are monthly, anchored at the subscription's start (the 31st becomes the
 last day of shorter months); annual billing pays for twelve such cycles at once.
 
+A call that costs nothing draws nothing (:func:`allocate`): allowances cover cost.
+
 **A cycle keeps the allowance it opened with.** A cycle opens when its first usage locks its
 counter (``allowance_counters``, or a team's ``pool_allowance_counters``), which records the
 included tokens then. A plan change (``changePlan``) or seats changed later in the cycle
@@ -69,11 +71,18 @@ def allocate(available_tokens: int, usages: list[tuple[int, Decimal]]) -> list[D
     The billed price of a partly covered event is charged in proportion to its uncovered
     tokens; an event that consumes no budgeted tokens (units without a weight, a weight of 0)
     is charged in full.
+
+    **An event that costs nothing draws nothing.** The allowance covers cost: a call billed
+    0 needs no cover, and drawing tokens for it would only shrink what covers the paid calls.
+    It also keeps the ledger self-describing: an entry drew iff it was not charged in full
+    (``balance_delta > -amount``), which ``costgraph verify`` reads back — an entry of 0 is
+    charged in full (0), so a draw for it could not be told from the ledger. "Nothing" is at
+    the stored scale (12 places): what the ledger will hold.
     """
     draws: list[Draw] = []
     left = max(0, available_tokens)
     for tokens, billed in usages:
-        covered = min(tokens, left)
+        covered = 0 if quantize_stored(billed) <= 0 else min(tokens, left)
         left -= covered
         draws.append(Draw(covered, balance_charge(billed, tokens, tokens - covered)))
     return draws

@@ -11,7 +11,8 @@ order with the rest.
 
 Only a cycle still running is drawn on: usage dated in a cycle that is over (it arrived late,
 or was backfilled) is charged in full, so a late event never spends a past month's unused
-allowance.
+allowance. Usage that costs nothing draws nothing: there is no cost to cover
+(:func:`~costgraph.billing.allowances.allocate`).
 """
 
 from __future__ import annotations

@@ -139,10 +139,10 @@ BALANCES = Comparison("balance", _by_filter(_balances), ("balance",), "'account 
 
 #: Usage charges of subscribed accounts that drew on an allowance, with the subscription in
 #: force when they occurred (the one that started last, as ``in_force`` picks it). An entry
-#: drew when it was not charged in full (``balance_delta > -amount``), or cost nothing (its
-#: draw cannot be told from the ledger: counted). An entry charged in full drew nothing —
-#: the allowance was used up, or the entry came too late for its cycle. A subscription with
-#: no tokens now still drew on a cycle opened before it moved to a plan without any (the
+#: drew iff it was not charged in full (``balance_delta > -amount``). An entry charged in
+#: full drew nothing — the allowance was used up, the entry came too late for its cycle, or
+#: it cost nothing (no cost to cover: billing/allowances.py). A subscription with no tokens
+#: now still drew on a cycle opened before it moved to a plan without any (the
 #: cycle keeps its allowance); where no counter opened, what it "drew" recomputes to 0.
 _DRAWING_USAGE = (  # budgeted tokens recomputed from each entry's weights (billing/weights.py)
     "SELECT e.organization_id, e.account_id, s.starts_at AS sub_start, "
@@ -158,7 +158,7 @@ _DRAWING_USAGE = (  # budgeted tokens recomputed from each entry's weights (bill
     "AND x.starts_at <= e.occurred_at AND (x.ends_at IS NULL OR e.occurred_at < x.ends_at) "
     "ORDER BY x.starts_at DESC LIMIT 1) s "
     "WHERE e.type = 'USAGE_CHARGE' "
-    "AND (e.balance_delta > -e.amount OR e.amount = 0)"
+    "AND e.balance_delta > -e.amount"
 )
 
 

@@ -6,6 +6,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from costgraph.billing.allowances import allocate
 from tests.conftest import Tenant, raw_connection
 from tests.dates import month, rfc
 from tests.test_ledger import DEPOSIT, RECORD_USAGE, deposit_input, entry_count, usage
@@ -146,3 +147,42 @@ async def test_postpaid_draws_on_credit(tenant: Tenant) -> None:
 async def test_allowance_of_another_tenant_is_unknown(tenant: Tenant, other_tenant: Tenant) -> None:
     body = await tenant.gql(ALLOWANCE, {"id": str(other_tenant.account_id)})
     assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_usage_that_costs_nothing_draws_nothing(tenant: Tenant) -> None:
+    """The allowance covers cost: a call billed 0 leaves the allowance whole (it used to draw
+    its tokens, shrinking the cover of the paid calls after it)."""
+    account = await prepaid_account(tenant, tokens=1000)
+    free = (await tenant.gql(RECORD, {"input": spend(tenant, account, 800, "0")}))["data"][
+        "recordUsage"
+    ]
+    assert free["__typename"] == "UsageRecorded", free
+    assert Decimal(free["entry"]["balanceDelta"]) == 0
+    state = await allowance(tenant, account)
+    assert (state["used"], state["remaining"], state["banner"]) == (0, 1000, "NONE")
+
+    # Paid usage after it is covered by the whole allowance.
+    paid = (await tenant.gql(RECORD, {"input": spend(tenant, account, 1000, "1.00")}))["data"][
+        "recordUsage"
+    ]
+    assert Decimal(paid["entry"]["balanceDelta"]) == 0
+    assert (await allowance(tenant, account))["used"] == 1000
+
+
+def test_allocate_covers_only_usage_that_costs_something() -> None:
+    draws = allocate(
+        1000,
+        [
+            (300, Decimal(0)),
+            (400, Decimal("0.40")),
+            (500, Decimal("0.0000000000001")),
+            (700, Decimal("0.70")),
+        ],
+    )
+    # Nothing at the stored scale (12 places) is nothing: charged in full (0), no draw.
+    assert [(d.covered_tokens, d.balance_charge) for d in draws] == [
+        (0, Decimal(0)),
+        (400, Decimal(0)),
+        (0, Decimal(0)),
+        (600, Decimal("0.10")),
+    ]

@@ -19,7 +19,8 @@ which error. After every step the stored counters must equal the sums of the led
 they summarise, the model's figures, and the caps:
 
 * ``account_balances.balance`` = SUM(``balance_delta``) of the account's entries;
-* ``allowance_counters.used_tokens`` = min(included, tokens of the cycle's usage);
+* ``allowance_counters.used_tokens`` = min(included, tokens of the cycle's usage that cost
+  something: a call that costs nothing draws nothing);
 * ``budget_counters.spent``, for every period that has a counter (the current one and every
   past one a backfill or a correction reached) = SUM of the usage and reprice corrections in
   the budget's scope and period (its basis), ``reserved`` = SUM of the holds of HELD
@@ -1083,7 +1084,9 @@ class LedgerMachine(RuleBasedStateMachine):
                     left[key] = included if counter is None else counter[0] - counter[1]
                     if counter is None:
                         effects.opened[key] = included
-                covered = min(count, max(0, left[key]))
+                # A call that costs nothing draws nothing (nothing to cover); it still
+                # opens the cycle, like any usage placed in it.
+                covered = 0 if billed == 0 else min(count, max(0, left[key]))
                 left[key] -= covered
                 effects.allowance[key] += covered
             charge = billed if count == 0 else quantize_stored(billed * (count - covered) / count)
@@ -2782,5 +2785,41 @@ def test_a_subscription_backdated_over_recorded_usage_is_refused(
         machine.subscribe("Q", 2, "MONTHLY", "hour", None)  # refused: under a plan too
         machine.counters_equal_the_ledger()
         assert [(s.plan, s.ends_at) for s in machine.subs if s.account == "Q"] == [("alt", None)]
+
+    run_steps(database_url, settings, steps)
+
+
+def test_usage_that_costs_nothing_draws_nothing_from_an_allowance(
+    database_url: str, settings: Settings
+) -> None:
+    """A call billed 0 needs no cover, so it draws no included tokens — in the running cycle
+    (it opens the cycle but uses nothing of it) or backfilled into a cycle that is over.
+    The ledger then says which entries drew (those not charged in full): ``costgraph verify``
+    used to count every zero-cost entry as drawing, and reported drift (+496 tokens, no
+    counter) for a zero-cost backfill into an ended cycle, which the write path never draws
+    on."""
+
+    def steps(machine: LedgerMachine) -> None:
+        machine.organisation(
+            included=1500,
+            allowance_on="P",
+            markup_percent=Decimal(0),
+            wanted=[],
+            opening=Decimal("30.00"),
+            price=Decimal(1000),
+        )
+        machine.counters_equal_the_ledger()
+        # The example the machine found: zero-cost usage backfilled into an ended cycle.
+        machine.backfill([UsageSpec("P", Decimal("0.000"), 496, False)], into="cycle")
+        machine.counters_equal_the_ledger()
+        assert machine.counters == {}
+        # In the running cycle: it opens the cycle, draws nothing; paid usage then draws.
+        machine.record_usage(UsageSpec("P", Decimal("0.000"), 496, False))
+        machine.counters_equal_the_ledger()
+        ((key, (included, used)),) = machine.counters.items()
+        assert (key[0], key[1], included, used) == (False, "P", 1500, 0)
+        machine.record_usage(UsageSpec("P", Decimal("0.300"), 300, False))
+        machine.counters_equal_the_ledger()
+        assert machine.counters[key] == [1500, 300]
 
     run_steps(database_url, settings, steps)
