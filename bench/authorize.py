@@ -172,8 +172,16 @@ class RawHolds:
                         estimated_cost=Decimal(ESTIMATED_COST),
                         estimated_cost_currency="USD",
                     )
+                    now = utcnow()
                     plan = await reservations._plan(
-                        session, self.org, request, b"", limits, utcnow(), fresh_budgets=True
+                        session,
+                        self.org,
+                        request,
+                        request.as_usage(now),
+                        b"",
+                        limits,
+                        now,
+                        fresh_budgets=True,
                     )
                     self.plans.append(plan.hold)
         finally:

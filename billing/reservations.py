@@ -100,11 +100,12 @@ _ESTIMATE_NAMES: Final = (
 )
 
 
-def _validate_estimate(request: EstimateRequest, limits: Limits, now: datetime) -> None:
+def _validate_estimate(request: EstimateRequest, limits: Limits, now: datetime) -> UsageEvent:
     """The usage rules, refusals naming ``authorizeUsage``'s own fields (``estimatedCost``…),
-    never the usage event's, which its caller cannot send."""
+    never the usage event's, which its caller cannot send; the estimate as that event."""
+    usage = request.as_usage(now)
     try:
-        validate_usage(request.as_usage(now), limits, "input")
+        validate_usage(usage, limits, "input")
     except ValidationFailed as exc:
         field, message = exc.field, exc.message
         for usage_name, estimate_name in _ESTIMATE_NAMES:
@@ -112,6 +113,7 @@ def _validate_estimate(request: EstimateRequest, limits: Limits, now: datetime) 
             if field == f"input.{usage_name}":
                 field = f"input.{estimate_name}"
         raise ValidationFailed(message, field) from None
+    return usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +215,7 @@ async def _plan(
     session: AsyncSession,
     org: OrgContext,
     request: EstimateRequest,
+    usage: UsageEvent,
     fingerprint: bytes,
     limits: Limits,
     now: datetime,
@@ -223,9 +226,7 @@ async def _plan(
     account = await holds.account_terms(session, org.id, request.account_id)
     if account is None:
         raise NotFound("account", request.account_id, "input.accountId")
-    priced = await price_one(
-        session, org.id, request.as_usage(now), account.currency, account.customer_id
-    )
+    priced = await price_one(session, org.id, usage, account.currency, account.customer_id)
     department_id = None
     if request.user_id is not None:
         user = await holds.user_terms(session, org.id, request.user_id)
@@ -312,12 +313,12 @@ async def authorize(
     created is committed on its own before. Without, the statement joins the session's
     transaction.
     """
-    _validate_estimate(request, limits, now)
+    usage = _validate_estimate(request, limits, now)
     fingerprint = request_hash("authorize", request)
     for attempt in range(MAX_ATTEMPTS):
         try:
             plan = await _plan(
-                session, org, request, fingerprint, limits, now, fresh_budgets=attempt > 0
+                session, org, request, usage, fingerprint, limits, now, fresh_budgets=attempt > 0
             )
         except DomainError:
             # A retried request answers as before, whatever changed since (as it always has).

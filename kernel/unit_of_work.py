@@ -164,6 +164,9 @@ class Units:
             finally:
                 if _touched(session):
                     await session.close()  # rolls back whatever did not commit
+                # The unit and its session refer to each other: unlinked, both are freed
+                # as soon as the attempt ends, not by the cycle collector later.
+                session.info.pop(_UNIT_KEY, None)
 
         result, events = await in_transaction(attempt, self.policy)
         if events:
