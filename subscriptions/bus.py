@@ -61,7 +61,14 @@ class BusConfig:
 
     @property
     def distributed(self) -> bool:
+        """Redis: our own backend, with heartbeats and reconnects."""
         return urlsplit(self.url).scheme in {"redis", "rediss"}
+
+    @property
+    def in_memory(self) -> bool:
+        """One process: every listener is one of this bus's subscribers. Any other backend
+        (Redis, broadcaster's PostgreSQL LISTEN/NOTIFY) reaches other processes."""
+        return urlsplit(self.url).scheme == "memory"
 
 
 @dataclass(slots=True)
@@ -73,7 +80,7 @@ class _Pump:
 class Bus:
     def __init__(self, config: BusConfig) -> None:
         self.config = config
-        self._distributed = config.distributed
+        self._in_memory = config.in_memory
         self.stats = BusStats()
         self._channels: dict[str, set[Inbox[BusItem]]] = {}
         self._pumps: dict[str, _Pump] = {}
@@ -146,7 +153,7 @@ class Bus:
     def listening(self, channel: str) -> bool:
         """Whether a message for ``channel`` may reach anyone: always through a broker (other
         processes subscribe there), only when this process subscribes to it in memory."""
-        return self._distributed or channel in self._channels
+        return not self._in_memory or channel in self._channels
 
     def publish(self, channel: str, message: str) -> bool:
         """Queue ``message`` for ``channel``; never blocks, never raises. False: dropped."""
@@ -154,7 +161,7 @@ class Bus:
             self.stats.publish_dropped += 1
             self._log.warning("outbox", "bus outbox full or closing: message dropped")
             return False
-        if not self._distributed and channel not in self._channels:
+        if self._in_memory and channel not in self._channels:
             return True  # in memory, nobody follows the channel: there is nobody to tell
         self._outbox.append((channel, message))
         self._idle.clear()
@@ -178,7 +185,7 @@ class Bus:
                     self._log.warning("down", "bus is down: message for %s dropped", channel)
                     continue
                 try:
-                    if self._distributed:
+                    if not self._in_memory:
                         async with asyncio.timeout(timeout):
                             await broadcast.publish(channel, message)
                     else:

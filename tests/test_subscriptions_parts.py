@@ -13,6 +13,7 @@ import pytest
 
 from costgraph.billing.entries import Entry
 from costgraph.billing.scopes import Scope, ScopeKind
+from costgraph.kernel.database_url import plain_url
 from costgraph.models.ledger import EntryType
 from costgraph.subscriptions import inline
 from costgraph.subscriptions.bus import Bus, BusConfig
@@ -225,3 +226,24 @@ async def test_the_memory_bus_delivers_to_every_subscriber_of_a_channel_only() -
         assert bus.subscribers("a") == 0
     finally:
         await bus.close()
+
+
+async def test_a_postgres_bus_carries_a_message_to_a_process_with_no_subscriber_of_its_own(
+    database_url: str,
+) -> None:
+    """broadcaster's LISTEN/NOTIFY backend reaches other processes: a bus on it publishes a
+    message even when nobody in its own process follows the channel (only the in-memory bus
+    may skip those)."""
+    url = plain_url(database_url)
+    writer, reader = Bus(BusConfig(url=url)), Bus(BusConfig(url=url))
+    await writer.start()
+    await reader.start()
+    try:
+        assert writer.listening("usage_x") and BusConfig().in_memory
+        async with reader.subscribe("usage_x") as inbox:
+            await asyncio.sleep(0.2)  # the LISTEN is in place
+            assert writer.publish("usage_x", "hello")
+            assert await asyncio.wait_for(inbox.drain(), 5) == ["hello"]
+    finally:
+        await writer.close(grace=0.5)
+        await reader.close(grace=0.5)
