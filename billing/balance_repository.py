@@ -134,7 +134,9 @@ class SubscriptionTerm:
 async def subscription_terms(
     session: AsyncSession, organization_id: uuid.UUID, account_ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, list[SubscriptionTerm]]:
-    """Like :func:`subscriptions_of`, in one raw statement (the usage write path)."""
+    """Like :func:`subscriptions_of`, in one raw statement (the usage write path), under the
+    writer's share of the organisation's guard (migration 0020; subscribing takes it
+    exclusive)."""
     wanted = list(set(account_ids))
     found: dict[uuid.UUID, list[SubscriptionTerm]] = {a: [] for a in wanted}
     if not wanted:
@@ -142,8 +144,7 @@ async def subscription_terms(
     connection = await driver_connection(session)
     rows = await connection.fetch(
         "SELECT account_id, starts_at, ends_at, included_tokens, pool_id "
-        "FROM account_subscriptions "
-        "WHERE organization_id = $1 AND account_id = ANY($2::uuid[]) ORDER BY starts_at",
+        "FROM subscriptions_for_writer($1, $2::uuid[]) ORDER BY starts_at",
         organization_id,
         wanted,
     )

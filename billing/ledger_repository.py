@@ -483,10 +483,11 @@ _PARTIES_SQL = (
     "FROM accounts WHERE organization_id = $1 AND id = ANY($2::uuid[]) "
     "UNION ALL SELECT now(), 'u', id, department_id, NULL, NULL, NULL, NULL, NULL, NULL "
     "FROM users WHERE organization_id = $1 AND id = ANY($3::uuid[]) "
-    # (a subscription's pool, if any, in the second column: its uuid slot)
+    # (a subscription's pool, if any, in the second column: its uuid slot). Read under the
+    # writer's share of the same guard (migration 0020): a subscription committed meanwhile
+    # is seen, or waits for this write to commit.
     "UNION ALL SELECT now(), 's', account_id, pool_id, NULL, NULL, starts_at, ends_at, "
-    "included_tokens, NULL FROM account_subscriptions "
-    "WHERE organization_id = $1 AND account_id = ANY($2::uuid[]) "
+    "included_tokens, NULL FROM subscriptions_for_writer($1, $2::uuid[]) "
     # The tenant's budgets, read under the writer's share of the budget guard (migration
     # 0011: the function takes it, then reads with a fresh snapshot): a budget set meanwhile
     # either counted this write's entries or is seen. No ORM statement of its own.

@@ -25,7 +25,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.billing import events, tier_rules, top_ups_repository
+from costgraph.billing import budget_repository, events, tier_rules, top_ups_repository
 from costgraph.billing import plans_repository as repo
 from costgraph.billing.catalog import require_effective_date
 from costgraph.billing.directory import OrgContext, get_many
@@ -228,6 +228,9 @@ async def subscribe_account(
                 f"plan {plan.code!r} is not pooled: it has one seat per account", "input.seats"
             )
         tier_rules.require_seats(plan, seats, "input.seats")
+    # The writer guard first (migration 0020): usage writers in flight commit before the
+    # checks below read, and those after read this subscription.
+    await budget_repository.lock_out_writers(session, org.id)
     await tier_rules.lock(session, org.id, account.customer_id)  # the customer, then the account
     await repo.lock_account(session, org.id, account.id)
     current = await repo.current_subscription(session, account.id)
@@ -292,13 +295,11 @@ async def _require_no_usage_since(
     the account's latest usage; covering older usage with an allowance is a credit, made
     explicitly (``adjust``).
 
-    Ordered against usage writers by the account's balance row lock, which a usage write
-    takes when it moves the balance and keeps until it commits: taken here before the read,
-    a write holding it has committed by then and is seen. Not covered: a usage write that
-    read the account's subscriptions before this one commits but reaches the balance lock
-    after it (it charges under the terms it read). That window is as old as subscribing
-    (a start of "now" has it too); closing it needs the usage write to read subscriptions
-    under a lock this takes, as budgets do (``budget_writers_guard``, migration 0011).
+    Ordered against usage writers by the organisation's writer guard, which the caller holds
+    exclusive: a usage write reads the account's subscriptions under its share of the guard
+    (migration 0020) and keeps it until it commits, so every write in flight has committed
+    by now and is seen here, and every later one sees this subscription. The account's
+    balance lock is taken too, for any writer of usage that does not read subscriptions.
     """
     await top_ups_repository.lock_balance(session, organization_id, account_id)
     latest = await repo.latest_usage_since(session, organization_id, account_id, start)

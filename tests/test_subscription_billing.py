@@ -614,3 +614,78 @@ async def test_a_subscribe_waits_for_usage_being_written_and_sees_it(
     assert refused.value.field == "input.startsAt"
     assert await subscriptions_of(database_url, tenant) == []
     await assert_no_drift(state, tenant.org.id)
+
+
+async def test_usage_written_while_the_account_subscribes_draws_on_the_new_plan(
+    tenant: Tenant, state: AppState, database_url: str
+) -> None:
+    """A usage write that starts while a subscription is being committed waits for it (the
+    organisation's writer guard, migration 0020), then draws on the new plan's allowance.
+    Unordered, it read the subscriptions before the subscribe committed and charged in full
+    inside the plan's first cycle, whose fee was billed (found by an adversary with two
+    servers)."""
+    await plan(tenant, "basic", "30.00")
+    freeze(last_year(8, 10, 12))
+    subscribed, release = asyncio.Event(), asyncio.Event()
+    backend: list[int] = []
+
+    async def subscribe_and_hold(unit: Any) -> Any:
+        subscription = await plans.subscribe_account(
+            unit.session,
+            unit.org,
+            tenant.account_id,
+            "basic",
+            plans.BillingCycle.MONTHLY,
+            last_year(8, 10, 9),
+        )
+        subscribed.set()
+        await release.wait()  # the subscribe in flight: not committed yet
+        return subscription
+
+    async def write_usage(unit: Any) -> Any:
+        backend.append(await unit.session.scalar(text("SELECT pg_backend_pid()")))
+        return await ledger.record_usage(
+            unit.session,
+            unit.org,
+            UsageEvent(
+                idempotency_key=f"u-{uuid.uuid4().hex}",
+                account_id=tenant.account_id,
+                occurred_at=last_year(8, 10, 11),
+                provider="openai",
+                model="gpt-4o-mini",
+                input_tokens=400,
+                provider_cost=D("0.50"),
+                provider_currency="USD",
+            ),
+            state.limits,
+        )
+
+    subscriber = asyncio.ensure_future(state.units.run(tenant.org, subscribe_and_hold))
+    await subscribed.wait()
+    writer = asyncio.ensure_future(state.units.run(tenant.org, write_usage))
+    try:
+        async with raw_connection(database_url) as connection:
+            for _ in range(400):  # until the usage write waits on a lock (bounded: no timing)
+                assert not writer.done(), writer.result()
+                if backend and await connection.fetchval(
+                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                    backend[0],
+                ):
+                    break
+                await asyncio.sleep(0.025)
+            else:
+                raise AssertionError("the usage write never waited for the subscribe")
+    finally:
+        release.set()
+        await subscriber
+    entry = await writer
+    assert entry.balance_delta == 0  # covered by the allowance: 400 of the 1,000 tokens
+    async with raw_connection(database_url) as connection:
+        used = await connection.fetchval(
+            "SELECT used_tokens FROM allowance_counters WHERE organization_id = $1 "
+            "AND account_id = $2",
+            tenant.org.id,
+            tenant.account_id,
+        )
+    assert used == 400
+    await assert_no_drift(state, tenant.org.id)
