@@ -159,16 +159,16 @@ async def derive(connection: asyncpg.Connection, data: pnl.Dataset) -> dict[str,
 async def _allowance_counters(
     connection: asyncpg.Connection, data: pnl.Dataset, now: datetime
 ) -> int:
-    """The bench's usage is charged in full (nothing drawn), except entries that cost nothing:
-    those draw on the allowance, as the write path draws them, cycle by cycle."""
+    """The bench's usage is charged in full, so nothing is drawn; entries that cost nothing
+    draw nothing either (billing/allowances.py) but open their cycle's counter, as the write
+    path opens it: at 0 used."""
     written = 0
     start, end = cycle_window(data.start, data.start)
     while start < now:
         await connection.execute(
             "INSERT INTO allowance_counters (organization_id, account_id, cycle_start, "
             "cycle_end, included_tokens, used_tokens) "
-            "SELECT $1, e.account_id, $2, $3, 1000000, least(1000000, sum(e.input_tokens "
-            "+ e.output_tokens + e.cached_input_tokens + e.reasoning_tokens)) "
+            "SELECT $1, e.account_id, $2, $3, 1000000, 0 "
             "FROM ledger_entries e WHERE e.organization_id = $1 AND e.account_id = ANY($4) "
             "AND e.type = 'USAGE_CHARGE' AND e.amount = 0 "
             "AND e.occurred_at >= $2 AND e.occurred_at < $3 GROUP BY e.account_id",
