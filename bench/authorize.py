@@ -35,7 +35,7 @@ import orjson
 
 from bench.apps import BARE_AUTHORIZE_PATH
 from bench.db import TOP_UP, BenchTenant
-from bench.env import BenchEnv, bench_env
+from bench.env import BenchEnv
 from bench.hot_path import (
     TARGET_RATIO,
     AgainstTrivial,
@@ -47,8 +47,7 @@ from bench.hot_path import (
     summary,
     trivial_plan,
 )
-from bench.httpbench import HttpConfig, http_arguments
-from bench.report import standalone
+from bench.httpbench import HttpConfig, http_main
 from bench.stats import Comparison
 from costgraph.app.database import create_engine, create_sessionmaker
 from costgraph.app.settings import Settings
@@ -325,16 +324,8 @@ async def _held(
     return int(reservations), Decimal(reserved)
 
 
-async def run(
-    server_url: str, config: HttpConfig | None = None, tuning: tuple[str, ...] = ()
-) -> list[Comparison]:
-    async with bench_env(server_url, tuning) as env:
-        return await measure(env, config or HttpConfig())
-
-
 def main() -> None:
-    config, tuning = http_arguments(__doc__.split("\n\n")[0])
-    standalone("authorize", lambda url: run(url, config, tuning))
+    http_main("authorize", __doc__, measure)
 
 
 if __name__ == "__main__":

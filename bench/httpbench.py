@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from bench import tuning
+from bench.env import BenchEnv, bench_env
 from bench.loadgen import LoadPlan
+from bench.report import standalone
+from bench.stats import Comparison
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +67,19 @@ def http_arguments(description: str) -> tuple[HttpConfig, tuple[str, ...]]:
         max_requests=args.max_requests,
     )
     return config, tuning.parse(args.tuning)
+
+
+def http_main(
+    name: str,
+    doc: str | None,
+    measure: Callable[[BenchEnv, HttpConfig], Awaitable[list[Comparison]]],
+) -> None:
+    """``python -m bench.<name>``: one HTTP bench, from its command line, against a fresh
+    server and database; prints its table and saves its JSON."""
+    config, tunings = http_arguments((doc or name).split("\n\n")[0])
+
+    async def run(server_url: str) -> list[Comparison]:
+        async with bench_env(server_url, tunings) as env:
+            return await measure(env, config)
+
+    standalone(name, run)

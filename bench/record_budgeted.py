@@ -29,7 +29,7 @@ import asyncpg  # type: ignore[import-untyped]
 from bench import single_usage
 from bench.authorize import SCENARIOS, budgeted_accounts
 from bench.db import TOP_UP
-from bench.env import BenchEnv, bench_env
+from bench.env import BenchEnv
 from bench.hot_path import (
     TARGET_RATIO,
     AgainstTrivial,
@@ -38,8 +38,7 @@ from bench.hot_path import (
     http_slice,
     trivial_plan,
 )
-from bench.httpbench import HttpConfig, http_arguments
-from bench.report import standalone
+from bench.httpbench import HttpConfig, http_main
 from bench.stats import Comparison
 from bench.workload import EventFactory
 from costgraph.kernel.database_url import plain_url
@@ -142,16 +141,8 @@ async def _checks(url: str, org_id: uuid.UUID, account_ids: Sequence[uuid.UUID])
     }
 
 
-async def run(
-    server_url: str, config: HttpConfig | None = None, tuning: tuple[str, ...] = ()
-) -> list[Comparison]:
-    async with bench_env(server_url, tuning) as env:
-        return await measure(env, config or HttpConfig())
-
-
 def main() -> None:
-    config, tuning = http_arguments(__doc__.split("\n\n")[0])
-    standalone("record_budgeted", lambda url: run(url, config, tuning))
+    http_main("record_budgeted", __doc__, measure)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,9 @@ import orjson
 
 from bench.apps import BARE_USAGE_PATH
 from bench.ceiling import CEILING_ROWS_SQL, LEDGER_USAGE_ROWS_SQL
-from bench.env import BenchEnv, bench_env
-from bench.httpbench import HttpConfig, http_arguments
+from bench.env import BenchEnv
+from bench.httpbench import HttpConfig, http_main
 from bench.loadgen import alternate
-from bench.report import standalone
 from bench.stats import Comparison
 from bench.workload import EventFactory, to_graphql_input
 from costgraph.kernel.database_url import plain_url
@@ -110,16 +109,8 @@ async def _rows(url: str, org_id: uuid.UUID) -> tuple[int, int]:
     return int(ledger_rows), int(ceiling_rows)
 
 
-async def run(
-    server_url: str, config: HttpConfig | None = None, tuning: tuple[str, ...] = ()
-) -> list[Comparison]:
-    async with bench_env(server_url, tuning) as env:
-        return await measure(env, config or HttpConfig())
-
-
 def main() -> None:
-    config, tuning = http_arguments(__doc__.split("\n\n")[0])
-    standalone("single_usage", lambda url: run(url, config, tuning))
+    http_main("single_usage", __doc__, measure)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,9 @@ from __future__ import annotations
 import orjson
 
 from bench.apps import BARE_ME_PATH
-from bench.env import BenchEnv, bench_env
-from bench.httpbench import HttpConfig, http_arguments
+from bench.env import BenchEnv
+from bench.httpbench import HttpConfig, http_main
 from bench.loadgen import alternate
-from bench.report import standalone
 from bench.stats import Comparison
 
 TARGET_RATIO = 0.5
@@ -62,16 +61,8 @@ async def measure(env: BenchEnv, config: HttpConfig) -> list[Comparison]:
     ]
 
 
-async def run(
-    server_url: str, config: HttpConfig | None = None, tuning: tuple[str, ...] = ()
-) -> list[Comparison]:
-    async with bench_env(server_url, tuning) as env:
-        return await measure(env, config or HttpConfig())
-
-
 def main() -> None:
-    config, tuning = http_arguments(__doc__.split("\n\n")[0])
-    standalone("trivial_query", lambda url: run(url, config, tuning))
+    http_main("trivial_query", __doc__, measure)
 
 
 if __name__ == "__main__":
