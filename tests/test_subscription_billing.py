@@ -553,6 +553,23 @@ async def test_a_start_before_recorded_usage_is_refused_on_starts_at(
     await assert_no_drift(state, tenant.org.id)
 
 
+async def until_waiting_on_a_lock(
+    database_url: str, task: asyncio.Future[Any], backend: list[int], what: str
+) -> None:
+    """Return once ``task``'s database backend (its pid, in ``backend`` once known) waits on a
+    lock; fail if ``task`` ends first or never waits (bounded polls: no timing)."""
+    async with raw_connection(database_url) as connection:
+        for _ in range(400):
+            assert not task.done(), task.result()
+            if backend and await connection.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                backend[0],
+            ):
+                return
+            await asyncio.sleep(0.025)
+    raise AssertionError(f"{what} never waited on a lock")
+
+
 async def test_a_subscribe_waits_for_usage_being_written_and_sees_it(
     tenant: Tenant, state: AppState, database_url: str
 ) -> None:
@@ -595,17 +612,7 @@ async def test_a_subscribe_waits_for_usage_being_written_and_sees_it(
     await written.wait()
     subscriber = asyncio.ensure_future(state.units.run(tenant.org, subscribe_from_the_month_start))
     try:
-        async with raw_connection(database_url) as connection:
-            for _ in range(400):  # until the subscribe waits on a lock (bounded: no timing)
-                assert not subscriber.done(), subscriber.result()
-                if backend and await connection.fetchval(
-                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
-                    backend[0],
-                ):
-                    break
-                await asyncio.sleep(0.025)
-            else:
-                raise AssertionError("the subscribe never waited for the usage write")
+        await until_waiting_on_a_lock(database_url, subscriber, backend, "the subscribe")
     finally:
         release.set()
         await writer
@@ -664,17 +671,7 @@ async def test_usage_written_while_the_account_subscribes_draws_on_the_new_plan(
     await subscribed.wait()
     writer = asyncio.ensure_future(state.units.run(tenant.org, write_usage))
     try:
-        async with raw_connection(database_url) as connection:
-            for _ in range(400):  # until the usage write waits on a lock (bounded: no timing)
-                assert not writer.done(), writer.result()
-                if backend and await connection.fetchval(
-                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
-                    backend[0],
-                ):
-                    break
-                await asyncio.sleep(0.025)
-            else:
-                raise AssertionError("the usage write never waited for the subscribe")
+        await until_waiting_on_a_lock(database_url, writer, backend, "the usage write")
     finally:
         release.set()
         await subscriber
