@@ -2677,6 +2677,19 @@ def settings_for_run() -> Any:
 # --- regressions found by the machine (each a fixed sequence of its steps) ---
 
 
+def plain_organisation(machine: LedgerMachine, included: int) -> None:
+    """The fixed-sequence tests' organisation: account P on a plan with ``included`` tokens,
+    no markup, no budget, 30.00 on the balance, one price for every model."""
+    machine.organisation(
+        included=included,
+        allowance_on="P",
+        markup_percent=Decimal(0),
+        wanted=[],
+        opening=Decimal("30.00"),
+        price=Decimal(1000),
+    )
+
+
 def run_steps(
     database_url: str, settings: Settings, steps: Callable[[LedgerMachine], None]
 ) -> LedgerMachine:
@@ -2700,14 +2713,7 @@ def test_a_cycle_keeps_its_allowance_after_a_move_to_a_plan_without_tokens(
     recompute 0 for the cycle, and the write path charged the rest in full)."""
 
     def steps(machine: LedgerMachine) -> None:
-        machine.organisation(
-            included=400,
-            allowance_on="P",
-            markup_percent=Decimal(0),
-            wanted=[],
-            opening=Decimal("30.00"),
-            price=Decimal(1000),
-        )
+        plain_organisation(machine, included=400)
         machine.counters_equal_the_ledger()
         machine.record_usage(UsageSpec("P", Decimal("0.300"), 300, False))  # opens the cycle
         machine.counters_equal_the_ledger()
@@ -2731,14 +2737,7 @@ def test_an_annual_change_after_usage_earns_from_when_it_takes_effect(
     moves by the net of the change)."""
 
     def steps(machine: LedgerMachine) -> None:
-        machine.organisation(
-            included=0,
-            allowance_on="P",
-            markup_percent=Decimal(0),
-            wanted=[],
-            opening=Decimal("30.00"),
-            price=Decimal(1000),
-        )
+        plain_organisation(machine, included=0)
         assert machine.plan_codes()[0] == "alt" and machine.plan_codes()[2] == "lite"
         machine.subscribe("P", 0, "ANNUAL", "days", None)
         machine.counters_equal_the_ledger()
@@ -2766,14 +2765,7 @@ def test_a_subscription_backdated_over_recorded_usage_is_refused(
     start after the latest usage is accepted."""
 
     def steps(machine: LedgerMachine) -> None:
-        machine.organisation(
-            included=0,
-            allowance_on="P",
-            markup_percent=Decimal(0),
-            wanted=[],
-            opening=Decimal("30.00"),
-            price=Decimal(1000),
-        )
+        plain_organisation(machine, included=0)
         assert machine.plan_codes()[0] == "alt" and machine.plan_codes()[2] == "lite"
         machine.record_usage(UsageSpec("Q", Decimal("0.100"), 100, False))  # no plan: in full
         machine.subscribe("Q", 0, "MONTHLY", "days", None)  # refused (the machine expects it)
@@ -2800,14 +2792,7 @@ def test_usage_that_costs_nothing_draws_nothing_from_an_allowance(
     on."""
 
     def steps(machine: LedgerMachine) -> None:
-        machine.organisation(
-            included=1500,
-            allowance_on="P",
-            markup_percent=Decimal(0),
-            wanted=[],
-            opening=Decimal("30.00"),
-            price=Decimal(1000),
-        )
+        plain_organisation(machine, included=1500)
         machine.counters_equal_the_ledger()
         # The example the machine found: zero-cost usage backfilled into an ended cycle.
         machine.backfill([UsageSpec("P", Decimal("0.000"), 496, False)], into="cycle")
