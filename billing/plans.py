@@ -25,7 +25,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from costgraph.billing import budget_repository, events, tier_rules, top_ups_repository
+from costgraph.billing import budget_repository, events, tier_rules
 from costgraph.billing import plans_repository as repo
 from costgraph.billing.catalog import require_effective_date
 from costgraph.billing.directory import OrgContext, get_many
@@ -298,10 +298,9 @@ async def _require_no_usage_since(
     Ordered against usage writers by the organisation's writer guard, which the caller holds
     exclusive: a usage write reads the account's subscriptions under its share of the guard
     (migration 0020) and keeps it until it commits, so every write in flight has committed
-    by now and is seen here, and every later one sees this subscription. The account's
-    balance lock is taken too, for any writer of usage that does not read subscriptions.
+    by now and is seen here, and every later one sees this subscription (every usage entry
+    is written by ``ledger._record_usage``, which reads them so).
     """
-    await top_ups_repository.lock_balance(session, organization_id, account_id)
     latest = await repo.latest_usage_since(session, organization_id, account_id, start)
     if latest is not None:
         raise ValidationFailed(

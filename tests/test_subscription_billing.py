@@ -574,8 +574,8 @@ async def test_a_subscribe_waits_for_usage_being_written_and_sees_it(
     tenant: Tenant, state: AppState, database_url: str
 ) -> None:
     """Usage written while the account subscribes from before it: the subscribe waits for the
-    usage write's balance row lock (held until it commits), then reads the usage and refuses
-    (unordered, it passed the check unseen and verify reported drift)."""
+    usage write's share of the writer guard (held until it commits), then reads the usage
+    and refuses (unordered, it passed the check unseen and verify reported drift)."""
     await plan(tenant, "basic", "30.00")
     freeze(last_year(8, 10, 12))
     event = UsageEvent(
