@@ -43,14 +43,12 @@ MAX_DELTAS = 200
 
 
 class Publisher(Protocol):
+    def listening(self, channel: str) -> bool:
+        """Whether a notice for ``channel`` may reach anyone: one nobody can hear is not
+        built (:meth:`costgraph.subscriptions.bus.Bus.listening`)."""
+        ...
+
     def publish(self, channel: str, message: str) -> bool: ...
-
-
-def _heard(bus: Publisher, channel: str) -> bool:
-    """Whether a notice for ``channel`` may reach anyone (a bus that cannot tell: yes); a
-    notice nobody can hear is not built (:meth:`costgraph.subscriptions.bus.Bus.listening`)."""
-    listening = getattr(bus, "listening", None)
-    return listening is None or bool(listening(channel))
 
 
 def _group_key(entry: Entry) -> tuple[object, ...]:
@@ -113,7 +111,7 @@ def usage_recorded(bus: Publisher, entries: Sequence[Entry]) -> None:
         for org_entries in by_org.values():
             org_id = org_entries[0].organization_id
             channel = usage_channel(org_id)
-            if not _heard(bus, channel):
+            if not bus.listening(channel):
                 continue
             deltas = usage_deltas(org_entries)
             for chunk in _chunks(deltas):
@@ -129,7 +127,7 @@ def accounts_changed(
     """Announce accounts whose balance or allowance a committed write changed (no usage)."""
     try:
         channel = accounts_channel(organization_id)
-        if not _heard(bus, channel):
+        if not bus.listening(channel):
             return
         now = datetime.now(UTC)
         for ids in _chunks(tuple(dict.fromkeys(account_ids))):
@@ -145,7 +143,7 @@ def alert_raised(bus: Publisher, notice: AlertNotice) -> None:
     """Announce an alert to its organisation's subscribers (for the alerts module)."""
     try:
         channel = alerts_channel(notice.organization_id)
-        if _heard(bus, channel):
+        if bus.listening(channel):
             bus.publish(channel, encode_alert(notice))
     except Exception:  # a notification must never fail a committed write
         logger.exception("could not publish an alert notice")
@@ -158,7 +156,7 @@ def budgets_changed(
     subscribers re-read each budget once however many of its holds moved)."""
     try:
         channel = budgets_channel(organization_id)
-        if not _heard(bus, channel):
+        if not bus.listening(channel):
             return
         now = datetime.now(UTC)
         for ids in _chunks(tuple(dict.fromkeys(budget_ids))):

@@ -184,6 +184,9 @@ def test_anything_else_on_a_channel_is_refused(text: str) -> None:
 
 def test_publishing_never_raises_into_the_write() -> None:
     class Broken:
+        def listening(self, channel: str) -> bool:
+            return True
+
         def publish(self, channel: str, message: str) -> bool:
             raise RuntimeError("broker exploded")
 
