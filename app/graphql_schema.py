@@ -13,6 +13,7 @@ from strawberry.types import ExecutionContext
 
 from costgraph.app.error_log import log_error
 from costgraph.app.fast_variables import FastVariablesExecutor
+from costgraph.app.plain_fields import PlainFieldsExecutor
 from costgraph.app.query_caches import limited_caches
 from costgraph.app.query_limits import QueryLimits, refine_error
 from costgraph.resolvers.alerts import AlertMutation, AlertQuery
@@ -73,6 +74,12 @@ class AllSubscriptions(Subscription, TopUpSubscription):
     pass
 
 
+class CostGraphExecutor(PlainFieldsExecutor, FastVariablesExecutor):
+    """graphql-core's executor as strawberry extends it, with list variables coerced by
+    compiled coercers (app/fast_variables.py) and plain leaf fields completed inline
+    (app/plain_fields.py); each changes the cost, never the result."""
+
+
 class CostGraphSchema(strawberry.Schema):
     """strawberry's schema, refining errors before they are logged and formatted: the token
     limit gets its code, and "Did you mean …?" hints go when introspection is off.
@@ -118,7 +125,5 @@ def build_schema(
         subscription=AllSubscriptions,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=extensions,
-        # List variables (a batch's events) coerced with compiled coercers: same values, same
-        # errors (app/fast_variables.py).
-        execution_context_class=FastVariablesExecutor,
+        execution_context_class=CostGraphExecutor,
     )
