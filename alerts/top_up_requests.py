@@ -28,8 +28,12 @@ from costgraph.kernel.unit_of_work import UnitOfWork, emit
 
 
 def touched_accounts(unit: UnitOfWork) -> set[uuid.UUID]:
-    """Accounts whose prepaid balance the unit moved, or whose setting it made."""
+    """Accounts whose prepaid balance the unit moved, or whose setting it made; less those
+    whose balance row, locked by the move until commit, said no auto-top-up is on
+    (:class:`~costgraph.billing.events.NoAutoTopUp`): their evaluation would find no setting."""
     found: set[uuid.UUID] = set()
+    unset: set[uuid.UUID] = set()
+    made: set[uuid.UUID] = set()
     for event in unit.events:
         if isinstance(event, events.UsageRecorded):
             found.update(
@@ -38,8 +42,10 @@ def touched_accounts(unit: UnitOfWork) -> set[uuid.UUID]:
         elif isinstance(event, events.BalancesChanged):
             found.update(event.account_ids)
         elif isinstance(event, events.AutoTopUpSet):
-            found.add(event.account_id)
-    return found
+            made.add(event.account_id)
+        elif isinstance(event, events.NoAutoTopUp):
+            unset.update(event.account_ids)
+    return (found - unset) | made
 
 
 def message(request: top_ups.TopUpRequest, name: str | None) -> str:

@@ -36,6 +36,17 @@ class BalancesChanged(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class NoAutoTopUp(DomainEvent):
+    """These accounts' balances were moved under their row lock, which the transaction holds
+    until it commits, and their balance rows said no auto-top-up is on (migration 0021): the
+    top-up evaluation before commit has nothing to do for them, unless the same unit makes a
+    setting (:class:`AutoTopUpSet`). Not announced."""
+
+    organization_id: uuid.UUID
+    account_ids: tuple[uuid.UUID, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AllowanceChanged(DomainEvent):
     """These accounts' plan or included allowance changed."""
 

@@ -13,7 +13,7 @@ import contextlib
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -80,14 +80,18 @@ async def _append(
     into ``raised``; the caller raises the others).
     """
     accounts = {e.account_id for e in entries}
-    moved: set[uuid.UUID] = set()
+    moved: repo.MovedBalances = {}
     if len(accounts) == 1 and None not in accounts:  # one row lock: move it while inserting
         (account_id,) = accounts
+        organization_id = entries[0].organization_id
         inserted, moved, counted = await repo.insert_entries_moving_balance(
-            session, entries, entries[0].organization_id, account_id in prepaid, counters
+            session, entries, organization_id, account_id in prepaid, counters
         )
         if raised is not None:
             raised.update(counted)
+        unset = tuple(account for account, top_up in moved.items() if not top_up)
+        if unset:  # their top-up evaluation has nothing to do
+            emit(session, events.NoAutoTopUp(organization_id, unset))
     else:
         inserted = await repo.insert_entries(session, entries)
     return await _settle(session, entries, paths, inserted, prepaid, moved)
@@ -133,7 +137,7 @@ async def _settle(
     paths: Sequence[str],
     inserted: dict[str, datetime],
     prepaid: frozenset[uuid.UUID],
-    moved: set[uuid.UUID],
+    moved: Collection[uuid.UUID],
 ) -> list[Entry]:
     """After the insert: replays told from conflicts, the result in order, balances moved."""
     pending = [e.idempotency_key for e in entries if e.idempotency_key not in inserted]
@@ -188,7 +192,7 @@ async def _move_balances(
     session: AsyncSession,
     written: Sequence[Entry],
     prepaid: frozenset[uuid.UUID],
-    moved: set[uuid.UUID],
+    moved: Collection[uuid.UUID],
 ) -> None:
     """Move the balances by what was written, except those the insert ``moved`` already."""
     deltas: dict[uuid.UUID, Decimal] = defaultdict(Decimal)

@@ -119,8 +119,10 @@ def _insert_moving_balance_sql() -> str:
     Only for entries of a single account: one row to lock, so no lock order to keep. The
     balance moves by the sum of the non-zero ``balance_delta`` of the rows inserted (replays
     move nothing); a prepaid account (``$n+2``) may not go below zero with a negative sum.
-    The account comes back in the last column when it moved; when it did not (no balance
-    row yet, or the floor refused) the caller moves it the slow way, which tells which.
+    The account comes back in the third column when it moved, with its balance row's
+    ``auto_top_up`` flag (migration 0021) in the fourth, read as the row lock left it; when
+    it did not move (no balance row yet, or the floor refused) the caller moves it the slow
+    way, which tells which.
     """
     organization = len(_INSERT_COLUMNS) + 1
     prepaid = organization + 1
@@ -133,9 +135,9 @@ def _insert_moving_balance_sql() -> str:
         "b AS (UPDATE account_balances x SET balance = x.balance + d.delta FROM d "
         f"WHERE x.organization_id = ${organization} AND x.account_id = d.account_id "
         f"AND (d.delta >= 0 OR NOT ${prepaid} OR x.balance + d.delta >= 0) "
-        "RETURNING x.account_id) "
-        "SELECT idempotency_key, recorded_at, NULL::uuid AS moved FROM e "
-        "UNION ALL SELECT NULL, NULL, account_id FROM b"
+        "RETURNING x.account_id, x.auto_top_up) "
+        "SELECT idempotency_key, recorded_at, NULL::uuid AS moved, NULL::bool AS top_up FROM e "
+        "UNION ALL SELECT NULL, NULL, account_id, auto_top_up FROM b"
     )
 
 
@@ -169,10 +171,11 @@ def _insert_counting_sql() -> str:
         "AND (w.cap IS NULL OR x.spent + x.reserved + w.amount <= w.cap) "
         "AND EXISTS (SELECT 1 FROM b) "
         "RETURNING x.budget_id, x.period_start, x.spent, x.reserved) "
-        "SELECT idempotency_key, recorded_at, NULL::uuid AS moved, NULL::uuid AS budget_id, "
-        "NULL::timestamptz AS period_start, NULL::numeric AS spent, NULL::numeric AS reserved "
-        "FROM e UNION ALL SELECT NULL, NULL, account_id, NULL, NULL, NULL, NULL FROM b "
-        "UNION ALL SELECT NULL, NULL, NULL, budget_id, period_start, spent, reserved FROM c"
+        "SELECT idempotency_key, recorded_at, NULL::uuid AS moved, NULL::bool AS top_up, "
+        "NULL::uuid AS budget_id, NULL::timestamptz AS period_start, NULL::numeric AS spent, "
+        "NULL::numeric AS reserved FROM e "
+        "UNION ALL SELECT NULL, NULL, account_id, auto_top_up, NULL, NULL, NULL, NULL FROM b "
+        "UNION ALL SELECT NULL, NULL, NULL, NULL, budget_id, period_start, spent, reserved FROM c"
     )
 
 
@@ -182,6 +185,8 @@ INSERT_COUNTING_SQL = _insert_counting_sql()
 CounterMove = tuple[uuid.UUID, datetime, Decimal, Decimal | None]
 #: The counters it raised: (budget, period start) -> the new (spent, reserved).
 MovedCounters = dict[tuple[uuid.UUID, datetime], tuple[Decimal, Decimal]]
+#: The balances an insert moved: account -> its ``auto_top_up`` flag, read under the lock.
+MovedBalances = dict[uuid.UUID, bool]
 
 
 def _json_text(value: Any) -> str | None:
@@ -228,16 +233,20 @@ async def insert_entries_moving_balance(
     organization_id: uuid.UUID,
     prepaid: bool,
     counters: Sequence[CounterMove] = (),
-) -> tuple[dict[str, datetime], set[uuid.UUID], MovedCounters]:
+) -> tuple[dict[str, datetime], MovedBalances, MovedCounters]:
     """:func:`insert_entries` for entries of one account, moving its balance in the same
     statement (see :func:`_insert_moving_balance_sql`), and with ``counters`` those budget
-    counters too (:func:`_insert_counting_sql`); returns the accounts and counters moved."""
+    counters too (:func:`_insert_counting_sql`); returns the balances (with their
+    ``auto_top_up`` flags) and counters moved."""
     connection = await driver_connection(session)
     arguments = [*_column_arrays(entries), organization_id, prepaid]
     if not counters:
         rows = await connection.fetch(INSERT_MOVING_BALANCE_SQL, *arguments)
-        inserted = {row[0]: row[1] for row in rows if row[0] is not None}
-        return inserted, {plain_uuid(row[2]) for row in rows if row[2] is not None}, {}
+        return (
+            {row[0]: row[1] for row in rows if row[0] is not None},
+            {plain_uuid(row[2]): row[3] for row in rows if row[2] is not None},
+            {},
+        )
     rows = await connection.fetch(
         INSERT_COUNTING_SQL,
         *arguments,
@@ -246,12 +255,14 @@ async def insert_entries_moving_balance(
         [str(c[2]) for c in counters],
         [None if c[3] is None else str(c[3]) for c in counters],
     )
-    inserted, moved, raised = {}, set(), {}
-    for key, recorded_at, account_id, budget_id, period_start, spent, reserved in rows:
+    inserted: dict[str, datetime] = {}
+    moved: MovedBalances = {}
+    raised: MovedCounters = {}
+    for key, recorded_at, account_id, top_up, budget_id, period_start, spent, reserved in rows:
         if key is not None:
             inserted[key] = recorded_at
         elif account_id is not None:
-            moved.add(plain_uuid(account_id))
+            moved[plain_uuid(account_id)] = top_up
         else:
             raised[(plain_uuid(budget_id), period_start)] = (spent, reserved)
     return inserted, moved, raised

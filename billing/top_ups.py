@@ -12,7 +12,10 @@ the balance is back at or above the threshold (the deposit arrived: re-armed). I
 evaluated, under the balance's row lock, after every write that moved the account's
 balance (usage charged beyond the allowance, deposits, refunds, withdrawals, adjustments)
 and when the setting is made (an account already below its threshold requests at once), so
-concurrent writers in any number of processes raise it exactly once.
+concurrent writers in any number of processes raise it exactly once. The balance row carries
+whether a setting is on (``account_balances.auto_top_up``, set here under that row's lock,
+migration 0021): a write whose insert moved the balance and found it off skips the
+evaluation's statement, as it would have found nothing (alerts/top_up_requests.py).
 
 **The request** is an alert of kind ``TOP_UP_REQUESTED`` (alerts/top_up_requests.py):
 delivered by the alert outbox to the organisation's channels (a webhook ``account.
@@ -88,7 +91,7 @@ async def set_auto_top_up(session: AsyncSession, org: OrgContext, spec: AutoTopU
         raise NotFound("account", spec.account_id, "input.accountId")
     _require_amount(spec.threshold, account.currency, "input.threshold", positive=False)
     _require_amount(spec.amount, account.currency, "input.amount", positive=True)
-    await repo.lock_balance(session, org.id, account.id)
+    await repo.lock_balance(session, org.id, account.id, spec.enabled)
     now = utcnow()
     row = await repo.upsert(
         session,

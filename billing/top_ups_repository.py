@@ -49,20 +49,19 @@ async def evaluate(
 
 
 async def lock_balance(
-    session: AsyncSession, organization_id: uuid.UUID, account_id: uuid.UUID
+    session: AsyncSession, organization_id: uuid.UUID, account_id: uuid.UUID, enabled: bool
 ) -> None:
-    """Take the account's balance row lock (creating the row), as a writer moving it does."""
+    """Take the account's balance row lock (creating the row), as a writer moving it does,
+    and set its ``auto_top_up`` flag to ``enabled`` (migration 0021): one statement, the row
+    locked until commit by the update."""
     connection = await driver_connection(session)
     await connection.execute(
-        "INSERT INTO account_balances (organization_id, account_id, balance) "
-        "VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+        "INSERT INTO account_balances (organization_id, account_id, balance, auto_top_up) "
+        "VALUES ($1, $2, 0, $3) ON CONFLICT (organization_id, account_id) "
+        "DO UPDATE SET auto_top_up = EXCLUDED.auto_top_up",
         organization_id,
         account_id,
-    )
-    await connection.execute(
-        "SELECT 1 FROM account_balances WHERE organization_id = $1 AND account_id = $2 FOR UPDATE",
-        organization_id,
-        account_id,
+        enabled,
     )
 
 

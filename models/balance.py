@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKeyConstraint, text
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKeyConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from costgraph.models.base import Base, Money, TenantScoped
@@ -27,6 +27,10 @@ class AccountBalance(TenantScoped, Base):
 
     account_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     balance: Mapped[Money] = mapped_column(server_default=text("0"))
+    #: Whether the account has an auto-top-up on, set under this row's lock by
+    #: ``setAutoTopUp`` (migration 0021): a writer that moved the balance and read it off
+    #: skips the top-up evaluation (alerts/top_up_requests.py).
+    auto_top_up: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class AllowanceCounter(TenantScoped, Base):

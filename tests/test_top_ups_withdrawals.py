@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from costgraph.alerts.config import DeliveryConfig
 from costgraph.alerts.worker import DeliveryWorker, running
@@ -22,6 +23,9 @@ from costgraph.app.settings import Settings
 from costgraph.app.state import AppState
 from costgraph.auth.keys import KeyStore
 from costgraph.auth.tokens import mint_access_token
+from costgraph.billing import ledger, top_ups
+from costgraph.billing.commands import UsageEvent
+from costgraph.kernel import clock
 from tests.alerts_support import HttpReceiver, http_receiver, until
 from tests.conftest import Tenant, raw_connection
 from tests.dates import month, rfc
@@ -29,6 +33,7 @@ from tests.pnl_support import ACCOUNT_PNL
 from tests.subscriptions_support import serving, subscribed
 from tests.test_allowances import allowance, prepaid_account, spend
 from tests.test_ledger import DEPOSIT, deposit_input, entry_count
+from tests.test_subscription_billing import until_waiting_on_a_lock
 from tests.verify_support import assert_no_drift
 
 WITHDRAW = """
@@ -316,6 +321,54 @@ async def test_concurrent_usage_crossing_the_threshold_requests_once(
     assert kinds.count("UsageRecorded") == 16  # 10.00 - 8.00 = 2.00 left
     (alert,) = await top_up_alerts(state, tenant)
     assert alert["spent"] < 5 and alert["subject"] == f"top-up:{account}:1"
+    await assert_no_drift(state, tenant.org.id)
+
+
+async def test_usage_waiting_on_a_setting_being_made_requests_the_top_up(
+    tenant: Tenant, state: AppState, database_url: str
+) -> None:
+    """A usage write that waits for the balance's lock while the account's auto-top-up is
+    being set, then takes the balance below the threshold, raises the request. The write's
+    insert statement started before the setting committed, so its snapshot does not hold the
+    setting: it skips the evaluation only on the balance row's own flag, which it reads as
+    the lock left it (migration 0021). Unordered, nobody raised this request."""
+    account = uuid.UUID(await funded(tenant, "10.00"))
+    made, release = asyncio.Event(), asyncio.Event()
+    backend: list[int] = []
+
+    async def set_and_hold(unit: Any) -> Any:
+        spec = top_ups.AutoTopUpSpec(account, True, Decimal("5.00"), Decimal("20.00"))
+        row = await top_ups.set_auto_top_up(unit.session, unit.org, spec)
+        made.set()
+        await release.wait()  # the setting in flight: the balance locked, not committed yet
+        return row
+
+    async def use_six(unit: Any) -> Any:
+        backend.append(await unit.session.scalar(text("SELECT pg_backend_pid()")))
+        event = UsageEvent(
+            idempotency_key=f"u-{uuid.uuid4().hex}",
+            account_id=account,
+            occurred_at=clock.utcnow() - timedelta(minutes=1),
+            provider="openai",
+            model="gpt-4o-mini",
+            input_tokens=100,
+            provider_cost=Decimal("6.00"),
+            provider_currency="USD",
+        )
+        return await ledger.record_usage(unit.session, unit.org, event, state.limits)
+
+    setter = asyncio.ensure_future(state.units.run(tenant.org, set_and_hold))
+    await made.wait()
+    writer = asyncio.ensure_future(state.units.run(tenant.org, use_six))
+    try:
+        await until_waiting_on_a_lock(database_url, writer, backend, "the usage write")
+    finally:
+        release.set()
+        await setter
+    entry = await writer
+    assert entry.balance_delta == Decimal("-6.00")  # 10.00 -> 4.00, below 5.00
+    (alert,) = await top_up_alerts(state, tenant)
+    assert alert["subject"] == f"top-up:{account}:1" and alert["spent"] == Decimal("4.00")
     await assert_no_drift(state, tenant.org.id)
 
 
