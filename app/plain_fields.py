@@ -7,14 +7,17 @@ the resolver, an awaitable check, then ``complete_value`` deciding again that th
 non-null and a leaf. For a field strawberry marks as basic (no resolver, no permission, no
 field extension: its resolver reads the attribute) whose type is a scalar or enum and whose
 selection has no arguments, all of that decides nothing; here such a field is read and
-coerced inline (``__typename`` too: it is the parent type's name).
+coerced inline (``__typename`` too: it is the parent type's name). strawberry marks every
+resolver of a field without a resolver function as default, field extensions (permissions)
+included, so "basic" is asked of strawberry's field itself (``is_basic_field``).
 
-Only the unremarkable case is taken: a value that is null where the type is non-null, an
-exception or awaitable value, or a coercion that fails or gives null goes the general way,
-which then reports the error with graphql-core's own message, path and location (reading a
-plain attribute twice has no effect). Every other field (resolvers, objects, lists,
-arguments, meta fields) and every field while a schema extension resolves fields through
-middleware goes the general way as before, and the result keeps the selection's order.
+Only the unremarkable case is taken. A read that raises, a value that is null where the type
+is non-null, an exception or awaitable value, or a coercion that fails or gives null goes the
+general way, which reads the attribute again and reports the error with graphql-core's own
+message, path and location (the sources are our frozen result objects: a second read gives
+the same). Every other field (resolvers, objects, lists, arguments, meta fields) and every
+field while a schema extension resolves fields through middleware goes the general way as
+before, and the result keeps the selection's order.
 tests/test_plain_fields.py compares results and errors with graphql-core's.
 """
 
@@ -28,6 +31,8 @@ from graphql import GraphQLScalarType as Scalar
 from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.field import StrawberryField
 
 #: (resolver, the leaf type's output coercion, non-null) of a plain field.
 Plain = tuple[Callable[..., Any], Callable[[Any], Any], bool]
@@ -49,8 +54,10 @@ def plain(field: GraphQLField) -> Plain | None:
     resolve = field.resolve
     non_null = isinstance(field.type, GraphQLNonNull)
     bare = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
-    # strawberry's mark of a basic field's resolver (schema_converter.from_resolver).
-    basic = getattr(resolve, "_is_default", False) is True
+    # strawberry's own field, basic: no resolver and no field extension (a permission is
+    # one), so its resolver only reads the attribute and needs no resolve info.
+    definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    basic = isinstance(definition, StrawberryField) and definition.is_basic_field
     if resolve is not None and basic and isinstance(bare, Scalar | GraphQLEnumType):
         found = (resolve, bare.coerce_output_value, non_null)
     _plain_fields[id(field)] = (field, found)
@@ -102,7 +109,10 @@ class PlainFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def _read(self, found: Plain, source: Any) -> Any:
         resolve, coerce, non_null = found
-        value = resolve(source, None)
+        try:
+            value = resolve(source, None)
+        except Exception:  # a property that raises: the general way reports it
+            return _GENERAL
         if value is None:
             return _GENERAL if non_null else None
         if isinstance(value, Exception) or self.is_awaitable(value):

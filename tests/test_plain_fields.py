@@ -1,26 +1,30 @@
 """app/plain_fields.py completes plain leaf fields inline with graphql-core's results: for any
 values of every sort of leaf (scalars, our Decimal and DateTime, enums; nullable or not;
-null, wrong-typed, failing to serialise), the same query gives the same data, in the same
-key order, and the same errors (message, path, locations) as strawberry's own executor. A
-schema extension resolving fields (middleware) sees every field, as before."""
+null, wrong-typed, failing to serialise, raising when read), the same query gives the same
+data, in the same key order, and the same errors (message, path, locations) as strawberry's
+own executor. A field with a permission is not plain (its check runs); a schema extension
+resolving fields (middleware) sees every field, as before; in the real schema, every field
+taken as plain is a basic strawberry field."""
 
 from __future__ import annotations
 
 import asyncio
 import decimal
 import enum
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NewType
 
 import strawberry
+from graphql import GraphQLField
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strawberry.extensions import SchemaExtension
+from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 
-from costgraph.app.graphql_schema import CostGraphExecutor
+from costgraph.app.graphql_schema import CostGraphExecutor, build_schema
 from costgraph.app.plain_fields import PlainFieldsExecutor, plain
 from costgraph.schema.scalars import SCALAR_MAP
 
@@ -39,6 +43,13 @@ SCALARS = {
 }
 
 
+class OnlyWhenAllowed(BasePermission):
+    message = "denied"
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        return bool(info.context.get("allowed"))
+
+
 @strawberry.type
 class Leaf:
     name: str
@@ -49,6 +60,9 @@ class Leaf:
     colour: Colour
     maybe_colour: Colour | None
     shy: Shy | None
+    secret: str = strawberry.field(
+        default="s", extensions=[PermissionExtension(permissions=[OnlyWhenAllowed()])]
+    )
 
     @strawberry.field
     def shout(self) -> str:
@@ -67,9 +81,20 @@ class Branch:
     maybe_leaf: Leaf | None
 
 
-@dataclass
-class Holder:
-    branch: Any
+class Brittle:
+    """A duck-typed leaf source whose ``count`` raises when read."""
+
+    name = "brittle"
+    note = None
+    amount = decimal.Decimal("1")
+    at = None
+    colour = Colour.RED
+    maybe_colour = None
+    shy = None
+
+    @property
+    def count(self) -> int:
+        raise RuntimeError("count is not available")
 
 
 @strawberry.type
@@ -112,8 +137,11 @@ GENERAL = _schema(StrawberryGraphQLCoreExecutionContext)
 INLINE = _schema(CostGraphExecutor)
 
 
-def _run(schema: strawberry.Schema, branch: Any) -> tuple[str, list[tuple[str, Any, Any]]]:
-    result = asyncio.run(schema.execute(QUERY, context_value={"branch": branch}))
+def _run(
+    schema: strawberry.Schema, branch: Any, query: str = QUERY, allowed: bool = False
+) -> tuple[str, list[tuple[str, Any, Any]]]:
+    context = {"branch": branch, "allowed": allowed}
+    result = asyncio.run(schema.execute(query, context_value=context))
     errors = sorted(
         (error.message, error.path, [(loc.line, loc.column) for loc in error.locations or ()])
         for error in result.errors or ()
@@ -203,3 +231,36 @@ def test_a_resolving_extension_sees_every_field() -> None:
     general = _run(_schema(StrawberryGraphQLCoreExecutionContext, (Shouting,)), branch)
     assert inline == general
     assert "'name': 'ADA'" in inline[0]
+
+
+SECRET = "{ branch { leaf { name secret } leaves { secret count } } }"
+
+
+def test_a_field_with_a_permission_is_not_plain_and_its_check_runs() -> None:
+    fields = INLINE._schema.type_map["Leaf"].fields  # type: ignore[union-attr]
+    assert plain(fields["secret"]) is None
+    branch = _branch(_leaf(), [_leaf(), _leaf()])
+    for allowed in (True, False):
+        inline = _run(INLINE, branch, SECRET, allowed)
+        assert inline == _run(GENERAL, branch, SECRET, allowed)
+        assert ("denied" in str(inline[1])) is not allowed
+
+
+def test_a_read_that_raises_is_reported_where_the_general_way_reports_it() -> None:
+    branch = _branch(_leaf(), [_leaf(), Brittle()], Brittle())
+    inline = _run(INLINE, branch)
+    assert inline == _run(GENERAL, branch)
+    assert "count is not available" in str(inline[1])
+
+
+def test_every_plain_field_of_the_real_schema_is_a_basic_strawberry_field() -> None:
+    schema = build_schema()._schema
+    taken = 0
+    for type_ in schema.type_map.values():
+        for field in getattr(type_, "fields", {}).values():
+            if isinstance(field, GraphQLField) and plain(field) is not None:
+                definition = field.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
+                assert definition.is_basic_field, field
+                assert not definition.extensions, field
+                taken += 1
+    assert taken > 100  # the ledger's, the budgets', the reservations' leaves
