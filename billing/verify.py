@@ -8,6 +8,8 @@ function below, with the definition it holds the stored number to):
 
 - **account balances**: ``account_balances.balance`` = SUM(``balance_delta``) of the
   account's entries (every writer moves the balance with the entries it writes);
+- **auto-top-up flags**: ``account_balances.auto_top_up`` is set exactly for the accounts
+  with an enabled auto-top-up (a usage write skips the top-up evaluation where it is off);
 - **allowance cycles**: ``allowance_counters.used_tokens`` = min(the counter's included
   tokens, as the cycle opened with (a later plan change does not move them), budgeted tokens
   of the cycle's usage that drew on it, each recomputed from the weights the entry stores,
@@ -279,6 +281,10 @@ async def check_budget_reserved(ctx: VerifyContext) -> Outcome:
     return await _compare(ctx, repo.RESERVED)
 
 
+async def check_top_up_flags(ctx: VerifyContext) -> Outcome:
+    return await _compare(ctx, repo.TOP_UP_FLAGS)
+
+
 async def check_hold_amounts(ctx: VerifyContext) -> Outcome:
     return await _compare(ctx, repo.HOLD_AMOUNTS)
 
@@ -313,6 +319,7 @@ async def check_fee_recognition(ctx: VerifyContext) -> Outcome:
 
 CHECKS: tuple[NamedCheck, ...] = (
     NamedCheck("account balances", check_balances),
+    NamedCheck("auto-top-up flags", check_top_up_flags),
     NamedCheck("allowance cycles", check_allowances),
     NamedCheck("pooled allowance cycles", check_pool_allowances),
     NamedCheck("budgeted tokens", check_budgeted),

@@ -135,6 +135,28 @@ def _balances(filtered: bool) -> str:
 BALANCES = Comparison("balance", _by_filter(_balances), ("balance",), "'account ' || c.account_id")
 
 
+# --- auto-top-up flags: a balance row's flag = an enabled setting of its account ---
+
+
+def _top_up_flags(filtered: bool) -> str:
+    """1 on each side where it holds: a flagged balance row, an enabled setting. The flag is
+    what lets a usage write skip the top-up evaluation (migration 0021); a setting without
+    it would never be evaluated."""
+    return (
+        "SELECT organization_id, account_id, s.flag AS s_flag, r.flag AS r_flag "
+        "FROM (SELECT organization_id, account_id, 1 AS flag FROM account_balances b "
+        f"WHERE b.auto_top_up AND {org_condition('b', filtered)}) s "
+        "FULL JOIN (SELECT organization_id, account_id, 1 AS flag FROM auto_top_ups t "
+        f"WHERE t.enabled AND {org_condition('t', filtered)}) r "
+        "USING (organization_id, account_id)"
+    )
+
+
+TOP_UP_FLAGS = Comparison(
+    "auto_top_up flag", _by_filter(_top_up_flags), ("flag",), "'account ' || c.account_id"
+)
+
+
 # --- allowance counters: tokens drawn per (account, cycle) ---
 
 #: Usage charges of subscribed accounts that drew on an allowance, with the subscription in

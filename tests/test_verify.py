@@ -33,6 +33,7 @@ from tests.dates import clock_environment, month, now, rfc, set_now
 from tests.test_allowances import prepaid_account
 from tests.test_budgets import AUTHORIZE, RELEASE, SET_BUDGET, SETTLE
 from tests.test_ledger import DEPOSIT, RECORD_USAGE, REFUND, usage
+from tests.test_top_ups_withdrawals import SET_AUTO
 
 VERIFY_QUERY = """query($org: ID) { ledgerDrift(organizationId: $org) {
   asOf clean unlisted checked { check compared }
@@ -98,7 +99,8 @@ async def pooled_usage(tenant: Tenant, at: str) -> None:
 
 async def busy(tenant: Tenant, state: AppState, database_url: str) -> Busy:
     """Deposits, usage (covered by an allowance, partly, and charged), a refund, budgets,
-    reservations (settled, held, released), a user, the rollup job run, the month closed."""
+    reservations (settled, held, released), a user, an auto-top-up, the rollup job run, the
+    month closed."""
     set_now(month(0, day=14, hour=12))  # mid-month: every event of the test in one month
     prepaid = uuid.UUID(await prepaid_account(tenant, tokens=1_000))
     department = ok(
@@ -218,6 +220,8 @@ async def busy(tenant: Tenant, state: AppState, database_url: str) -> Busy:
         "UsageRecorded",
     )
     ok(await tenant.gql(RELEASE, {"id": str(released)}), "releaseReservation")
+    top_up = {"accountId": str(prepaid), "enabled": True, "threshold": "1.00", "amount": "20"}
+    ok(await tenant.gql(SET_AUTO, {"input": top_up}), "setAutoTopUp", "AutoTopUp")
     async with raw_connection(database_url) as connection:
         await rollups.catch_up(connection)
     closed = await month_close.close_months(
@@ -255,6 +259,7 @@ async def test_no_drift_after_ordinary_activity(
     assert report.drift == [] and report.clean, report.drift
     assert all(count > 0 for count in report.checked.values()), report.checked
     assert report.checked["account balances"] == 3  # prepaid, postpaid, the team's
+    assert report.checked["auto-top-up flags"] == 1  # the prepaid account's
     assert report.checked["pooled allowance cycles"] == 1
     assert report.checked["settled reservations"] == 1
 
@@ -320,7 +325,20 @@ async def test_tampering_shows_as_exact_drift(
         counter = f"budget {done.account_budget} period {format_rfc3339(period_start)}"
         where_account = f"organization_id = '{org}' AND account_id = '{done.prepaid}'"
         where_budget = f"organization_id = '{org}' AND budget_id = '{done.account_budget}'"
+        flag = ("auto_top_up flag", f"account {done.prepaid}")
         cases: list[tuple[str, str, str, set[tuple[str, str, Any, Any]]]] = [
+            (
+                f"UPDATE account_balances SET auto_top_up = false WHERE {where_account}",
+                f"UPDATE account_balances SET auto_top_up = true WHERE {where_account}",
+                "auto-top-up flag off",
+                {(*flag, None, Decimal(1))},
+            ),
+            (
+                f"UPDATE auto_top_ups SET enabled = false WHERE {where_account}",
+                f"UPDATE auto_top_ups SET enabled = true WHERE {where_account}",
+                "auto-top-up flag without a setting",
+                {(*flag, Decimal(1), Decimal(0))},
+            ),
             (
                 f"UPDATE account_balances SET balance = balance + 1.5 WHERE {where_account}",
                 f"UPDATE account_balances SET balance = balance - 1.5 WHERE {where_account}",
@@ -329,10 +347,10 @@ async def test_tampering_shows_as_exact_drift(
             ),
             (
                 f"DELETE FROM account_balances WHERE {where_account}",
-                "INSERT INTO account_balances (organization_id, account_id, balance) "
-                f"VALUES ('{org}', '{done.prepaid}', {balance})",
+                "INSERT INTO account_balances (organization_id, account_id, balance, auto_top_up) "
+                f"VALUES ('{org}', '{done.prepaid}', {balance}, true)",
                 "balance row",
-                {("balance", f"account {done.prepaid}", None, balance)},
+                {("balance", f"account {done.prepaid}", None, balance), (*flag, None, Decimal(1))},
             ),
             (
                 f"UPDATE allowance_counters SET used_tokens = used_tokens + 7 "
