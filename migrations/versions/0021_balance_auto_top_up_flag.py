@@ -25,17 +25,21 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+#: Every enabled setting's balance row flagged (made at 0 where missing, as setAutoTopUp
+#: does); tests/test_migration_0021.py runs it over spoiled flags.
+FLAG_ENABLED_SETTINGS = (
+    "INSERT INTO account_balances (organization_id, account_id, balance, auto_top_up) "
+    "SELECT organization_id, account_id, 0, true FROM auto_top_ups WHERE enabled "
+    "ON CONFLICT (organization_id, account_id) DO UPDATE SET auto_top_up = true"
+)
+
+
 def upgrade() -> None:
     op.add_column(
         "account_balances",
         sa.Column("auto_top_up", sa.Boolean(), server_default=sa.false(), nullable=False),
     )
-    # Every enabled setting's balance row (made at 0 where missing, as setAutoTopUp does).
-    op.execute(
-        "INSERT INTO account_balances (organization_id, account_id, balance, auto_top_up) "
-        "SELECT organization_id, account_id, 0, true FROM auto_top_ups WHERE enabled "
-        "ON CONFLICT (organization_id, account_id) DO UPDATE SET auto_top_up = true"
-    )
+    op.execute(FLAG_ENABLED_SETTINGS)
 
 
 def downgrade() -> None:
