@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from costgraph.app import stray_transactions
 from costgraph.app.settings import Settings
 from costgraph.kernel.database_url import asyncpg_url
 from costgraph.models.scoping import TenantSession
@@ -45,6 +46,7 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         },
     )
     event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    stray_transactions.install(engine)
     return engine
 
 
