@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from costgraph.billing.statement_pool import StatementPool, pool_of
+
 
 async def driver_connection(session: AsyncSession) -> Any:
     """The asyncpg connection under the session's current transaction, that transaction begun.
@@ -41,30 +43,40 @@ async def _begin(connection: AsyncConnection, adapted: Any) -> None:
 
 
 class pooled:  # lower case: used like a function, ``async with pooled(engine) as c``
-    """An asyncpg connection of the engine's pool, outside any session, for statements that
-    are each a transaction of their own (nothing here sends BEGIN).
+    """An asyncpg connection outside any session, for statements that are each a transaction
+    of their own (nothing here sends BEGIN).
 
-    Cheaper than a session's connection: one greenlet for the checkout (which a new
-    connection needs), none for the return. The return is SQLAlchemy's reset, a rollback of
-    the adapter's transaction, which sends nothing (none was begun through it) and so never
-    awaits; the pool's checkout hook (app/database.py) sees it like any other.
+    From the engine's statement pool (``billing/statement_pool.py``: asyncpg's own pool,
+    which resets nothing it need not) when it has one — the app's engine does
+    (app/database.py).
+    Otherwise from the engine's own pool: one greenlet for the checkout (which a new
+    connection needs), none for the return, which is SQLAlchemy's reset, a rollback of the
+    adapter's transaction that sends nothing (none was begun through it) and so never awaits.
 
     A class rather than an ``asynccontextmanager``: on the authorisation's hot path the
     generator machinery cost about a fifth of the checkout (measured: ~44 -> ~36 us).
     """
 
-    __slots__ = ("_engine", "_proxied")
+    __slots__ = ("_connection", "_engine", "_pool")
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._proxied: Any = None
+        self._pool: StatementPool | None = None
+        self._connection: Any = None
 
     async def __aenter__(self) -> Any:
-        self._proxied = await self._engine.raw_connection()
-        return self._proxied.driver_connection
+        pool = self._pool = pool_of(self._engine)
+        if pool is not None:
+            self._connection = await pool.acquire()
+            return self._connection
+        self._connection = await self._engine.raw_connection()
+        return self._connection.driver_connection
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._proxied.close()
+        if self._pool is None:
+            self._connection.close()
+        else:
+            await self._pool.release(self._connection)
 
 
 def plain_uuid(value: Any) -> Any:

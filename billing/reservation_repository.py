@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -135,10 +135,11 @@ class HoldRequest:
     budget_versions: Sequence[str]
     #: In budget-id order.
     holds: Sequence[CounterHold]
+    #: :meth:`holds_json`, worked out once: the statement writes it, the answer carries it.
+    holds_document: list[dict[str, str]] = field(init=False, repr=False, compare=False)
 
-    def holds_json(self) -> list[dict[str, str]]:
-        """The reservation's ``holds`` column, as settle and release read it back."""
-        return [
+    def __post_init__(self) -> None:
+        document = [
             {
                 "budget_id": str(h.budget_id),
                 "period_start": h.period_start.isoformat(),
@@ -146,6 +147,12 @@ class HoldRequest:
             }
             for h in self.holds
         ]
+        object.__setattr__(self, "holds_document", document)
+
+    def holds_json(self) -> list[dict[str, str]]:
+        """The reservation's ``holds`` column, as settle and release read it back (a new
+        list of new dicts each call: the caller may keep or change it)."""
+        return [dict(hold) for hold in self.holds_document]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +244,7 @@ def _arguments(hold: HoldRequest) -> tuple[object, ...]:
         hold.ai_cost,
         hold.billed,
         hold.expires_at,
-        orjson.dumps(hold.holds_json()).decode(),
+        orjson.dumps(hold.holds_document).decode(),
         [s.kind.value for s in hold.scopes],
         [s.id for s in hold.scopes],
         list(hold.budget_versions),

@@ -352,11 +352,12 @@ async def authorize(
             existing = await repo.reservation_by_key(session, request.idempotency_key)
             assert existing is not None  # reservations are never deleted
             return existing, True
-        reservation = plan.reservation(outcome)
         if outcome.expired:
             emit(session, events.HoldsExpired(org.id, outcome.expired))
-        emit(session, events.BudgetsChanged(org.id, tuple(held_budgets(reservation))))
-        return reservation, False
+        # The budgets of the holds just written: held_budgets() of the row, without
+        # parsing back the ids its column spells out.
+        emit(session, events.BudgetsChanged(org.id, tuple(h.budget_id for h in plan.hold.holds)))
+        return plan.reservation(outcome), False
     raise Unavailable(
         "the budgets kept changing while this authorisation was worked out; retry it",
         reason="conflict",

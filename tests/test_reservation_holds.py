@@ -7,12 +7,13 @@ import asyncio
 import uuid
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import event, text
 
 from costgraph.app.state import AppState
-from costgraph.billing import reservation_repository, reservations
+from costgraph.billing import reservation_repository, reservations, statement_pool
 from costgraph.kernel.clock import utcnow
 from costgraph.kernel.errors import BudgetLimitReached
 from costgraph.models.scoping import bind_tenant
@@ -152,33 +153,53 @@ async def test_first_holds_of_a_period_race_to_create_its_counter(tenant: Tenant
 
 
 async def test_an_authorisation_takes_one_connection_at_a_time(
-    tenant: Tenant, state: AppState
+    tenant: Tenant, state: AppState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its lookups, a counter it opens and its hold take turns on one pooled connection, so a
-    pool as large as the requests in flight never opens another; once warm, the lookups come
-    from this process's copies and the hold runs on the unit's own connection."""
+    """Its lookups, a counter it opens and its hold take turns on one connection at a time —
+    the lookups and the counter on the engine's pool, the hold on the statement pool — so
+    the requests in flight never need more connections than there are of them; once warm,
+    the lookups come from this process's copies and only the hold takes a connection."""
     await set_budget(tenant, limit="10.00")
     engine = state.engine.sync_engine
-    seen = {"out": 0, "most": 0, "checkouts": 0}
+    pool = statement_pool.pool_of(state.engine)
+    assert pool is not None, "the app's engine has a statement pool"
+    seen = {"out": 0, "most": 0, "engine": 0, "statement": 0}
 
-    def checkout(*_: object) -> None:
-        seen["checkouts"] += 1
+    def taken(source: str) -> None:
+        seen[source] += 1
         seen["out"] += 1
         seen["most"] = max(seen["most"], seen["out"])
 
-    def checkin(*_: object) -> None:
+    def given_back(*_: object) -> None:
         seen["out"] -= 1
 
+    acquire, release = pool.acquire, pool.release
+
+    async def counted_acquire() -> Any:
+        connection = await acquire()
+        taken("statement")
+        return connection
+
+    async def counted_release(connection: Any) -> None:
+        given_back()
+        await release(connection)
+
+    def checkout(*_: object) -> None:
+        taken("engine")
+
+    monkeypatch.setattr(pool, "acquire", counted_acquire)
+    monkeypatch.setattr(pool, "release", counted_release)
     event.listen(engine, "checkout", checkout)
-    event.listen(engine, "checkin", checkin)
+    event.listen(engine, "checkin", given_back)
     try:
         cold = await authorize(tenant, "1.00")  # copies read, the period's counter opened
         cold_seen = dict(seen)
-        seen.update(most=0, checkouts=0)
+        seen.update(most=0, engine=0, statement=0)
         warm = await authorize(tenant, "1.00")
     finally:
         event.remove(engine, "checkout", checkout)
-        event.remove(engine, "checkin", checkin)
+        event.remove(engine, "checkin", given_back)
     assert cold["__typename"] == warm["__typename"] == "UsageAuthorized", (cold, warm)
     assert cold_seen["most"] == 1 and cold_seen["out"] == 0, cold_seen
-    assert seen == {"out": 0, "most": 1, "checkouts": 1}, seen
+    assert cold_seen["statement"] == 1, cold_seen
+    assert seen == {"out": 0, "most": 1, "engine": 0, "statement": 1}, seen
