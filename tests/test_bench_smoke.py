@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from bench import (
     authorize,
     export_csv,
     hostile,
+    hot_path_cpu,
     ingest,
     loadtest,
     record_budgeted,
@@ -162,3 +164,26 @@ async def test_hostile_bench(server_url: str) -> None:
         assert row.ours.operations > 0 and row.ceiling.operations > 0
     memory = rows[0].details["memory"]
     assert memory["documents"] == 20 and memory["rss_after_hostile_mib"] > 0
+
+
+async def test_hot_path_cpu_bench(server_url: str, tmp_path: Path) -> None:
+    profile = tmp_path / "run.prof"
+    rows = await hot_path_cpu.measure(server_url, requests=4, rounds=2, profile=str(profile))
+    assert [r.ours.label for r in rows] == ["authorizeUsage", "recordUsage"]
+    for row in rows:
+        _well_formed(row)
+        assert row.ours.operations == row.ceiling.operations == 8
+        assert set(row.details["cpu_us_per_request"]) == {
+            "trivial query",
+            "authorizeUsage",
+            "recordUsage",
+        }
+    assert _written(tmp_path) == [
+        "authorizeUsage-run.prof",
+        "recordUsage-run.prof",
+        "trivial_query-run.prof",
+    ]
+
+
+def _written(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.stat().st_size > 0)
