@@ -83,8 +83,8 @@ class Settings(BaseSettings):
         "least the requests one process runs at once (an authorisation or a usage write holds "
         "one for its duration), so that under load none is opened and closed again and each "
         "keeps its prepared statements. An authorisation's hold runs on a pool of its own of "
-        "a quarter of this size (one at least). Size PostgreSQL's max_connections (100 by "
-        "default) for (pool size + overflow + pool size / 4) x processes, plus workers and "
+        "half this size (one at least). Size PostgreSQL's max_connections (100 by "
+        "default) for (pool size x 1.5 + overflow) x processes, plus workers and "
         "CLI runs.",
     )
     db_pool_overflow: int = Field(
