@@ -76,7 +76,7 @@ def statement_pool_size(settings: Settings) -> int:
     for one in the process rather than for the hot budget's row lock in the database.
     Measured at c=16 (bench.authorize, pool of 20): with 5, the most CPU saved but a p99
     2.9-3.3x the trivial query's (holds queued in the process); with 20, a p99 2.4-2.6x but
-    more CPU a hold (more backends contending for the row); with 10, the p99 2.3-2.5x and
+    more CPU a hold (more backends contending for the row); with 10, the p99 2.3-2.6x and
     the CPU of 5. These connections come on top of the engine's: size max_connections for
     both.
     """
