@@ -74,6 +74,26 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
             await admin.close()
 
 
+@dataclass(frozen=True, slots=True)
+class InProcess:
+    """What an in-process bench needs: the database, the settings an app on it runs with,
+    and a bench tenant."""
+
+    url: str
+    settings: Settings
+    tenant: BenchTenant
+
+
+@contextlib.asynccontextmanager
+async def in_process_tenant(server_url: str, **overrides: object) -> AsyncIterator[InProcess]:
+    """A fresh database with one bench tenant; ``overrides`` on top of the bench settings
+    (e.g. no background workers, so that only the requests measured spend CPU)."""
+    async with fresh_database(server_url) as url:
+        with tempfile.TemporaryDirectory(prefix="costgraph-bench-") as tmp:
+            settings = bench_settings(Path(tmp), url).model_copy(update=overrides)
+            yield InProcess(url, settings, await create_tenant(settings, url))
+
+
 T = TypeVar("T")
 
 

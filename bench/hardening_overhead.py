@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import argparse
 import gc
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 import costgraph.app.graphql_schema as schema_build
 import costgraph.app.main as app_main
-from bench.db import bench_settings, create_tenant, fresh_database
-from bench.in_process import post_graphql
+from bench.db import in_process_tenant
+from bench.in_process import bearer_headers, post_graphql
 from bench.report import standalone
 from bench.stats import Comparison, Measurement
 from costgraph.auth.keys import KeyStore
@@ -76,52 +74,44 @@ def _unhardened(settings: Any, url: str) -> Any:
 
 
 async def measure(server_url: str, requests: int, rounds: int, redis: str) -> list[Comparison]:
-    async with fresh_database(server_url) as url:
-        with tempfile.TemporaryDirectory(prefix="costgraph-bench-") as tmp:
-            settings = bench_settings(Path(tmp), url).model_copy(
-                update={"alerts_worker": False, "rollup_interval_seconds": 0}
-            )
-            tenant = await create_tenant(settings, url)
-            token = client_token(settings, tenant.org.id)
-            headers = [
-                (b"host", b"bench"),
-                (b"authorization", f"Bearer {token}".encode()),
-                (b"content-type", b"application/json"),
-            ]
-            shared = settings.model_copy(
-                update={
-                    "rate_limit_url": redis,
-                    "rate_limit_key_prefix": f"costgraph-bench-{uuid.uuid4().hex}",
-                }
-            )
-            apps = {
-                "plain": _unhardened(settings, url),
-                "hardened": app_main.create_app(settings, url),
-                "hardened+redis": app_main.create_app(shared, url),
+    async with in_process_tenant(server_url, alerts_worker=False, rollup_interval_seconds=0) as db:
+        settings, url, tenant = db.settings, db.url, db.tenant
+        token = client_token(settings, tenant.org.id)
+        headers = bearer_headers(token)
+        shared = settings.model_copy(
+            update={
+                "rate_limit_url": redis,
+                "rate_limit_key_prefix": f"costgraph-bench-{uuid.uuid4().hex}",
             }
-            spent = dict.fromkeys(apps, 0.0)
-            lifespans = [app.router.lifespan_context(app) for app in apps.values()]
-            for lifespan in lifespans:
-                await lifespan.__aenter__()
-            try:
-                for app in apps.values():  # warm every one
+        )
+        apps = {
+            "plain": _unhardened(settings, url),
+            "hardened": app_main.create_app(settings, url),
+            "hardened+redis": app_main.create_app(shared, url),
+        }
+        spent = dict.fromkeys(apps, 0.0)
+        lifespans = [app.router.lifespan_context(app) for app in apps.values()]
+        for lifespan in lifespans:
+            await lifespan.__aenter__()
+        try:
+            for app in apps.values():  # warm every one
+                for _ in range(requests):
+                    await post_graphql(app, BODY, headers)
+            names = list(apps)
+            for round_ in range(rounds):
+                # Each round starts with another app: the first slice after a switch pays
+                # for the others' garbage, which would otherwise fall on one side only.
+                order = names[round_ % len(names) :] + names[: round_ % len(names)]
+                for name in order:
+                    app = apps[name]
+                    gc.collect()
+                    started = time.process_time()
                     for _ in range(requests):
                         await post_graphql(app, BODY, headers)
-                names = list(apps)
-                for round_ in range(rounds):
-                    # Each round starts with another app: the first slice after a switch pays
-                    # for the others' garbage, which would otherwise fall on one side only.
-                    order = names[round_ % len(names) :] + names[: round_ % len(names)]
-                    for name in order:
-                        app = apps[name]
-                        gc.collect()
-                        started = time.process_time()
-                        for _ in range(requests):
-                            await post_graphql(app, BODY, headers)
-                        spent[name] += time.process_time() - started
-            finally:
-                for lifespan in reversed(lifespans):
-                    await lifespan.__aexit__(None, None, None)
+                    spent[name] += time.process_time() - started
+        finally:
+            for lifespan in reversed(lifespans):
+                await lifespan.__aexit__(None, None, None)
     done = requests * rounds
     details = {"requests_per_slice": requests, "rounds": rounds}
     plain = Measurement("without", done, spent["plain"])

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,8 +27,8 @@ import orjson
 
 import costgraph.app.main as app_main
 from bench.authorize import EstimateFactory, budgeted_accounts
-from bench.db import bench_settings, create_tenant, fresh_database, integrator_token
-from bench.in_process import post_graphql
+from bench.db import in_process_tenant, integrator_token
+from bench.in_process import bearer_headers, post_graphql
 from bench.report import standalone
 from bench.single_usage import usage_body_factory
 from bench.stats import Comparison, Measurement
@@ -44,32 +43,24 @@ Bodies = Callable[[int], bytes]
 async def measure(
     server_url: str, requests: int, rounds: int, profile: str | None = None
 ) -> list[Comparison]:
-    async with fresh_database(server_url) as url:
-        with tempfile.TemporaryDirectory(prefix="costgraph-bench-") as tmp:
-            settings = bench_settings(Path(tmp), url).model_copy(
-                update={"alerts_worker": False, "rollup_interval_seconds": 0}
-            )
-            tenant = await create_tenant(settings, url)
-            token = integrator_token(settings, tenant.org.id)
-            headers = [
-                (b"host", b"bench"),
-                (b"authorization", f"Bearer {token}".encode()),
-                (b"content-type", b"application/json"),
-            ]
-            accounts = await budgeted_accounts(settings, url, tenant, 1)
-            workloads: dict[str, Bodies] = {
-                "trivial query": lambda _: TRIVIAL,
-                "authorizeUsage": EstimateFactory(accounts, "cpu").body_for,
-                "recordUsage": usage_body_factory(
-                    EventFactory(replace(tenant, account_ids=tuple(accounts)), seed=5)
-                ),
-            }
-            app = app_main.create_app(settings, url)
-            async with app.router.lifespan_context(app):
-                spent = await _alternate(app, headers, workloads, requests, rounds)
-                if profile:
-                    for name, bodies in workloads.items():
-                        await _profiled(app, headers, bodies, requests, name, profile)
+    async with in_process_tenant(server_url, alerts_worker=False, rollup_interval_seconds=0) as db:
+        settings, url, tenant = db.settings, db.url, db.tenant
+        token = integrator_token(settings, tenant.org.id)
+        headers = bearer_headers(token)
+        accounts = await budgeted_accounts(settings, url, tenant, 1)
+        workloads: dict[str, Bodies] = {
+            "trivial query": lambda _: TRIVIAL,
+            "authorizeUsage": EstimateFactory(accounts, "cpu").body_for,
+            "recordUsage": usage_body_factory(
+                EventFactory(replace(tenant, account_ids=tuple(accounts)), seed=5)
+            ),
+        }
+        app = app_main.create_app(settings, url)
+        async with app.router.lifespan_context(app):
+            spent = await _alternate(app, headers, workloads, requests, rounds)
+            if profile:
+                for name, bodies in workloads.items():
+                    await _profiled(app, headers, bodies, requests, name, profile)
     done = requests * rounds
     trivial = Measurement("trivial query", done, spent["trivial query"])
     details = {"requests_per_slice": requests, "rounds": rounds, "unit": "CPU seconds"}

@@ -6,6 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 
+def bearer_headers(token: str) -> list[tuple[bytes, bytes]]:
+    """The request headers :func:`post_graphql` sends with ``token``."""
+    return [
+        (b"host", b"bench"),
+        (b"authorization", f"Bearer {token}".encode()),
+        (b"content-type", b"application/json"),
+    ]
+
+
 async def post_graphql(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
     """Send ``body`` to ``/graphql``; raise unless the app answered 200."""
     sent: list[dict[str, Any]] = []

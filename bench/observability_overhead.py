@@ -13,16 +13,14 @@ import argparse
 import contextlib
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench.db import bench_settings, create_tenant, fresh_database, integrator_token
-from bench.in_process import post_graphql
+from bench.db import in_process_tenant, integrator_token
+from bench.in_process import bearer_headers, post_graphql
 from bench.report import standalone
 from bench.stats import Comparison, Measurement
 from costgraph.app.main import create_app
@@ -65,41 +63,35 @@ def _json_handler() -> Iterator[logging.Logger]:
 
 
 async def measure(server_url: str, requests: int, rounds: int) -> list[Comparison]:
-    async with fresh_database(server_url) as url:
-        with tempfile.TemporaryDirectory(prefix="costgraph-bench-") as tmp:
-            settings = bench_settings(Path(tmp), url)
-            tenant = await create_tenant(settings, url)
-            token = integrator_token(settings, tenant.org.id)
-            headers = [
-                (b"host", b"bench"),
-                (b"authorization", f"Bearer {token}".encode()),
-                (b"content-type", b"application/json"),
-            ]
-            observed = create_app(settings, url)
-            plain = _without_observability(settings, url)
-            # Each slice: (name, app, root level); alternated so load drift hits all alike.
-            slices = (
-                ("plain", plain, logging.WARNING),
-                ("observed", observed, logging.WARNING),
-                ("observed+json", observed, logging.INFO),
-            )
-            spent = {name: 0.0 for name, _, _ in slices}
-            async with (
-                observed.router.lifespan_context(observed),
-                plain.router.lifespan_context(plain),
-                contextlib.AsyncExitStack() as stack,
-            ):
-                root = stack.enter_context(_json_handler())
-                for _, app, _ in slices[:2]:  # warm both
+    async with in_process_tenant(server_url) as db:
+        settings, url, tenant = db.settings, db.url, db.tenant
+        token = integrator_token(settings, tenant.org.id)
+        headers = bearer_headers(token)
+        observed = create_app(settings, url)
+        plain = _without_observability(settings, url)
+        # Each slice: (name, app, root level); alternated so load drift hits all alike.
+        slices = (
+            ("plain", plain, logging.WARNING),
+            ("observed", observed, logging.WARNING),
+            ("observed+json", observed, logging.INFO),
+        )
+        spent = {name: 0.0 for name, _, _ in slices}
+        async with (
+            observed.router.lifespan_context(observed),
+            plain.router.lifespan_context(plain),
+            contextlib.AsyncExitStack() as stack,
+        ):
+            root = stack.enter_context(_json_handler())
+            for _, app, _ in slices[:2]:  # warm both
+                for _ in range(requests):
+                    await post_graphql(app, QUERY, headers)
+            for _ in range(rounds):
+                for name, app, level in slices:
+                    root.setLevel(level)
+                    started = time.process_time()
                     for _ in range(requests):
                         await post_graphql(app, QUERY, headers)
-                for _ in range(rounds):
-                    for name, app, level in slices:
-                        root.setLevel(level)
-                        started = time.process_time()
-                        for _ in range(requests):
-                            await post_graphql(app, QUERY, headers)
-                        spent[name] += time.process_time() - started
+                    spent[name] += time.process_time() - started
     done = requests * rounds
     details = {"requests_per_slice": requests, "rounds": rounds}
     plain_run = Measurement("without", done, spent["plain"])
