@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from fractions import Fraction
@@ -22,6 +23,7 @@ from costgraph.app.subscription_biller import bill_round
 from costgraph.billing import directory, ledger, plans
 from costgraph.billing import fee_schedule as schedule
 from costgraph.billing.commands import UsageEvent
+from costgraph.billing.directory import OrgContext
 from costgraph.kernel import clock
 from costgraph.kernel.errors import ValidationFailed
 from costgraph.models.scoping import bind_tenant
@@ -570,6 +572,32 @@ async def until_waiting_on_a_lock(
     raise AssertionError(f"{what} never waited on a lock")
 
 
+async def behind(
+    state: AppState,
+    org: OrgContext,
+    first: Callable[[Any], Awaitable[Any]],
+    started: asyncio.Event,
+    release: asyncio.Event,
+    second: Callable[[Any], Awaitable[Any]],
+    database_url: str,
+    backend: list[int],
+    what: str,
+) -> asyncio.Future[Any]:
+    """Unit ``first`` runs until it sets ``started`` and holds its locks until ``release``;
+    unit ``second`` starts then, and once it waits on a lock (its backend in ``backend``),
+    ``first`` is let go and completes. ``second``'s task is returned for the caller to await
+    (it may fail)."""
+    holder = asyncio.ensure_future(state.units.run(org, first))
+    await started.wait()
+    waiter = asyncio.ensure_future(state.units.run(org, second))
+    try:
+        await until_waiting_on_a_lock(database_url, waiter, backend, what)
+    finally:
+        release.set()
+        await holder
+    return waiter
+
+
 async def test_a_subscribe_waits_for_usage_being_written_and_sees_it(
     tenant: Tenant, state: AppState, database_url: str
 ) -> None:
@@ -608,14 +636,17 @@ async def test_a_subscribe_waits_for_usage_being_written_and_sees_it(
             last_year(8, 1),
         )
 
-    writer = asyncio.ensure_future(state.units.run(tenant.org, write_usage))
-    await written.wait()
-    subscriber = asyncio.ensure_future(state.units.run(tenant.org, subscribe_from_the_month_start))
-    try:
-        await until_waiting_on_a_lock(database_url, subscriber, backend, "the subscribe")
-    finally:
-        release.set()
-        await writer
+    subscriber = await behind(
+        state,
+        tenant.org,
+        write_usage,
+        written,
+        release,
+        subscribe_from_the_month_start,
+        database_url,
+        backend,
+        "the subscribe",
+    )
     with pytest.raises(ValidationFailed) as refused:
         await subscriber
     assert refused.value.field == "input.startsAt"
@@ -667,14 +698,17 @@ async def test_usage_written_while_the_account_subscribes_draws_on_the_new_plan(
             state.limits,
         )
 
-    subscriber = asyncio.ensure_future(state.units.run(tenant.org, subscribe_and_hold))
-    await subscribed.wait()
-    writer = asyncio.ensure_future(state.units.run(tenant.org, write_usage))
-    try:
-        await until_waiting_on_a_lock(database_url, writer, backend, "the usage write")
-    finally:
-        release.set()
-        await subscriber
+    writer = await behind(
+        state,
+        tenant.org,
+        subscribe_and_hold,
+        subscribed,
+        release,
+        write_usage,
+        database_url,
+        backend,
+        "the usage write",
+    )
     entry = await writer
     assert entry.balance_delta == 0  # covered by the allowance: 400 of the 1,000 tokens
     async with raw_connection(database_url) as connection:

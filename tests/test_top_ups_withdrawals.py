@@ -33,7 +33,7 @@ from tests.pnl_support import ACCOUNT_PNL
 from tests.subscriptions_support import serving, subscribed
 from tests.test_allowances import allowance, prepaid_account, spend
 from tests.test_ledger import DEPOSIT, deposit_input, entry_count
-from tests.test_subscription_billing import until_waiting_on_a_lock
+from tests.test_subscription_billing import behind
 from tests.verify_support import assert_no_drift
 
 WITHDRAW = """
@@ -357,14 +357,17 @@ async def test_usage_waiting_on_a_setting_being_made_requests_the_top_up(
         )
         return await ledger.record_usage(unit.session, unit.org, event, state.limits)
 
-    setter = asyncio.ensure_future(state.units.run(tenant.org, set_and_hold))
-    await made.wait()
-    writer = asyncio.ensure_future(state.units.run(tenant.org, use_six))
-    try:
-        await until_waiting_on_a_lock(database_url, writer, backend, "the usage write")
-    finally:
-        release.set()
-        await setter
+    writer = await behind(
+        state,
+        tenant.org,
+        set_and_hold,
+        made,
+        release,
+        use_six,
+        database_url,
+        backend,
+        "the usage write",
+    )
     entry = await writer
     assert entry.balance_delta == Decimal("-6.00")  # 10.00 -> 4.00, below 5.00
     (alert,) = await top_up_alerts(state, tenant)
