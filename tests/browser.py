@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -123,8 +125,8 @@ async def _devtools_port(profile: Path) -> int:
 @asynccontextmanager
 async def headless_chromium(width: int = 1280, height: int = 800) -> AsyncIterator[DevTools]:
     """A fresh profile and one page, in English (so number formats are known), no network."""
-    with tempfile.TemporaryDirectory(prefix="costgraph-chromium-") as profile_dir:
-        profile = Path(profile_dir)
+    profile = Path(tempfile.mkdtemp(prefix="costgraph-chromium-"))
+    try:
         process = await asyncio.create_subprocess_exec(
             *[
                 chromium(),
@@ -143,6 +145,7 @@ async def headless_chromium(width: int = 1280, height: int = 800) -> AsyncIterat
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "LANG": "en_US.UTF-8", "TZ": "UTC"},
+            start_new_session=True,  # its helper processes in one group, ended together
         )
         try:
             port = await _devtools_port(profile)
@@ -156,5 +159,22 @@ async def headless_chromium(width: int = 1280, height: int = 800) -> AsyncIterat
                 await devtools.call("Runtime.enable")
                 yield devtools
         finally:
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
             await asyncio.wait_for(process.wait(), 20)
+    finally:
+        await _removed(profile)
+
+
+async def _removed(profile: Path) -> None:
+    """Remove the profile once chromium's helper processes have stopped writing to it (one
+    still exiting may add a file while it is removed: "Directory not empty")."""
+    for _ in range(100):
+        try:
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            await asyncio.sleep(0.1)
+    shutil.rmtree(profile)
